@@ -1,0 +1,541 @@
+"""Fused Numba kernels for the two-layer network, and their checked entry points.
+
+Every kernel takes its inputs and its output buffers, writes the outputs and
+returns them (or the scalar loss). Shapes: ``B`` batch rows, ``D`` inputs, ``H``
+hidden units, ``C`` classes. All float arrays of one call share one dtype,
+float32 or float64; labels are integer class indices.
+
+Two names per kernel:
+
+* ``affine_relu_forward`` etc. are **checked**. Called from Python they check
+  dtypes, ``ndim``, C-contiguity and writability in Python, then shapes, label
+  range and output aliasing in compiled code, before touching any data, and
+  raise ``TypeError`` / ``ValueError`` naming the argument. They are also
+  callable from your own ``@njit`` functions (through ``numba.extending.overload``),
+  with the same checks.
+* ``affine_relu_forward_unchecked`` etc. are the raw ``@njit(parallel=True)``
+  kernels. They trust their arguments: a wrong shape or label reads or writes
+  outside the arrays. Use them from compiled code that has already checked.
+
+How the work is split: every parallel loop runs over a fixed number of blocks
+that depends only on the array shapes (``num_blocks``), never on the thread
+count, and each block owns the output rows it writes. Scalar sums run in a fixed
+serial order. So results are bitwise identical with 1 thread or many. The matrix
+products inside a block call BLAS through Numba's ``np.dot`` (SciPy's OpenBLAS,
+limited to one thread by ``fastnet._threads``): each Numba thread multiplies its
+own rows.
+"""
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
+
+from ._threads import limit_scipy_blas_to_one_thread
+from ._validate import IN, LABELS, OUT, python_args, require, require_disjoint, require_labels, span, typing_problem
+
+limit_scipy_blas_to_one_thread()
+
+# --------------------------------------------------------------------------
+# Work partition
+# --------------------------------------------------------------------------
+
+MAX_BLOCKS = 4   # blocks per parallel loop; even, so 2 threads split it evenly
+MIN_BLOCK_ROWS = 8
+
+
+@njit(cache=True)
+def num_blocks(n):
+    """How many row blocks a parallel loop over ``n`` rows uses (shape-dependent only)."""
+    blocks = n // MIN_BLOCK_ROWS
+    if blocks >= MAX_BLOCKS:
+        return MAX_BLOCKS
+    if blocks >= 2:
+        return 2
+    return 1
+
+
+@njit(cache=True)
+def block_bounds(n, nblocks, k):
+    """Rows ``[start, stop)`` of block ``k`` out of ``nblocks`` over ``n`` rows."""
+    return k * n // nblocks, (k + 1) * n // nblocks
+
+
+# --------------------------------------------------------------------------
+# Row-range building blocks (serial; the kernels run them inside prange)
+# --------------------------------------------------------------------------
+
+@njit(cache=True)
+def _affine_rows(x, W, b, out, r0, r1, relu):
+    """out[r0:r1] = x[r0:r1] @ W + b, then max(., 0) if ``relu``."""
+    if r1 <= r0:
+        return
+    np.dot(x[r0:r1], W, out[r0:r1])
+    for i in range(r0, r1):
+        for j in range(out.shape[1]):
+            v = out[i, j] + b[j]
+            out[i, j] = v
+            if relu and v < 0:
+                out[i, j] = 0  # a store, so the literal cannot widen v's type
+
+
+@njit(cache=True)
+def _relu_input_grad_rows(dout, W, h, dh, r0, r1):
+    """dh[r0:r1] = (dout[r0:r1] @ W.T) * [h[r0:r1] > 0]: affine backward with the ReLU mask fused."""
+    if r1 <= r0:
+        return
+    np.dot(dout[r0:r1], W.T, dh[r0:r1])
+    for i in range(r0, r1):
+        for j in range(dh.shape[1]):
+            if not h[i, j] > 0:
+                dh[i, j] = 0
+
+
+@njit(cache=True)
+def _softmax_ce_row(z, t, dz, i, inv_batch):
+    """Row ``i``: dz[i] = (softmax(z[i]) - onehot(t[i])) / B; returns -log softmax(z[i])[t[i]] (float64)."""
+    C = z.shape[1]
+    m = z[i, 0]
+    for j in range(1, C):
+        if z[i, j] > m:
+            m = z[i, j]
+    total = 0.0
+    for j in range(C):
+        e = np.exp(z[i, j] - m)
+        dz[i, j] = e
+        total += e
+    scale = inv_batch / total
+    for j in range(C):
+        dz[i, j] = dz[i, j] * scale
+    dz[i, t[i]] -= inv_batch
+    return np.log(total) + m - z[i, t[i]]
+
+
+@njit(cache=True)
+def _row_loss(z, t, i):
+    """-log softmax(z[i])[t[i]] by log-sum-exp, in float64."""
+    C = z.shape[1]
+    m = z[i, 0]
+    for j in range(1, C):
+        if z[i, j] > m:
+            m = z[i, j]
+    total = 0.0
+    for j in range(C):
+        total += np.exp(z[i, j] - m)
+    return np.log(total) + m - z[i, t[i]]
+
+
+@njit(cache=True)
+def _column_sums(a, out):
+    """out[j] = sum_i a[i, j], summed in row order in float64."""
+    for j in range(a.shape[1]):
+        s = 0.0
+        for i in range(a.shape[0]):
+            s += a[i, j]
+        out[j] = s
+
+
+@njit(cache=True)
+def _sgd_rows(param, grad, lr, r0, r1):
+    for i in range(r0, r1):
+        for j in range(param.shape[1]):
+            param[i, j] -= lr * grad[i, j]
+
+
+@njit(cache=True)
+def _sgd_vector(param, grad, lr):
+    for j in range(param.shape[0]):
+        param[j] -= lr * grad[j]
+
+
+# --------------------------------------------------------------------------
+# Raw kernels (unchecked)
+# --------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def affine_relu_forward_unchecked(x, W, b, out):
+    """out = max(x @ W + b, 0). x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
+    B = x.shape[0]
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _affine_rows(x, W, b, out, r0, r1, True)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def affine_forward_unchecked(x, W, b, out):
+    """out = x @ W + b. x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
+    B = x.shape[0]
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _affine_rows(x, W, b, out, r0, r1, False)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy_unchecked(z, t, dz):
+    """Mean cross-entropy of logits z (B,C) against labels t (B,); writes dz. Unchecked.
+
+    loss = -(1/B) sum_i log softmax(z_i)[t_i], by log-sum-exp with the row max
+    subtracted; dz = (softmax(z) - onehot(t)) / B. Returns the loss as float64.
+    """
+    B = z.shape[0]
+    inv_batch = 1.0 / B
+    for i in prange(B):
+        _softmax_ce_row(z, t, dz, i, inv_batch)
+    loss = 0.0
+    for i in range(B):  # fixed order, so the loss does not depend on the thread count
+        loss += _row_loss(z, t, i)
+    return loss * inv_batch
+
+
+@njit(parallel=True, cache=True)
+def affine_relu_backward_unchecked(dout, h, W, dW, db, dh):
+    """Backward through ``out = h @ W + b`` where h = relu(.) came from the layer below. Unchecked.
+
+    dout (B,C) upstream gradient, h (B,H) the layer's input (a ReLU output),
+    W (H,C). Writes dW = h.T @ dout (H,C), db = sum_rows(dout) (C,) and
+    dh = (dout @ W.T) * [h > 0] (B,H): the gradient at the ReLU's *input*.
+    """
+    B = dout.shape[0]
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _relu_input_grad_rows(dout, W, h, dh, r0, r1)
+    np.dot(h.T, dout, dW)
+    _column_sums(dout, db)
+    return dW, db, dh
+
+
+@njit(parallel=True, cache=True)
+def affine_backward_params_unchecked(x_t, dout, dW, db):
+    """Parameter gradients of ``out = x @ W + b`` with no input gradient (the first layer). Unchecked.
+
+    x_t (D,B) is the layer input *transposed* (C-contiguous), dout (B,H).
+    Writes dW = x_t @ dout (D,H) and db = sum_rows(dout) (H,). Taking x
+    transposed lets each thread own a contiguous block of dW's rows.
+    """
+    D = x_t.shape[0]
+    nb = num_blocks(D)
+    for k in prange(nb):
+        r0, r1 = block_bounds(D, nb, k)
+        if r1 > r0:
+            np.dot(x_t[r0:r1], dout, dW[r0:r1])
+    _column_sums(dout, db)
+    return dW, db
+
+
+@njit(parallel=True, cache=True)
+def sgd_update_unchecked(param, grad, lr):
+    """param -= lr * grad, in place, for 1-D or 2-D arrays of one shape. Unchecked."""
+    flat_p = param.reshape(param.size)
+    flat_g = grad.reshape(grad.size)
+    n = flat_p.size
+    nb = num_blocks(n)
+    for k in prange(nb):
+        r0, r1 = block_bounds(n, nb, k)
+        for i in range(r0, r1):
+            flat_p[i] -= lr * flat_g[i]
+    return param
+
+
+@njit(parallel=True, cache=True)
+def gather_unchecked(X, T, idx, xb, x_t, tb):
+    """xb = X[idx], x_t = X[idx].T, tb = T[idx]. X (N,D), T (N,), idx (B,). Unchecked."""
+    B = idx.shape[0]
+    D = X.shape[1]
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        for i in range(r0, r1):
+            tb[i] = T[idx[i]]
+            xb[i, :] = X[idx[i], :]
+    nd = num_blocks(D)
+    for k in prange(nd):
+        d0, d1 = block_bounds(D, nd, k)
+        for b0 in range(0, B, 16):  # 16-row tiles keep the strided writes in cache
+            b1 = min(b0 + 16, B)
+            for d in range(d0, d1):
+                for i in range(b0, b1):
+                    x_t[d, i] = X[idx[i], d]
+    return xb, x_t, tb
+
+
+@njit(parallel=True, cache=True)
+def forward_unchecked(x, params, hid, z):
+    """Logits of the whole network: hid = relu(x W1 + b1), z = hid W2 + b2. Unchecked.
+
+    params = (W1, b1, W2, b2); x (B,D), hid (B,H), z (B,C). One parallel region:
+    each block runs both layers on its own rows.
+    """
+    W1, b1, W2, b2 = params
+    B = x.shape[0]
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _affine_rows(x, W1, b1, hid, r0, r1, True)
+        _affine_rows(hid, W2, b2, z, r0, r1, False)
+    return z
+
+
+@njit(parallel=True, cache=True)
+def train_step_unchecked(X, T, idx, params, grads, work, lr):
+    """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
+
+    params = (W1, b1, W2, b2) are updated in place by ``-= lr * grad`` unless
+    lr == 0 (gradients only). grads = (dW1, db1, dW2, db2) receive the gradients.
+    work = (xb, x_t, tb, hid, z, dz, dhid, row_loss) are scratch buffers for a
+    batch of B = len(idx) rows (see ``TwoLayerNet``). Three parallel regions:
+    gather; per-row forward + softmax-CE + hidden gradient; dW1 by row blocks
+    of W1 with the update fused in. The small layer-2 products run serially.
+    """
+    W1, b1, W2, b2 = params
+    dW1, db1, dW2, db2 = grads
+    xb, x_t, tb, hid, z, dz, dhid, row_loss = work
+    B = idx.shape[0]
+    D = X.shape[1]
+    inv_batch = 1.0 / B
+
+    gather_unchecked(X, T, idx, xb, x_t, tb)
+
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _affine_rows(xb, W1, b1, hid, r0, r1, True)
+        _affine_rows(hid, W2, b2, z, r0, r1, False)
+        for i in range(r0, r1):
+            row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
+        _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
+
+    nd = num_blocks(D)
+    for k in prange(nd):
+        d0, d1 = block_bounds(D, nd, k)
+        if d1 > d0:
+            np.dot(x_t[d0:d1], dhid, dW1[d0:d1])
+            if lr != 0:
+                _sgd_rows(W1, dW1, lr, d0, d1)
+
+    np.dot(hid.T, dz, dW2)
+    _column_sums(dz, db2)
+    _column_sums(dhid, db1)
+    if lr != 0:
+        _sgd_rows(W2, dW2, lr, 0, W2.shape[0])
+        _sgd_vector(b2, db2, lr)
+        _sgd_vector(b1, db1, lr)
+
+    loss = 0.0
+    for i in range(B):
+        loss += row_loss[i]
+    return loss * inv_batch
+
+
+# --------------------------------------------------------------------------
+# Checked entry points: the same kernels behind argument checks.
+# Each has three parts: the Python function (kind checks in Python), its
+# overload for @njit callers (kind checks at typing time: a bad kind compiles
+# to a ``raise TypeError``), and one compiled ``_checked_*`` function both
+# paths call (value checks, then the raw kernel).
+# --------------------------------------------------------------------------
+
+_AFFINE_SPEC = [("x", 2, IN), ("W", 2, IN), ("b", 1, IN), ("out", 2, OUT)]
+
+
+@njit(cache=True)
+def _check_affine(func, x, W, b, out):
+    require(x.shape[0] > 0 and x.shape[1] > 0 and W.shape[1] > 0, func, ": arrays must not be empty")
+    require(W.shape[0] == x.shape[1], func, ": argument 'W' must have x.shape[1] rows (x is (B, D), W is (D, H))")
+    require(b.shape[0] == W.shape[1], func, ": argument 'b' must have W.shape[1] entries")
+    require(out.shape[0] == x.shape[0] and out.shape[1] == W.shape[1], func,
+            ": argument 'out' must have shape (x.shape[0], W.shape[1])")
+    require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
+
+
+@njit(cache=True)
+def _checked_affine_relu_forward(x, W, b, out):
+    _check_affine("affine_relu_forward", x, W, b, out)
+    return affine_relu_forward_unchecked(x, W, b, out)
+
+
+@njit(cache=True)
+def _checked_affine_forward(x, W, b, out):
+    _check_affine("affine_forward", x, W, b, out)
+    return affine_forward_unchecked(x, W, b, out)
+
+
+def affine_relu_forward(x, W, b, out):
+    """out[:] = max(x @ W + b, 0); returns ``out``.
+
+    x (B,D), W (D,H), b (H,), out (B,H), all float32 or all float64. Checked.
+    """
+    x, W, b, out = python_args("affine_relu_forward", _AFFINE_SPEC, (x, W, b, out))
+    return _checked_affine_relu_forward(x, W, b, out)
+
+
+def affine_forward(x, W, b, out):
+    """out[:] = x @ W + b; returns ``out``. Shapes as ``affine_relu_forward``. Checked."""
+    x, W, b, out = python_args("affine_forward", _AFFINE_SPEC, (x, W, b, out))
+    return _checked_affine_forward(x, W, b, out)
+
+
+@overload(affine_relu_forward)
+def _overload_affine_relu_forward(x, W, b, out):
+    problem = typing_problem("affine_relu_forward", _AFFINE_SPEC, (x, W, b, out))
+    if problem:
+        def raise_type_error(x, W, b, out):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda x, W, b, out: _checked_affine_relu_forward(x, W, b, out)
+
+
+@overload(affine_forward)
+def _overload_affine_forward(x, W, b, out):
+    problem = typing_problem("affine_forward", _AFFINE_SPEC, (x, W, b, out))
+    if problem:
+        def raise_type_error(x, W, b, out):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda x, W, b, out: _checked_affine_forward(x, W, b, out)
+
+
+_SOFTMAX_SPEC = [("z", 2, IN), ("t", 1, LABELS), ("dz", 2, OUT)]
+
+
+@njit(cache=True)
+def _checked_softmax_cross_entropy(z, t, dz):
+    func = "softmax_cross_entropy"
+    require(z.shape[0] > 0 and z.shape[1] > 0, func, ": argument 'z' must not be empty")
+    require(t.shape[0] == z.shape[0], func, ": argument 't' must have one label per row of z")
+    require(dz.shape[0] == z.shape[0] and dz.shape[1] == z.shape[1], func, ": argument 'dz' must have the shape of z")
+    require_labels(func, t, z.shape[1])
+    require_disjoint(func, (span(dz),), (span(z), span(t)))
+    return softmax_cross_entropy_unchecked(z, t, dz)
+
+
+def softmax_cross_entropy(z, t, dz):
+    """Mean cross-entropy loss of logits z (B,C) against integer labels t (B,); writes dz.
+
+    loss = -(1/B) sum_i log softmax(z_i)[t_i] (stable: row max subtracted,
+    log-sum-exp), returned as a float; dz[:] = (softmax(z) - onehot(t)) / B in
+    the same pass. Labels must lie in [0, C). Checked.
+    """
+    z, t, dz = python_args("softmax_cross_entropy", _SOFTMAX_SPEC, (z, t, dz))
+    return _checked_softmax_cross_entropy(z, t, dz)
+
+
+@overload(softmax_cross_entropy)
+def _overload_softmax_cross_entropy(z, t, dz):
+    problem = typing_problem("softmax_cross_entropy", _SOFTMAX_SPEC, (z, t, dz))
+    if problem:
+        def raise_type_error(z, t, dz):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda z, t, dz: _checked_softmax_cross_entropy(z, t, dz)
+
+
+_RELU_BACKWARD_SPEC = [("dout", 2, IN), ("h", 2, IN), ("W", 2, IN),
+                       ("dW", 2, OUT), ("db", 1, OUT), ("dh", 2, OUT)]
+
+
+@njit(cache=True)
+def _checked_affine_relu_backward(dout, h, W, dW, db, dh):
+    func = "affine_relu_backward"
+    B, C = dout.shape
+    H = h.shape[1]
+    require(B > 0 and C > 0 and H > 0, func, ": arrays must not be empty")
+    require(h.shape[0] == B, func, ": argument 'h' must have as many rows as 'dout'")
+    require(W.shape[0] == H and W.shape[1] == C, func, ": argument 'W' must have shape (h.shape[1], dout.shape[1])")
+    require(dW.shape[0] == H and dW.shape[1] == C, func, ": argument 'dW' must have the shape of W")
+    require(db.shape[0] == C, func, ": argument 'db' must have dout.shape[1] entries")
+    require(dh.shape[0] == B and dh.shape[1] == H, func, ": argument 'dh' must have the shape of h")
+    require_disjoint(func, (span(dW), span(db), span(dh)), (span(dout), span(h), span(W)))
+    return affine_relu_backward_unchecked(dout, h, W, dW, db, dh)
+
+
+def affine_relu_backward(dout, h, W, dW, db, dh):
+    """Backward of ``out = h @ W + b`` whose input h came out of a ReLU; returns (dW, db, dh).
+
+    dout (B,C), h (B,H), W (H,C) in; dW (H,C) = h.T @ dout, db (C,) = column sums
+    of dout, dh (B,H) = (dout @ W.T) * [h > 0] out (the gradient at the ReLU's
+    input: the mask is fused). Checked.
+    """
+    args = python_args("affine_relu_backward", _RELU_BACKWARD_SPEC, (dout, h, W, dW, db, dh))
+    return _checked_affine_relu_backward(*args)
+
+
+@overload(affine_relu_backward)
+def _overload_affine_relu_backward(dout, h, W, dW, db, dh):
+    problem = typing_problem("affine_relu_backward", _RELU_BACKWARD_SPEC, (dout, h, W, dW, db, dh))
+    if problem:
+        def raise_type_error(dout, h, W, dW, db, dh):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda dout, h, W, dW, db, dh: _checked_affine_relu_backward(dout, h, W, dW, db, dh)
+
+
+_PARAMS_BACKWARD_SPEC = [("x_t", 2, IN), ("dout", 2, IN), ("dW", 2, OUT), ("db", 1, OUT)]
+
+
+@njit(cache=True)
+def _checked_affine_backward_params(x_t, dout, dW, db):
+    func = "affine_backward_params"
+    D, B = x_t.shape
+    H = dout.shape[1]
+    require(D > 0 and B > 0 and H > 0, func, ": arrays must not be empty")
+    require(dout.shape[0] == B, func, ": argument 'dout' must have x_t.shape[1] rows (x_t is x transposed, (D, B))")
+    require(dW.shape[0] == D and dW.shape[1] == H, func, ": argument 'dW' must have shape (x_t.shape[0], dout.shape[1])")
+    require(db.shape[0] == H, func, ": argument 'db' must have dout.shape[1] entries")
+    require_disjoint(func, (span(dW), span(db)), (span(x_t), span(dout)))
+    return affine_backward_params_unchecked(x_t, dout, dW, db)
+
+
+def affine_backward_params(x_t, dout, dW, db):
+    """Parameter gradients of the first layer (no input gradient); returns (dW, db).
+
+    x_t (D,B) is the layer input transposed, dout (B,H) the upstream gradient;
+    writes dW (D,H) = x_t @ dout and db (H,) = column sums of dout. Checked.
+    """
+    args = python_args("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x_t, dout, dW, db))
+    return _checked_affine_backward_params(*args)
+
+
+@overload(affine_backward_params)
+def _overload_affine_backward_params(x_t, dout, dW, db):
+    problem = typing_problem("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x_t, dout, dW, db))
+    if problem:
+        def raise_type_error(x_t, dout, dW, db):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda x_t, dout, dW, db: _checked_affine_backward_params(x_t, dout, dW, db)
+
+
+_SGD_SPEC = [("param", None, OUT), ("grad", None, IN)]
+
+
+@njit(cache=True)
+def _checked_sgd_update(param, grad, lr):
+    func = "sgd_update"
+    require(param.shape == grad.shape, func, ": argument 'grad' must have the shape of 'param'")
+    require(np.isfinite(lr), func, ": argument 'lr' must be finite")
+    require_disjoint(func, (span(param),), (span(grad),))
+    return sgd_update_unchecked(param, grad, lr)
+
+
+def sgd_update(param, grad, lr):
+    """param -= lr * grad in place (1-D or 2-D, same shape and dtype); returns ``param``. Checked."""
+    param, grad = python_args("sgd_update", _SGD_SPEC, (param, grad))
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise TypeError(f"sgd_update: argument 'lr' must be a real number, not {type(lr).__name__}")
+    return _checked_sgd_update(param, grad, float(lr))
+
+
+@overload(sgd_update)
+def _overload_sgd_update(param, grad, lr):
+    problem = typing_problem("sgd_update", _SGD_SPEC, (param, grad))
+    if problem is None and not isinstance(lr, (types.Float, types.Integer)):
+        problem = f"sgd_update: argument 'lr' must be a real number, not {lr}"
+    if problem:
+        def raise_type_error(param, grad, lr):
+            raise TypeError(problem)
+        return raise_type_error
+    return lambda param, grad, lr: _checked_sgd_update(param, grad, lr)

@@ -1,0 +1,192 @@
+"""TwoLayerNet: the book's network on fastnet's kernels.
+
+A thin orchestrator: it owns the parameters and, per batch size, a workspace of
+preallocated buffers; each training step is a single call into compiled code
+(``kernels.train_step``), which allocates nothing.
+"""
+import numpy as np
+from numba import njit
+
+from . import kernels
+from ._validate import require, require_labels
+from .gradcheck import PARAM_NAMES, network_numerical_gradient
+
+PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
+
+
+@njit(cache=True)
+def train_step(X, T, idx, params, grads, work, lr):
+    """Checked ``kernels.train_step_unchecked``: rows ``idx`` of X (N,D) with labels T (N,)."""
+    func = "train_step"
+    W1, b1, W2, b2 = params
+    require(X.shape[1] == W1.shape[0], func, ": x must have input_size columns")
+    require(T.shape[0] == X.shape[0], func, ": t must have one label per row of x")
+    require(idx.shape[0] == work[0].shape[0], func, ": the batch does not match the workspace")
+    for i in range(idx.shape[0]):
+        if idx[i] < 0 or idx[i] >= X.shape[0]:
+            raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, idx[i])
+    require_labels(func, T, W2.shape[1])
+    return train_step_unchecked_entry(X, T, idx, params, grads, work, lr)
+
+
+train_step_unchecked_entry = kernels.train_step_unchecked
+
+
+class Workspace:
+    """Every buffer one training step needs for a batch of ``batch`` rows."""
+
+    def __init__(self, batch, input_size, hidden_size, output_size, dtype):
+        self.batch = batch
+        self.rows = np.arange(batch, dtype=np.int64)  # idx for step(x, t): the batch itself
+        self.work = (
+            np.empty((batch, input_size), dtype),     # xb: gathered inputs
+            np.empty((input_size, batch), dtype),     # x_t: the same, transposed (for dW1)
+            np.empty(batch, np.int64),                # tb: gathered labels
+            np.empty((batch, hidden_size), dtype),    # hid
+            np.empty((batch, output_size), dtype),    # z: logits
+            np.empty((batch, output_size), dtype),    # dz
+            np.empty((batch, hidden_size), dtype),    # dhid
+            np.empty(batch, np.float64),              # row_loss
+        )
+
+
+class TwoLayerNet:
+    """Affine → ReLU → Affine → softmax-cross-entropy, trained by minibatch SGD.
+
+    The same interface as ``fastnet.reference.TwoLayerNet`` (``params``,
+    ``predict``, ``loss``, ``accuracy``, ``gradient``, ``numerical_gradient``)
+    plus ``step``. ``params`` holds the live arrays: changing one in place
+    changes the network. ``seed`` makes the initial weights reproducible (the
+    reference draws the same numbers for the same seed).
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
+                 dtype=np.float32, seed=None):
+        for name, n in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"TwoLayerNet: {name} must be a positive integer, got {n!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"TwoLayerNet: dtype must be float32 or float64, not {self.dtype}")
+        self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
+        rng = np.random.default_rng(seed)
+        D, H, C = self.input_size, self.hidden_size, self.output_size
+        self.params = {
+            "W1": (weight_init_std * rng.standard_normal((D, H))).astype(self.dtype),
+            "b1": np.zeros(H, dtype=self.dtype),
+            "W2": (weight_init_std * rng.standard_normal((H, C))).astype(self.dtype),
+            "b2": np.zeros(C, dtype=self.dtype),
+        }
+        self._grads = (np.empty((D, H), self.dtype), np.empty(H, self.dtype),
+                       np.empty((H, C), self.dtype), np.empty(C, self.dtype))
+        self._workspaces = {}
+        self._hidden_scratch = None
+
+    # -- argument handling -------------------------------------------------
+
+    def _live_params(self):
+        """The parameter arrays as a tuple, checked: someone may have replaced one."""
+        shapes = {"W1": (self.input_size, self.hidden_size), "b1": (self.hidden_size,),
+                  "W2": (self.hidden_size, self.output_size), "b2": (self.output_size,)}
+        arrays = []
+        for name in PARAM_NAMES:
+            a = self.params[name]
+            if not isinstance(a, np.ndarray) or a.shape != shapes[name] or a.dtype != self.dtype \
+                    or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError(f"TwoLayerNet: params[{name!r}] must be a writable C-contiguous "
+                                 f"{self.dtype} array of shape {shapes[name]}")
+            arrays.append(a)
+        return tuple(arrays)
+
+    def _inputs(self, x):
+        """x as a C-contiguous (N, input_size) array of the net's dtype."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"TwoLayerNet: x must be a numpy array, not {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"TwoLayerNet: x must hold floats (float32 or float64), not {x.dtype}")
+        if x.ndim != 2 or x.shape[1] != self.input_size or x.shape[0] == 0:
+            raise ValueError(f"TwoLayerNet: x must have shape (N, {self.input_size}) with N >= 1, got {x.shape}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _labels(self, t, n):
+        """t as int64 class indices (n,), from integer labels or one-hot rows."""
+        if not isinstance(t, np.ndarray):
+            raise TypeError(f"TwoLayerNet: t must be a numpy array, not {type(t).__name__}")
+        if t.ndim == 2:
+            if t.shape != (n, self.output_size):
+                raise ValueError(f"TwoLayerNet: one-hot t must have shape ({n}, {self.output_size}), got {t.shape}")
+            if t.dtype.kind not in "iuf" or not (((t == 0) | (t == 1)).all() and (t.sum(axis=1) == 1).all()):
+                raise ValueError("TwoLayerNet: a 2-D t must be one-hot: each row one 1, zeros elsewhere")
+            return np.argmax(t, axis=1)
+        if t.ndim != 1 or t.shape[0] != n:
+            raise ValueError(f"TwoLayerNet: t must have shape ({n},) (integer labels) or ({n}, "
+                             f"{self.output_size}) (one-hot), got {t.shape}")
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"TwoLayerNet: integer labels t must have an integer dtype, not {t.dtype}")
+        return np.ascontiguousarray(t, dtype=np.int64)
+
+    def _workspace(self, batch):
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            ws = Workspace(batch, self.input_size, self.hidden_size, self.output_size, self.dtype)
+            self._workspaces[batch] = ws
+        return ws
+
+    # -- the book's interface ---------------------------------------------
+
+    def predict(self, x):
+        """Logits (N, output_size) for inputs x (N, input_size)."""
+        x = self._inputs(x)
+        params = self._live_params()
+        n = x.shape[0]
+        chunk = min(n, PREDICT_CHUNK)
+        if self._hidden_scratch is None or self._hidden_scratch.shape[0] < chunk:
+            self._hidden_scratch = np.empty((chunk, self.hidden_size), self.dtype)
+        z = np.empty((n, self.output_size), self.dtype)
+        for r0 in range(0, n, chunk):
+            r1 = min(r0 + chunk, n)
+            kernels.forward_unchecked(x[r0:r1], params, self._hidden_scratch[:r1 - r0], z[r0:r1])
+        return z
+
+    def loss(self, x, t):
+        """Mean cross-entropy of the network on (x, t), a float."""
+        x = self._inputs(x)
+        t = self._labels(t, x.shape[0])
+        z = self.predict(x)
+        return kernels.softmax_cross_entropy(z, t, np.empty_like(z))
+
+    def accuracy(self, x, t):
+        x = self._inputs(x)
+        t = self._labels(t, x.shape[0])
+        return float(np.mean(np.argmax(self.predict(x), axis=1) == t))
+
+    def gradient(self, x, t):
+        """Backprop gradients {'W1','b1','W2','b2'} on the batch (x, t), as new arrays."""
+        self._step(x, t, 0.0)
+        return {name: g.copy() for name, g in zip(PARAM_NAMES, self._grads)}
+
+    def numerical_gradient(self, x, t):
+        """Central-difference gradients (slow; for checking ``gradient``)."""
+        return network_numerical_gradient(self, x, t)
+
+    def step(self, x, t, lr):
+        """One SGD update on the batch (x, t) in place; returns the loss before the update."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not np.isfinite(lr):
+            raise ValueError(f"TwoLayerNet.step: lr must be a finite real number, got {lr!r}")
+        return self._step(x, t, float(lr))
+
+    def step_indices(self, x, t, idx, lr):
+        """One SGD update on rows ``idx`` of the whole training set (x, t); returns the loss.
+
+        The gather happens in compiled code: the training loop's path, with no
+        copy of the batch in Python. x must already be in the net's dtype and t
+        int64, as ``fastnet.train`` prepares them.
+        """
+        ws = self._workspace(idx.shape[0])
+        return train_step(x, t, idx, self._live_params(), self._grads, ws.work, float(lr))
+
+    def _step(self, x, t, lr):
+        x = self._inputs(x)
+        t = self._labels(t, x.shape[0])
+        ws = self._workspace(x.shape[0])
+        return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr)
