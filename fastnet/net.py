@@ -158,6 +158,7 @@ class TwoLayerNet:
     def accuracy(self, x, t):
         x = self._inputs(x)
         t = self._labels(t, x.shape[0])
+        require_labels("TwoLayerNet.accuracy", t, self.output_size)
         return float(np.mean(np.argmax(self.predict(x), axis=1) == t))
 
     def gradient(self, x, t):

@@ -1,0 +1,190 @@
+"""fastnet.TwoLayerNet: the reference's interface, no allocation per step, determinism, training."""
+import tracemalloc
+
+import numba
+import numpy as np
+import pytest
+from numba.core.runtime import _nrt_python, rtsys
+
+from fastnet import TwoLayerNet, reference
+from conftest import FLOAT_DTYPES, assert_matches_reference
+
+
+def blobs(n=600, d=20, classes=4, seed=0):
+    """A fixed synthetic problem: Gaussian blobs around random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, d)) * 2
+    t = rng.integers(0, classes, n)
+    x = centres[t] + rng.standard_normal((n, d))
+    return x, t
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_same_seed_same_initial_weights_as_reference(dtype):
+    net, ref = TwoLayerNet(30, 8, 5, dtype=dtype, seed=7), reference.TwoLayerNet(30, 8, 5, seed=7)
+    for key in ref.params:
+        assert net.params[key].dtype == dtype
+        np.testing.assert_array_equal(net.params[key], ref.params[key].astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_interface_matches_reference(rng, dtype):
+    ref = reference.TwoLayerNet(30, 8, 5, weight_init_std=0.3, seed=7)
+    net = TwoLayerNet(30, 8, 5, weight_init_std=0.3, dtype=dtype, seed=7)
+    x = rng.random((11, 30))
+    t = rng.integers(0, 5, 11)
+    assert_matches_reference(net.predict(x.astype(dtype)), ref.predict(x), dtype, 10.0)
+    assert_matches_reference(net.loss(x.astype(dtype), t), ref.loss(x, t), dtype)
+    assert net.accuracy(x.astype(dtype), t) == ref.accuracy(x, t)
+    grads, ref_grads = net.gradient(x.astype(dtype), t), ref.gradient(x, t)
+    for key in ref_grads:
+        assert_matches_reference(grads[key], ref_grads[key], dtype, float(np.abs(ref_grads[key]).max()) * 10)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_integer_and_one_hot_labels_agree(rng, dtype):
+    net = TwoLayerNet(12, 6, 4, weight_init_std=0.5, dtype=dtype, seed=1)
+    x = rng.random((9, 12)).astype(dtype)
+    t = rng.integers(0, 4, 9)
+    one_hot = np.eye(4)[t]
+    assert net.loss(x, t) == net.loss(x, one_hot)
+    assert net.accuracy(x, t) == net.accuracy(x, one_hot)
+    g_int, g_hot = net.gradient(x, t), net.gradient(x, one_hot)
+    for key in g_int:
+        np.testing.assert_array_equal(g_int[key], g_hot[key])
+
+
+def test_params_are_live():
+    """The book's numerical_gradient perturbs params in place: the net must see it."""
+    net = TwoLayerNet(4, 3, 2, dtype=np.float64, seed=0)
+    x, t = np.ones((2, 4)), np.array([0, 1])
+    before = net.loss(x, t)
+    net.params["b2"][0] += 1.0
+    assert net.loss(x, t) != before
+    net.params["W1"] = np.zeros((4, 3))  # replacing an array works too
+    assert net.predict(x).shape == (2, 2)
+    net.params["W1"] = np.zeros((4, 4))
+    with pytest.raises(ValueError, match=r"params\['W1'\]"):
+        net.predict(x)
+
+
+def test_step_returns_loss_and_updates_like_the_book(rng):
+    net = TwoLayerNet(10, 5, 3, weight_init_std=0.5, dtype=np.float64, seed=4)
+    x, t = rng.random((6, 10)), rng.integers(0, 3, 6)
+    loss = net.loss(x, t)
+    grads = net.gradient(x, t)
+    before = {k: v.copy() for k, v in net.params.items()}
+    assert net.step(x, t, 0.5) == pytest.approx(loss, rel=1e-14)
+    for key in before:
+        np.testing.assert_allclose(net.params[key], before[key] - 0.5 * grads[key], rtol=1e-14, atol=1e-16)
+
+
+def _nrt_allocations(func, *args):
+    before = rtsys.get_allocation_stats()
+    func(*args)
+    after = rtsys.get_allocation_stats()
+    assert after.alloc - before.alloc == after.free - before.free, "NRT memory was not given back"
+    return after.alloc - before.alloc
+
+
+def test_step_allocates_no_array_memory():
+    """No buffer is allocated per step: the count of NRT allocations per step is the
+    same for tiny and huge batches (Numba's parallel launcher wraps each array a
+    parallel region touches in a small meminfo, a constant per step; any buffer
+    sized by the batch, or a copy made by np.dot per block, would change the count),
+    all of it is freed, and numpy/Python allocate nothing that peaks above 4 KiB."""
+    x, t = blobs(1000, 784, 10)
+    x = x.astype(np.float32)
+    counts = {}
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        for batch, hidden in ((1, 1), (100, 50), (1000, 300)):
+            net = TwoLayerNet(784, hidden, 10, seed=0)
+            idx = np.arange(batch)
+            xb, tb = x[:batch].copy(), t[:batch].copy()
+            net.step_indices(x, t, idx, 0.1)
+            net.step(xb, tb, 0.1)  # workspaces exist from here on
+            counts[batch, hidden] = (_nrt_allocations(net.step_indices, x, t, idx, 0.1),
+                                     _nrt_allocations(net.step, xb, tb, 0.1))
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            net.step_indices(x, t, idx, 0.1)
+            net.step(xb, tb, 0.1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
+    assert len(set(counts.values())) == 1 and len(set(next(iter(counts.values())))) == 1, counts
+    assert peak < 4096, f"20 steps allocated {peak} bytes of Python/numpy memory at their peak"
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_bitwise_identical_with_one_or_two_threads(dtype):
+    x, t = blobs(300, 784, 10, seed=3)
+    x = x.astype(dtype)
+    results = []
+    original = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            net = TwoLayerNet(784, 50, 10, dtype=dtype, seed=11)
+            rng = np.random.default_rng(5)
+            losses = [net.step_indices(x, t, rng.integers(0, 300, 100), 0.1) for _ in range(15)]
+            losses.append(net.step(x[:37], t[:37], 0.1))
+            results.append((losses, {k: v.copy() for k, v in net.params.items()}))
+    finally:
+        numba.set_num_threads(original)
+    (losses1, params1), (losses2, params2) = results
+    assert losses1 == losses2
+    for key in params1:
+        assert params1[key].tobytes() == params2[key].tobytes(), key
+
+
+def test_training_lowers_loss_and_tracks_the_reference():
+    x, t = blobs()
+    net = TwoLayerNet(20, 16, 4, weight_init_std=0.1, dtype=np.float32, seed=2)
+    ref = reference.TwoLayerNet(20, 16, 4, weight_init_std=0.1, seed=2)
+    rng = np.random.default_rng(9)
+    x32 = x.astype(np.float32)
+    first = net.loss(x32, t)
+    for _ in range(200):
+        idx = rng.integers(0, len(x), 32)
+        net.step_indices(x32, t, idx, 0.1)
+        ref.step(x32[idx].astype(np.float64), t[idx], 0.1)
+    assert net.loss(x32, t) < 0.3 * first
+    assert net.accuracy(x32, t) > 0.9
+    for key in ref.params:
+        scale = float(np.abs(ref.params[key]).max())
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("call", ["step", "loss", "gradient", "accuracy"])
+@pytest.mark.parametrize("x,t,error,words", [
+    (np.ones((3, 5)), np.array([0, 1, 2]), ValueError, "x must have shape (N, 4)"),
+    (np.ones((3, 4), np.int64), np.array([0, 1, 2]), TypeError, "x must hold floats"),
+    (np.ones((3, 4)), np.array([0, 1, 3]), ValueError, "labels must lie in [0, C)"),
+    (np.ones((3, 4)), np.array([0, -1, 1]), ValueError, "labels must lie in [0, C)"),
+    (np.ones((3, 4)), np.array([0.0, 1.0, 2.0]), TypeError, "integer dtype"),
+    (np.ones((3, 4)), np.array([0, 1]), ValueError, "t must have shape (3,)"),
+    (np.ones((3, 4)), np.full((3, 3), 0.5), ValueError, "must be one-hot"),
+    (np.ones((0, 4)), np.array([], np.int64), ValueError, "N >= 1"),
+])
+def test_net_bad_inputs(call, x, t, error, words):
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    args = (x, t, 0.1) if call == "step" else (x, t)
+    with pytest.raises(error) as info:
+        getattr(net, call)(*args)
+    assert words in str(info.value)
+
+
+def test_step_indices_out_of_range():
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    x, t = np.ones((5, 4), np.float32), np.array([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match="batch index lies outside"):
+        net.step_indices(x, t, np.array([0, 5]), 0.1)
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        net.step(x, t, float("inf"))
