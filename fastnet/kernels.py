@@ -284,7 +284,8 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
 
     params = (W1, b1, W2, b2) are updated in place by ``-= lr * grad`` unless
-    lr == 0 (gradients only). grads = (dW1, db1, dW2, db2) receive the gradients.
+    lr == 0 (gradients only) or the loss is not finite (then nothing is
+    updated, so the weights stay the last finite ones). grads = (dW1, db1, dW2, db2) receive the gradients.
     work = (xb, x_t, tb, hid, z, dz, dhid, row_loss) are scratch buffers for a
     batch of B = len(idx) rows (see ``TwoLayerNet``). Three parallel regions:
     gather; per-row forward + softmax-CE + hidden gradient; dW1 by row blocks
@@ -308,6 +309,13 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
             row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
         _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
 
+    loss = 0.0
+    for i in range(B):
+        loss += row_loss[i]
+    loss *= inv_batch
+    if lr != 0 and not np.isfinite(loss):
+        return loss  # diverged: leave the weights as they were, the last finite ones
+
     nd = num_blocks(D)
     for k in prange(nd):
         d0, d1 = block_bounds(D, nd, k)
@@ -323,11 +331,7 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
         _sgd_rows(W2, dW2, lr, 0, W2.shape[0])
         _sgd_vector(b2, db2, lr)
         _sgd_vector(b1, db1, lr)
-
-    loss = 0.0
-    for i in range(B):
-        loss += row_loss[i]
-    return loss * inv_batch
+    return loss
 
 
 # --------------------------------------------------------------------------

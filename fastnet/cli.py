@@ -1,0 +1,186 @@
+"""The ``fastnet`` command: train, evaluate, gradcheck, fetch.
+
+    fastnet train                      # the book's run on MNIST
+    fastnet train --dataset fashion-mnist --epochs 20 --hidden 100
+    fastnet evaluate fastnet-run/weights.npz
+    fastnet gradcheck
+"""
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 3, 130
+
+
+def load_dataset(spec, data_dir=None):
+    """((x_train, t_train), (x_test, t_test)) for 'mnist', 'fashion-mnist' or 'csv:TRAIN[,TEST]'."""
+    from . import datasets
+    if spec == "mnist":
+        return datasets.load_mnist(data_dir=data_dir)
+    if spec == "fashion-mnist":
+        return datasets.load_fashion_mnist(data_dir=data_dir)
+    if spec.startswith("csv:"):
+        paths = spec[4:].split(",")
+        if not 1 <= len(paths) <= 2 or not all(paths):
+            raise ValueError(f"--dataset {spec!r}: expected csv:TRAIN.csv or csv:TRAIN.csv,TEST.csv")
+        train = datasets.load_csv(paths[0])
+        test = datasets.load_csv(paths[1]) if len(paths) == 2 else train
+        classes = int(max(train[1].max(), test[1].max())) + 1
+        return train, test, classes
+    raise ValueError(f"unknown dataset {spec!r}: use mnist, fashion-mnist or csv:PATH")
+
+
+def _data(args):
+    data = load_dataset(args.dataset, args.data_dir)
+    if len(data) == 3:
+        return data
+    return data[0], data[1], 10
+
+
+def cmd_train(args):
+    from .net import TwoLayerNet
+    from .plot import plot_history
+    from .train import train
+    from .weights import save_weights
+
+    if args.threads:
+        import numba
+        numba.set_num_threads(args.threads)
+    (x_train, t_train), (x_test, t_test), classes = _data(args)
+    iters = args.iters
+    if args.epochs is not None:
+        iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))
+    net = TwoLayerNet(x_train.shape[1], args.hidden, classes, weight_init_std=args.weight_init_std,
+                      dtype=np.dtype(args.dtype), seed=args.seed)
+    out = Path(args.out)
+    history_path = Path(args.history) if args.history else out / "history.json"
+    print(f"training {x_train.shape[1]}-{args.hidden}-{classes} ({args.dtype}) on {args.dataset}: "
+          f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, lr {args.lr}")
+    history = train(net, (x_train, t_train), (x_test, t_test), iters=iters, batch_size=args.batch_size,
+                    lr=args.lr, seed=args.seed, progress=args.progress)
+    history.config["dataset"] = args.dataset
+    steps_s = history.train_seconds - history.eval_seconds
+    print(f"{history.steps_done} steps in {history.train_seconds:.2f} s "
+          f"({steps_s:.2f} s of steps, {history.eval_seconds:.2f} s of evaluation)")
+    try:
+        save_weights(out / "weights.npz", net, dataset=args.dataset, steps=history.steps_done)
+        history.save(history_path)
+        if not args.no_plot:
+            plot_history(history, out / "training.png",
+                         title=f"fastnet {x_train.shape[1]}-{args.hidden}-{classes} on {args.dataset}")
+    except KeyboardInterrupt:
+        print("fastnet: interrupted while saving; files already written are complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"wrote {out / 'weights.npz'}, {history_path}" + ("" if args.no_plot else f", {out / 'training.png'}"))
+    if history.stopped == "diverged":
+        print(f"fastnet: {history.message}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if history.stopped == "interrupted":
+        print(f"fastnet: {history.message}; history and weights saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_evaluate(args):
+    from .weights import load_weights
+    net = load_weights(args.weights)
+    (x_train, t_train), (x_test, t_test), classes = _data(args)
+    if net.input_size != x_test.shape[1] or net.output_size < classes:
+        raise ValueError(f"{args.weights}: a {net.input_size}-{net.hidden_size}-{net.output_size} network "
+                         f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)")
+    test_acc = net.accuracy(x_test, t_test)
+    print(f"{args.weights}: test accuracy on {args.dataset}: {test_acc:.4f} ({len(x_test)} samples)")
+    if args.train:
+        print(f"train accuracy: {net.accuracy(x_train, t_train):.4f} ({len(x_train)} samples)")
+    return 0
+
+
+def cmd_gradcheck(args):
+    from .gradcheck import check_network
+    from .net import TwoLayerNet
+    (x_train, t_train), _, classes = _data(args)
+    net = TwoLayerNet(x_train.shape[1], args.hidden, classes, dtype=np.float64, seed=args.seed)
+    x = x_train[:args.batch].astype(np.float64)
+    report = check_network(net, x, t_train[:args.batch], threshold=args.threshold)
+    for row in report.rows:  # the book's lines
+        print(f"{row.name}:{row.mean_abs_diff}")
+    print(report)
+    return 0 if report.passed else EXIT_ERROR
+
+
+def cmd_fetch(args):
+    from . import datasets
+    loader = {"mnist": datasets.load_mnist, "fashion-mnist": datasets.load_fashion_mnist}[args.dataset]
+    (x_train, _), (x_test, _) = loader(data_dir=args.data_dir)
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, cached in "
+          f"{args.data_dir or datasets.cache_dir(datasets.MNIST if args.dataset == 'mnist' else datasets.FASHION_MNIST)}")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="fastnet", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_options(sp):
+        sp.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or csv:TRAIN[,TEST] (default mnist)")
+        sp.add_argument("--data-dir", help="a directory holding the IDX files (else the cache, else download)")
+
+    t = sub.add_parser("train", help="train TwoLayerNet with the book's settings")
+    data_options(t)
+    t.add_argument("--hidden", type=int, default=50, help="hidden units (50)")
+    t.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")
+    t.add_argument("--lr", type=float, default=0.1, help="learning rate (0.1)")
+    t.add_argument("--iters", type=int, default=10_000, help="iterations (10000)")
+    t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
+    t.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight std (0.01)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--seed", type=int, help="seed for weights and batches (random if not given)")
+    t.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
+    t.add_argument("--out", default="fastnet-run", help="output directory (fastnet-run)")
+    t.add_argument("--history", help="history JSON path (default OUT/history.json)")
+    t.add_argument("--no-plot", action="store_true", help="do not write training.png")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy of saved weights on a test set")
+    e.add_argument("weights")
+    data_options(e)
+    e.add_argument("--train", action="store_true", help="also report training accuracy")
+    e.set_defaults(func=cmd_evaluate)
+
+    g = sub.add_parser("gradcheck", help="the book's gradient check on real images (float64)")
+    data_options(g)
+    g.add_argument("--batch", type=int, default=3)
+    g.add_argument("--hidden", type=int, default=50)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threshold", type=float, default=1e-6)
+    g.set_defaults(func=cmd_gradcheck)
+
+    f = sub.add_parser("fetch", help="download and verify a dataset into the cache")
+    f.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    f.add_argument("--data-dir")
+    f.set_defaults(func=cmd_fetch)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1 or getattr(args, "hidden", 1) < 1:
+        print("fastnet: error: --batch-size and --hidden must be at least 1", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("fastnet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, OSError) as e:  # DataError, WeightsError are ValueErrors
+        print(f"fastnet: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

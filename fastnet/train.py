@@ -1,0 +1,129 @@
+"""The book's minibatch SGD loop on fastnet's TwoLayerNet, with per-epoch evaluation.
+
+Batches are drawn as the book draws them (``batch_size`` indices with
+replacement, each step), and train/test accuracy is evaluated whenever
+``i % iter_per_epoch == 0``, which prints the book's lines. A final evaluation
+follows the last step.
+"""
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ._atomic import atomic_write_text
+
+
+@dataclass
+class EpochRecord:
+    epoch: float        # iterations / iter_per_epoch at the evaluation
+    iteration: int      # steps taken before it
+    train_acc: float
+    test_acc: float
+    loss: float         # mean training loss over the steps since the previous record
+
+
+@dataclass
+class History:
+    config: dict
+    epochs: list = field(default_factory=list)
+    train_seconds: float = 0.0      # wall time of the whole loop: steps and evaluations
+    eval_seconds: float = 0.0       # of which evaluations
+    steps_done: int = 0
+    stopped: str = "completed"      # or "interrupted", "diverged"
+    message: str = ""
+    step_losses: np.ndarray = None  # per step, for the plot (not written to JSON)
+
+    def to_json(self):
+        d = asdict(self)
+        d.pop("step_losses")
+        return json.dumps(d, indent=2)
+
+    def save(self, path):
+        atomic_write_text(path, self.to_json() + "\n")
+
+
+def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None,
+          progress=None, log=print):
+    """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
+    it stops after the current step and says why in ``history.stopped``/``message``."""
+    x_train, t_train = _prepared(net, *train_data)
+    x_test, t_test = _prepared(net, *test_data)
+    train_size = x_train.shape[0]
+    if batch_size < 1 or iters < 0:
+        raise ValueError("batch_size must be >= 1 and iters >= 0")
+    iter_per_epoch = max(train_size / batch_size, 1)
+    seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+    rng = np.random.default_rng(seed)
+    history = History(config=dict(iters=iters, batch_size=batch_size, lr=lr, seed=seed,
+                                  hidden_size=net.hidden_size, dtype=net.dtype.name,
+                                  train_size=train_size, test_size=x_test.shape[0]))
+    step_losses = np.full(iters, np.nan)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = _progress_bar(iters) if progress else None
+    say = bar.write if bar is not None else log
+
+    def evaluate(i):
+        nonlocal since
+        t0 = time.perf_counter()
+        train_acc = net.accuracy(x_train, t_train)
+        test_acc = net.accuracy(x_test, t_test)
+        history.eval_seconds += time.perf_counter() - t0
+        recent = step_losses[since:i]
+        loss = float(np.mean(recent)) if len(recent) else float("nan")
+        since = i
+        history.epochs.append(EpochRecord(i / iter_per_epoch, i, train_acc, test_acc, loss))
+        return train_acc, test_acc
+
+    since = 0
+    start = time.perf_counter()
+    i = 0
+    try:
+        for i in range(iters):
+            if i % iter_per_epoch == 0:
+                train_acc, test_acc = evaluate(i)
+                say(f"train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
+            idx = rng.integers(0, train_size, batch_size)
+            loss = net.step_indices(x_train, t_train, idx, lr)
+            step_losses[i] = loss
+            history.steps_done = i + 1
+            if not math.isfinite(loss):
+                history.stopped = "diverged"
+                history.message = (f"training diverged at step {i}: the loss is {loss}; the weights "
+                                   f"are the last finite ones (before step {i}). Try a smaller lr.")
+                break
+            if bar is not None:
+                bar.update(1)
+                if i % 100 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+    except KeyboardInterrupt:
+        history.stopped = "interrupted"
+        history.message = f"interrupted after {history.steps_done} steps"
+    finally:
+        if bar is not None:
+            bar.close()
+    if history.stopped != "diverged":
+        try:
+            train_acc, test_acc = evaluate(history.steps_done)
+            say(f"final: train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
+        except KeyboardInterrupt:
+            history.stopped = "interrupted"
+            history.message = f"interrupted after {history.steps_done} steps"
+    history.train_seconds = time.perf_counter() - start
+    history.step_losses = step_losses[:history.steps_done]
+    return history
+
+
+def _prepared(net, x, t):
+    """The data as the compiled step wants it: C-contiguous, the net's dtype, int64 labels."""
+    x = net._inputs(np.asarray(x).reshape(len(x), -1))
+    t = net._labels(np.asarray(t), x.shape[0])
+    return x, t
+
+
+def _progress_bar(total):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=0.2)
