@@ -3,8 +3,9 @@
 The *kind* of each argument (dtype, ndim, contiguity, writability) is checked
 before any compiled code runs: in Python for Python callers, at typing time for
 ``@njit`` callers (the overload then compiles to a ``raise``). Values (shapes,
-label ranges, overlap) are checked in compiled code by the ``check_*``
-functions below, which both paths run before the raw kernel.
+label ranges, overlap) are checked in compiled code, in ``fastnet.kernels``
+(kept in one module with the kernels: Numba's cache only notices changes
+within a function's own file).
 
 Each argument is described by a role:
 
@@ -13,7 +14,7 @@ Each argument is described by a role:
 * ``LABELS``: integer class indices.
 """
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.np.numpy_support import as_dtype
 
 IN, OUT, LABELS = "input", "output", "labels"
@@ -92,46 +93,3 @@ def typing_problem(func, spec, arg_types):
         if role != OUT and ty.layout != "C":
             return f"{func}: argument {name!r} must be C-contiguous in compiled code (np.ascontiguousarray)"
     return None
-
-
-# ---------------------------------------------------------------------------
-# Value checks, compiled (callable from the checked kernels in both worlds)
-# ---------------------------------------------------------------------------
-
-@njit(cache=True)
-def require(condition, func, message):
-    """Raise ``ValueError(func + message)`` unless ``condition`` (the text is built only on failure)."""
-    if not condition:
-        raise ValueError(func + message)
-
-
-@njit(cache=True)
-def span(a):
-    """The byte range [start, stop) of a C-contiguous array (empty for an empty array)."""
-    if a.size == 0:
-        return (0, 0)
-    return (a.ctypes.data, a.ctypes.data + a.nbytes)
-
-
-@njit(cache=True)
-def require_disjoint(func, output_spans, input_spans):
-    """No output overlaps an input or another output (spans from ``span``)."""
-    for i in range(len(output_spans)):
-        o0, o1 = output_spans[i]
-        for j in range(len(input_spans)):
-            a0, a1 = input_spans[j]
-            if o0 < a1 and a0 < o1:
-                raise ValueError(func + ": an output array overlaps an input array")
-        for j in range(i + 1, len(output_spans)):
-            a0, a1 = output_spans[j]
-            if o0 < a1 and a0 < o1:
-                raise ValueError(func + ": two output arrays overlap")
-
-
-@njit(cache=True)
-def require_labels(func, t, num_classes):
-    """Every label lies in [0, num_classes)."""
-    for i in range(t.shape[0]):
-        if t[i] < 0 or t[i] >= num_classes:
-            raise ValueError(func + ": labels must lie in [0, C), C = number of classes; "
-                             "(position, label, C) =", i, t[i], num_classes)

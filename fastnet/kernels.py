@@ -31,7 +31,7 @@ from numba.core import types
 from numba.extending import overload
 
 from ._threads import limit_scipy_blas_to_one_thread
-from ._validate import IN, LABELS, OUT, python_args, require, require_disjoint, require_labels, span, typing_problem
+from ._validate import IN, LABELS, OUT, python_args, typing_problem
 
 limit_scipy_blas_to_one_thread()
 
@@ -59,6 +59,110 @@ def block_bounds(n, nblocks, k):
     """Rows ``[start, stop)`` of block ``k`` out of ``nblocks`` over ``n`` rows."""
     return k * n // nblocks, (k + 1) * n // nblocks
 
+
+# --------------------------------------------------------------------------
+# Value checks (compiled; run by every checked entry point before a raw kernel)
+# --------------------------------------------------------------------------
+
+@njit(cache=True)
+def require(condition, func, message):
+    """Raise ``ValueError(func + message)`` unless ``condition`` (the text is built only on failure)."""
+    if not condition:
+        raise ValueError(func + message)
+
+
+@njit(cache=True)
+def span(a):
+    """The byte range [start, stop) of a C-contiguous array (empty for an empty array)."""
+    if a.size == 0:
+        return (0, 0)
+    return (a.ctypes.data, a.ctypes.data + a.nbytes)
+
+
+@njit(cache=True)
+def require_disjoint(func, output_spans, input_spans):
+    """No output overlaps an input or another output (spans from ``span``)."""
+    for i in range(len(output_spans)):
+        o0, o1 = output_spans[i]
+        for j in range(len(input_spans)):
+            a0, a1 = input_spans[j]
+            if o0 < a1 and a0 < o1:
+                raise ValueError(func + ": an output array overlaps an input array")
+        for j in range(i + 1, len(output_spans)):
+            a0, a1 = output_spans[j]
+            if o0 < a1 and a0 < o1:
+                raise ValueError(func + ": two output arrays overlap")
+
+
+@njit(cache=True)
+def require_labels(func, t, num_classes):
+    """Every label lies in [0, num_classes)."""
+    for i in range(t.shape[0]):
+        if t[i] < 0 or t[i] >= num_classes:
+            raise ValueError(func + ": labels must lie in [0, C), C = number of classes; "
+                             "(position, label, C) =", i, t[i], num_classes)
+
+
+# --------------------------------------------------------------------------
+# BLAS: general matrix product on sub-blocks, with alpha and beta
+# --------------------------------------------------------------------------
+
+def blas_gemm(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+    """C := alpha op(A) op(B) + beta C in BLAS's column-major terms (compiled code only).
+
+    a, b, c are arrays whose first element is where the matrix starts (views
+    such as ``x[:, d0:]`` are fine: only the data pointer and the leading
+    dimensions lda/ldb/ldc are used); alpha_beta is a 2-element array of the
+    same dtype. transa/transb are ``ord('n')`` or ``ord('t')``. This is the
+    routine behind Numba's own ``np.dot`` (SciPy's BLAS), called directly so a
+    block of rows can be multiplied without a copy and an update fused in.
+    """
+    raise NotImplementedError("blas_gemm is callable from compiled code only")
+
+
+def _gemm_signature(dtype):
+    ptr = types.CPointer(dtype)
+    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
+                      ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp)
+
+
+@overload(blas_gemm)
+def _overload_blas_gemm(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+    dtype = c.dtype
+    xxgemm = types.ExternalFunction("numba_xxgemm", _gemm_signature(dtype))
+    kind = ord("s") if dtype == types.float32 else ord("d")
+
+    def impl(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+        status = xxgemm(kind, transa, transb, m, n, k, alpha_beta.ctypes, a.ctypes, lda,
+                        b.ctypes, ldb, alpha_beta[1:].ctypes, c.ctypes, ldc)
+        if status != 0:
+            raise RuntimeError("BLAS gemm failed (is SciPy installed?)")
+    return impl
+
+
+@njit(cache=True)
+def _resolve_blas(a):
+    """One tiny product, serially. Numba looks the BLAS routine up (under the GIL)
+    on first use; doing that at import, once per dtype, keeps the lookup out of
+    the parallel regions, whose worker threads must not wait for the GIL."""
+    blas_gemm(ord("n"), ord("n"), 1, 1, 1, np.ones(2, a.dtype), a, 1, a, 1, a, 1)
+
+
+@njit(cache=True)
+def _weight_grad_block(x, dout, alpha_beta, out, d0, d1):
+    """out[d0:d1] := alpha * x[:, d0:d1].T @ dout + beta * out[d0:d1].
+
+    x (B,D) and dout (B,H) row-major, out (D,H). In column-major terms this is
+    out_blockᵀ (H × n) = doutᵀ (H × B, no transpose) · x_block (B × n, transposed).
+    """
+    B, D = x.shape
+    H = dout.shape[1]
+    if d1 > d0:
+        blas_gemm(ord("n"), ord("t"), H, d1 - d0, B, alpha_beta, dout, H, x[:, d0:], D, out[d0:], H)
+
+
+_resolve_blas(np.ones((1, 1), np.float32))
+_resolve_blas(np.ones((1, 1), np.float64))
 
 # --------------------------------------------------------------------------
 # Row-range building blocks (serial; the kernels run them inside prange)
@@ -209,19 +313,20 @@ def affine_relu_backward_unchecked(dout, h, W, dW, db, dh):
 
 
 @njit(parallel=True, cache=True)
-def affine_backward_params_unchecked(x_t, dout, dW, db):
+def affine_backward_params_unchecked(x, dout, dW, db):
     """Parameter gradients of ``out = x @ W + b`` with no input gradient (the first layer). Unchecked.
 
-    x_t (D,B) is the layer input *transposed* (C-contiguous), dout (B,H).
-    Writes dW = x_t @ dout (D,H) and db = sum_rows(dout) (H,). Taking x
-    transposed lets each thread own a contiguous block of dW's rows.
+    x (B,D) the layer input, dout (B,H) the upstream gradient. Writes
+    dW = x.T @ dout (D,H) and db = sum_rows(dout) (H,). Each block of dW's
+    rows is one BLAS call on a column block of x, read in place.
     """
-    D = x_t.shape[0]
+    D = x.shape[1]
+    alpha_beta = np.zeros(2, x.dtype)
+    alpha_beta[0] = 1
     nb = num_blocks(D)
     for k in prange(nb):
-        r0, r1 = block_bounds(D, nb, k)
-        if r1 > r0:
-            np.dot(x_t[r0:r1], dout, dW[r0:r1])
+        d0, d1 = block_bounds(D, nb, k)
+        _weight_grad_block(x, dout, alpha_beta, dW, d0, d1)
     _column_sums(dout, db)
     return dW, db
 
@@ -241,25 +346,16 @@ def sgd_update_unchecked(param, grad, lr):
 
 
 @njit(parallel=True, cache=True)
-def gather_unchecked(X, T, idx, xb, x_t, tb):
-    """xb = X[idx], x_t = X[idx].T, tb = T[idx]. X (N,D), T (N,), idx (B,). Unchecked."""
+def gather_unchecked(X, T, idx, xb, tb):
+    """xb = X[idx], tb = T[idx]. X (N,D), T (N,), idx (B,). Unchecked."""
     B = idx.shape[0]
-    D = X.shape[1]
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
         for i in range(r0, r1):
             tb[i] = T[idx[i]]
             xb[i, :] = X[idx[i], :]
-    nd = num_blocks(D)
-    for k in prange(nd):
-        d0, d1 = block_bounds(D, nd, k)
-        for b0 in range(0, B, 16):  # 16-row tiles keep the strided writes in cache
-            b1 = min(b0 + 16, B)
-            for d in range(d0, d1):
-                for i in range(b0, b1):
-                    x_t[d, i] = X[idx[i], d]
-    return xb, x_t, tb
+    return xb, tb
 
 
 @njit(parallel=True, cache=True)
@@ -284,21 +380,23 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
 
     params = (W1, b1, W2, b2) are updated in place by ``-= lr * grad`` unless
-    lr == 0 (gradients only) or the loss is not finite (then nothing is
-    updated, so the weights stay the last finite ones). grads = (dW1, db1, dW2, db2) receive the gradients.
-    work = (xb, x_t, tb, hid, z, dz, dhid, row_loss) are scratch buffers for a
-    batch of B = len(idx) rows (see ``TwoLayerNet``). Three parallel regions:
-    gather; per-row forward + softmax-CE + hidden gradient; dW1 by row blocks
-    of W1 with the update fused in. The small layer-2 products run serially.
+    lr == 0 (gradients only: then grads = (dW1, db1, dW2, db2) receive all
+    gradients) or the loss is not finite (then nothing is updated, so the
+    weights stay the last finite ones). When updating, dW1 is never stored: the
+    update is fused into the BLAS call (W1 := W1 - lr * xbᵀ dhid).
+    work = (xb, tb, hid, z, dz, dhid, row_loss, alpha_beta) are scratch buffers
+    for B = len(idx) rows (see ``fastnet.net.Workspace``). Three parallel
+    regions: gather; per-row forward + softmax-CE + hidden gradient; W1 by row
+    blocks. The small layer-2 products run serially.
     """
     W1, b1, W2, b2 = params
     dW1, db1, dW2, db2 = grads
-    xb, x_t, tb, hid, z, dz, dhid, row_loss = work
+    xb, tb, hid, z, dz, dhid, row_loss, alpha_beta = work
     B = idx.shape[0]
     D = X.shape[1]
     inv_batch = 1.0 / B
 
-    gather_unchecked(X, T, idx, xb, x_t, tb)
+    gather_unchecked(X, T, idx, xb, tb)
 
     nb = num_blocks(B)
     for k in prange(nb):
@@ -310,19 +408,24 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
         _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
 
     loss = 0.0
-    for i in range(B):
+    for i in range(B):  # fixed order: the loss does not depend on the thread count
         loss += row_loss[i]
     loss *= inv_batch
     if lr != 0 and not np.isfinite(loss):
         return loss  # diverged: leave the weights as they were, the last finite ones
 
+    if lr != 0:  # W1 += -lr * xbᵀ dhid, in the BLAS call
+        alpha_beta[0] = -lr
+        alpha_beta[1] = 1
+        target = W1
+    else:        # dW1 = xbᵀ dhid
+        alpha_beta[0] = 1
+        alpha_beta[1] = 0
+        target = dW1
     nd = num_blocks(D)
     for k in prange(nd):
         d0, d1 = block_bounds(D, nd, k)
-        if d1 > d0:
-            np.dot(x_t[d0:d1], dhid, dW1[d0:d1])
-            if lr != 0:
-                _sgd_rows(W1, dW1, lr, d0, d1)
+        _weight_grad_block(xb, dhid, alpha_beta, target, d0, d1)
 
     np.dot(hid.T, dz, dW2)
     _column_sums(dz, db2)
@@ -477,40 +580,40 @@ def _overload_affine_relu_backward(dout, h, W, dW, db, dh):
     return lambda dout, h, W, dW, db, dh: _checked_affine_relu_backward(dout, h, W, dW, db, dh)
 
 
-_PARAMS_BACKWARD_SPEC = [("x_t", 2, IN), ("dout", 2, IN), ("dW", 2, OUT), ("db", 1, OUT)]
+_PARAMS_BACKWARD_SPEC = [("x", 2, IN), ("dout", 2, IN), ("dW", 2, OUT), ("db", 1, OUT)]
 
 
 @njit(cache=True)
-def _checked_affine_backward_params(x_t, dout, dW, db):
+def _checked_affine_backward_params(x, dout, dW, db):
     func = "affine_backward_params"
-    D, B = x_t.shape
+    B, D = x.shape
     H = dout.shape[1]
     require(D > 0 and B > 0 and H > 0, func, ": arrays must not be empty")
-    require(dout.shape[0] == B, func, ": argument 'dout' must have x_t.shape[1] rows (x_t is x transposed, (D, B))")
-    require(dW.shape[0] == D and dW.shape[1] == H, func, ": argument 'dW' must have shape (x_t.shape[0], dout.shape[1])")
+    require(dout.shape[0] == B, func, ": argument 'dout' must have as many rows as 'x'")
+    require(dW.shape[0] == D and dW.shape[1] == H, func, ": argument 'dW' must have shape (x.shape[1], dout.shape[1])")
     require(db.shape[0] == H, func, ": argument 'db' must have dout.shape[1] entries")
-    require_disjoint(func, (span(dW), span(db)), (span(x_t), span(dout)))
-    return affine_backward_params_unchecked(x_t, dout, dW, db)
+    require_disjoint(func, (span(dW), span(db)), (span(x), span(dout)))
+    return affine_backward_params_unchecked(x, dout, dW, db)
 
 
-def affine_backward_params(x_t, dout, dW, db):
+def affine_backward_params(x, dout, dW, db):
     """Parameter gradients of the first layer (no input gradient); returns (dW, db).
 
-    x_t (D,B) is the layer input transposed, dout (B,H) the upstream gradient;
-    writes dW (D,H) = x_t @ dout and db (H,) = column sums of dout. Checked.
+    x (B,D) the layer input, dout (B,H) the upstream gradient; writes
+    dW (D,H) = x.T @ dout and db (H,) = column sums of dout. Checked.
     """
-    args = python_args("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x_t, dout, dW, db))
+    args = python_args("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x, dout, dW, db))
     return _checked_affine_backward_params(*args)
 
 
 @overload(affine_backward_params)
-def _overload_affine_backward_params(x_t, dout, dW, db):
-    problem = typing_problem("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x_t, dout, dW, db))
+def _overload_affine_backward_params(x, dout, dW, db):
+    problem = typing_problem("affine_backward_params", _PARAMS_BACKWARD_SPEC, (x, dout, dW, db))
     if problem:
-        def raise_type_error(x_t, dout, dW, db):
+        def raise_type_error(x, dout, dW, db):
             raise TypeError(problem)
         return raise_type_error
-    return lambda x_t, dout, dW, db: _checked_affine_backward_params(x_t, dout, dW, db)
+    return lambda x, dout, dW, db: _checked_affine_backward_params(x, dout, dW, db)
 
 
 _SGD_SPEC = [("param", None, OUT), ("grad", None, IN)]
@@ -543,3 +646,25 @@ def _overload_sgd_update(param, grad, lr):
             raise TypeError(problem)
         return raise_type_error
     return lambda param, grad, lr: _checked_sgd_update(param, grad, lr)
+
+
+@njit(cache=True)
+def train_step(X, T, idx, params, grads, work, lr):
+    """``train_step_unchecked`` behind checks of the data, indices and labels.
+
+    The buffers (params, grads, work) are ``TwoLayerNet``'s own, sized by it;
+    what comes from the caller (X, T, idx, lr) is checked here.
+    """
+    func = "train_step"
+    W1, b1, W2, b2 = params
+    require(X.shape[1] == W1.shape[0], func, ": x must have input_size columns")
+    require(T.shape[0] == X.shape[0], func, ": t must have one label per row of x")
+    require(idx.shape[0] == work[0].shape[0], func, ": the batch does not match the workspace")
+    require(np.isfinite(lr), func, ": lr must be finite")
+    for i in range(idx.shape[0]):
+        if idx[i] < 0 or idx[i] >= X.shape[0]:
+            raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, idx[i])
+        if T[idx[i]] < 0 or T[idx[i]] >= W2.shape[1]:
+            raise ValueError(func + ": labels must lie in [0, C), C = number of classes; (row, label, C) =",
+                             idx[i], T[idx[i]], W2.shape[1])
+    return train_step_unchecked(X, T, idx, params, grads, work, lr)

@@ -5,31 +5,11 @@ preallocated buffers; each training step is a single call into compiled code
 (``kernels.train_step``), which allocates nothing.
 """
 import numpy as np
-from numba import njit
-
 from . import kernels
-from ._validate import require, require_labels
+from .kernels import require_labels, train_step
 from .gradcheck import PARAM_NAMES, network_numerical_gradient
 
 PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
-
-
-@njit(cache=True)
-def train_step(X, T, idx, params, grads, work, lr):
-    """Checked ``kernels.train_step_unchecked``: rows ``idx`` of X (N,D) with labels T (N,)."""
-    func = "train_step"
-    W1, b1, W2, b2 = params
-    require(X.shape[1] == W1.shape[0], func, ": x must have input_size columns")
-    require(T.shape[0] == X.shape[0], func, ": t must have one label per row of x")
-    require(idx.shape[0] == work[0].shape[0], func, ": the batch does not match the workspace")
-    for i in range(idx.shape[0]):
-        if idx[i] < 0 or idx[i] >= X.shape[0]:
-            raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, idx[i])
-    require_labels(func, T, W2.shape[1])
-    return train_step_unchecked_entry(X, T, idx, params, grads, work, lr)
-
-
-train_step_unchecked_entry = kernels.train_step_unchecked
 
 
 class Workspace:
@@ -40,13 +20,13 @@ class Workspace:
         self.rows = np.arange(batch, dtype=np.int64)  # idx for step(x, t): the batch itself
         self.work = (
             np.empty((batch, input_size), dtype),     # xb: gathered inputs
-            np.empty((input_size, batch), dtype),     # x_t: the same, transposed (for dW1)
             np.empty(batch, np.int64),                # tb: gathered labels
             np.empty((batch, hidden_size), dtype),    # hid
             np.empty((batch, output_size), dtype),    # z: logits
             np.empty((batch, output_size), dtype),    # dz
             np.empty((batch, hidden_size), dtype),    # dhid
             np.empty(batch, np.float64),              # row_loss
+            np.zeros(2, dtype),                       # alpha, beta for the fused BLAS update
         )
 
 

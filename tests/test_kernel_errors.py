@@ -94,8 +94,8 @@ def test_backward_bad_shapes_and_aliasing():
     shared = np.empty((5, 3))
     with pytest.raises(ValueError, match="two output arrays overlap"):
         kernels.affine_relu_backward(dout, h, W, shared, shared[0], dh)
-    with pytest.raises(ValueError, match="'dout' must have x_t.shape"):
-        kernels.affine_backward_params(np.ones((7, 5)), np.ones((4, 2)), np.empty((7, 2)), np.empty(2))
+    with pytest.raises(ValueError, match="'dout' must have as many rows as 'x'"):
+        kernels.affine_backward_params(np.ones((5, 7)), np.ones((4, 2)), np.empty((7, 2)), np.empty(2))
 
 
 def test_sgd_bad_arguments():

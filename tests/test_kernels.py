@@ -91,7 +91,7 @@ def test_affine_backward_params_matches_reference(rng, B, D, H, C, dtype):
     x = rng.random((B, D)).astype(dtype)
     dout = rng.standard_normal((B, H)).astype(dtype)
     dW, db = np.empty((D, H), dtype), np.empty(H, dtype)
-    kernels.affine_backward_params(np.ascontiguousarray(x.T), dout, dW, db)
+    kernels.affine_backward_params(x, dout, dW, db)
     affine = reference.Affine(np.zeros((D, H)), np.zeros(H))
     affine.forward(x.astype(np.float64))
     affine.backward(dout.astype(np.float64))
@@ -130,9 +130,9 @@ def _user_loss(x, W1, b1, W2, b2, t):
 
 
 @njit
-def _user_backward(dz, hidden, W2, x_t, dW2, db2, dhid, dW1, db1, W1, lr):
+def _user_backward(dz, hidden, W2, x, dW2, db2, dhid, dW1, db1, W1, lr):
     kernels.affine_relu_backward(dz, hidden, W2, dW2, db2, dhid)
-    kernels.affine_backward_params(x_t, dhid, dW1, db1)
+    kernels.affine_backward_params(x, dhid, dW1, db1)
     kernels.sgd_update(W1, dW1, lr)
 
 
@@ -149,7 +149,7 @@ def test_kernels_callable_from_user_njit_code(rng, dtype):
     dW2, db2, dhid = np.empty((6, 4), dtype), np.empty(4, dtype), np.empty((9, 6), dtype)
     dW1, db1 = np.empty((20, 6), dtype), np.empty(6, dtype)
     W1 = p["W1"].copy()
-    _user_backward(dz, hidden, p["W2"], np.ascontiguousarray(x.T.astype(dtype)), dW2, db2, dhid, dW1, db1, W1, 0.5)
+    _user_backward(dz, hidden, p["W2"], x.astype(dtype), dW2, db2, dhid, dW1, db1, W1, 0.5)
     for got, key in ((dW2, "W2"), (db2, "b2"), (dW1, "W1"), (db1, "b1")):
         assert_matches_reference(got, grads[key], dtype, float(np.abs(grads[key]).max()) * 10)
     assert_matches_reference(W1, net.params["W1"] - 0.5 * grads["W1"], dtype, 1.0)
