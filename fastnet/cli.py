@@ -16,12 +16,14 @@ EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 3, 130
 
 
 def load_dataset(spec, data_dir=None):
-    """((x_train, t_train), (x_test, t_test)) for 'mnist', 'fashion-mnist' or 'csv:TRAIN[,TEST]'."""
+    """(train, test, num_classes) for 'mnist', 'fashion-mnist', 'idx:DIR' or 'csv:TRAIN[,TEST]'."""
     from . import datasets
     if spec == "mnist":
-        return datasets.load_mnist(data_dir=data_dir)
+        return (*datasets.load_mnist(data_dir=data_dir), 10)
     if spec == "fashion-mnist":
-        return datasets.load_fashion_mnist(data_dir=data_dir)
+        return (*datasets.load_fashion_mnist(data_dir=data_dir), 10)
+    if spec.startswith("idx:"):
+        return datasets.load_idx_dir(spec[4:])
     if spec.startswith("csv:"):
         paths = spec[4:].split(",")
         if not 1 <= len(paths) <= 2 or not all(paths):
@@ -30,14 +32,7 @@ def load_dataset(spec, data_dir=None):
         test = datasets.load_csv(paths[1]) if len(paths) == 2 else train
         classes = int(max(train[1].max(), test[1].max())) + 1
         return train, test, classes
-    raise ValueError(f"unknown dataset {spec!r}: use mnist, fashion-mnist or csv:PATH")
-
-
-def _data(args):
-    data = load_dataset(args.dataset, args.data_dir)
-    if len(data) == 3:
-        return data
-    return data[0], data[1], 10
+    raise ValueError(f"unknown dataset {spec!r}: use mnist, fashion-mnist, idx:DIR or csv:PATH")
 
 
 def cmd_train(args):
@@ -49,7 +44,7 @@ def cmd_train(args):
     if args.threads:
         import numba
         numba.set_num_threads(args.threads)
-    (x_train, t_train), (x_test, t_test), classes = _data(args)
+    (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     iters = args.iters
     if args.epochs is not None:
         iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))
@@ -87,7 +82,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .weights import load_weights
     net = load_weights(args.weights)
-    (x_train, t_train), (x_test, t_test), classes = _data(args)
+    (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
         raise ValueError(f"{args.weights}: a {net.input_size}-{net.hidden_size}-{net.output_size} network "
                          f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)")
@@ -101,7 +96,7 @@ def cmd_evaluate(args):
 def cmd_gradcheck(args):
     from .gradcheck import check_network
     from .net import TwoLayerNet
-    (x_train, t_train), _, classes = _data(args)
+    (x_train, t_train), _, classes = load_dataset(args.dataset, args.data_dir)
     net = TwoLayerNet(x_train.shape[1], args.hidden, classes, dtype=np.float64, seed=args.seed)
     x = x_train[:args.batch].astype(np.float64)
     report = check_network(net, x, t_train[:args.batch], threshold=args.threshold)
@@ -125,7 +120,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_options(sp):
-        sp.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or csv:TRAIN[,TEST] (default mnist)")
+        sp.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, idx:DIR (your IDX files) or csv:TRAIN[,TEST] (default mnist)")
         sp.add_argument("--data-dir", help="a directory holding the IDX files (else the cache, else download)")
 
     t = sub.add_parser("train", help="train TwoLayerNet with the book's settings")

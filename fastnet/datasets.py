@@ -404,6 +404,31 @@ def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, data_d
     return _load_idx_dataset(FASHION_MNIST, normalize, flatten, one_hot_label, data_dir, download)
 
 
+def load_idx_dir(directory, normalize=True, flatten=True, one_hot_label=False):
+    """Your own IDX files (the four MNIST file names, gzipped or not) from ``directory``.
+
+    Checked for structure only (magic number, dimensions, length, matching
+    counts), not against MNIST's checksums: for subsets and MNIST-like sets.
+    Returns ``(x_train, t_train), (x_test, t_test), num_classes``.
+    """
+    paths = {}
+    for part in PARTS:
+        path = find_file(directory, part)
+        if path is None:
+            raise DataError(f"{directory}: no {FILE_NAMES[part]}[.gz]")
+        paths[part] = path
+    arrays = {part: read_idx(paths[part]) for part in PARTS}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or images.dtype != np.uint8:
+            raise DataError(f"{directory}: {split} images {images.dtype} {images.shape} and labels "
+                            f"{labels.shape} do not fit together (want uint8 (N, rows, cols) and (N,))")
+    num_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
+    train = _book_format(arrays["train_images"], arrays["train_labels"], normalize, flatten, one_hot_label, num_classes)
+    test = _book_format(arrays["test_images"], arrays["test_labels"], normalize, flatten, one_hot_label, num_classes)
+    return train, test, num_classes
+
+
 def load_csv(path, normalize=False, one_hot_label=False, num_classes=None):
     """``(x, t)`` from a CSV file: the integer label in the first column, features after it.
 

@@ -1,0 +1,80 @@
+"""The fastnet command end to end on a real MNIST subset (offline)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastnet import load_weights
+from fastnet.cli import main
+
+SUBSET = "idx:" + str(Path(__file__).parent / "data" / "mnist-subset")
+
+
+def test_train_writes_history_plot_weights(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", SUBSET, "--iters", "300", "--seed", "0", "--out", str(out),
+                 "--history", str(tmp_path / "h.json"), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert printed.count("train acc, test acc |") >= 3 and "final: train acc, test acc" in printed
+    history = json.loads((tmp_path / "h.json").read_text())
+    assert history["stopped"] == "completed" and history["steps_done"] == 300
+    assert history["train_seconds"] > 0
+    first, last = history["epochs"][0], history["epochs"][-1]
+    assert set(first) == {"epoch", "iteration", "train_acc", "test_acc", "loss"}
+    assert last["test_acc"] > 0.75 and last["train_acc"] > first["train_acc"]
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    net = load_weights(out / "weights.npz")
+    assert (net.input_size, net.hidden_size, net.output_size) == (784, 50, 10)
+
+    assert main(["evaluate", str(out / "weights.npz"), "--dataset", SUBSET]) == 0
+    printed = capsys.readouterr().out
+    assert f"test accuracy on {SUBSET}: {last['test_acc']:.4f}" in printed
+
+
+def test_epochs_option_and_float64(tmp_path, capsys):
+    code = main(["train", "--dataset", SUBSET, "--epochs", "2", "--batch-size", "50", "--dtype", "float64",
+                 "--hidden", "20", "--out", str(tmp_path), "--no-plot", "--no-progress", "--seed", "1"])
+    assert code == 0
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["steps_done"] == 40 and history["config"]["dtype"] == "float64"
+
+
+def test_divergence_stops_with_a_message_and_finite_weights(tmp_path, capsys):
+    code = main(["train", "--dataset", SUBSET, "--iters", "200", "--lr", "1e30", "--out", str(tmp_path),
+                 "--no-plot", "--no-progress", "--seed", "0"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "diverged at step" in err
+    net = load_weights(tmp_path / "weights.npz")
+    assert all(np.all(np.isfinite(p)) for p in net.params.values())
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["stopped"] == "diverged"
+
+
+def test_gradcheck_command(capsys):
+    assert main(["gradcheck", "--dataset", SUBSET]) == 0
+    printed = capsys.readouterr().out
+    assert "W1:" in printed and "passed" in printed
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--dataset", "nope"], "unknown dataset"),
+    (["train", "--dataset", "csv:/no/such.csv"], "cannot read"),
+    (["train", "--dataset", "idx:/no/such/dir"], "no train-images"),
+    (["evaluate", "/no/such/weights.npz", "--dataset", SUBSET], "no such file"),
+])
+def test_errors_are_messages_not_tracebacks(argv, words, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastnet: error:") and words in err
+
+
+def test_python_dash_m_fastnet(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fastnet", "train", "--dataset", SUBSET, "--iters", "20",
+                             "--out", str(tmp_path), "--no-plot"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "train acc, test acc |" in result.stdout
