@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_path, atomic_write_bytes
+from ._atomic import atomic_write_bytes
 
 
 class DataError(ValueError):

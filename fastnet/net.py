@@ -26,7 +26,7 @@ class Workspace:
             np.empty((batch, output_size), dtype),    # dz
             np.empty((batch, hidden_size), dtype),    # dhid
             np.empty(batch, np.float64),              # row_loss
-            np.zeros(2, dtype),                       # alpha, beta for the fused BLAS update
+            np.zeros(4, dtype),                       # BLAS alpha, beta: (1, 0) and (-lr, 1)
         )
 
 

@@ -4,7 +4,7 @@ import pytest
 from numba import njit
 
 from fastnet import kernels, reference
-from conftest import FLOAT_DTYPES, SHAPES, assert_matches_reference
+from support import FLOAT_DTYPES, SHAPES, assert_matches_reference
 
 
 def _layer_inputs(rng, B, D, H, dtype):

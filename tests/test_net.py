@@ -7,7 +7,7 @@ import pytest
 from numba.core.runtime import _nrt_python, rtsys
 
 from fastnet import TwoLayerNet, reference
-from conftest import FLOAT_DTYPES, assert_matches_reference
+from support import FLOAT_DTYPES, assert_matches_reference
 
 
 def blobs(n=600, d=20, classes=4, seed=0):

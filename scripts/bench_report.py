@@ -1,0 +1,146 @@
+"""Run the benchmark suite (or read a run) and write a markdown table and a PNG.
+
+    python scripts/bench_report.py                 # run: together, then each side alone
+    python scripts/bench_report.py --json run.json # only read an existing run
+
+The together run times fastnet and the numpy reference in one process, group by
+group; the two alone runs time each side in a process of its own. The table
+shows medians, speed-up over the book's float64 reference, GFLOP/s, the
+fraction of the matmul peak measured in the same run, and alone/together: if
+the two sides disturbed each other (BLAS and Numba threads fighting), that
+column would be far from 1.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_pytest(json_path, select=None):
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q", "-p", "no:cacheprovider",
+           f"--benchmark-json={json_path}", "--benchmark-disable-gc"]
+    if select:
+        cmd += ["-k", select]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def load(json_path):
+    """{(group, impl): (median seconds, flops)} and the machine info of a run."""
+    data = json.loads(Path(json_path).read_text())
+    results = {}
+    for b in data["benchmarks"]:
+        impl = b["params"]["impl"]
+        results[(b["group"], impl)] = (b["stats"]["median"], b["extra_info"].get("flops", 0))
+    return results, data.get("machine_info", {})
+
+
+def peak_gflops(results):
+    for (group, _), (median, flops) in results.items():
+        if group.startswith("peak"):
+            return flops / median / 1e9
+    return float("nan")
+
+
+def table(together, alone, peak):
+    groups = sorted({g for g, _ in together if not g.startswith("peak")}, key=_group_order)
+    lines = ["| operation | implementation | median µs | × vs ref f64 | × vs ref f32 | GFLOP/s | % of peak |"
+             + (" alone/together |" if alone else ""),
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if alone else "")]
+    for group in groups:
+        ref64 = together.get((group, "reference-f64"), (float("nan"), 0))[0]
+        ref32 = together.get((group, "reference-f32"), (float("nan"), 0))[0]
+        for impl in ("fastnet-f32", "reference-f64", "reference-f32"):
+            if (group, impl) not in together:
+                continue
+            median, flops = together[(group, impl)]
+            gflops = flops / median / 1e9
+            row = (f"| {group} | {impl} | {median * 1e6:,.1f} | {ref64 / median:.2f} | {ref32 / median:.2f} "
+                   f"| {gflops:.1f} | {100 * gflops / peak:.0f} % |")
+            if alone:
+                solo = alone.get((group, impl))
+                row += f" {solo[0] / median:.2f} |" if solo else " |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def _group_order(group):
+    order = ["training_step", "affine_relu_forward", "backward", "softmax_cross_entropy", "predict"]
+    name = group.split()[0]
+    return (order.index(name) if name in order else 99, group)
+
+
+def plot(together, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = defaultdict(dict)  # impl -> {(batch, hidden): median}
+    for (group, impl), (median, _) in together.items():
+        if group.startswith("training_step"):
+            b, h = group.split()[1].split("-")
+            steps[impl][(int(b[1:]), int(h[1:]))] = median
+    fig, (by_batch, by_hidden) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"fastnet-f32": "-o", "reference-f64": "--s", "reference-f32": ":^"}
+    for impl, points in sorted(steps.items()):
+        for hidden in sorted({h for _, h in points}):
+            xs = sorted(b for b, h in points if h == hidden)
+            by_batch.loglog(xs, [points[(b, hidden)] * 1e3 for b in xs], styles.get(impl, "-"),
+                            label=f"{impl}, hidden {hidden}")
+        for batch in sorted({b for b, _ in points}):
+            xs = sorted(h for b, h in points if b == batch)
+            by_hidden.loglog(xs, [points[(batch, h)] * 1e3 for h in xs], styles.get(impl, "-"),
+                             label=f"{impl}, batch {batch}")
+    by_batch.set(xlabel="batch size", ylabel="ms per training step", title="time per step vs batch size")
+    by_hidden.set(xlabel="hidden size", ylabel="ms per training step", title="time per step vs hidden size")
+    for ax in (by_batch, by_hidden):
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def machine_line(info):
+    cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
+    import numba
+    import numpy
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {numpy.__version__}, "
+            f"numba {numba.__version__}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", help="read this pytest-benchmark JSON instead of running")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    alone = {}
+    if args.json:
+        together, info = load(args.json)
+    else:
+        run_pytest(out / "together.json")
+        run_pytest(out / "fastnet-alone.json", "fastnet or peak")
+        run_pytest(out / "reference-alone.json", "reference")
+        together, info = load(out / "together.json")
+        for name in ("fastnet-alone.json", "reference-alone.json"):
+            alone.update(load(out / name)[0])
+    peak = peak_gflops(together)
+    plot(together, out / "steps.png")
+    text = (f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
+            f"Matmul peak measured in the same run (float32 numpy.matmul, 2048²): **{peak:.0f} GFLOP/s**.\n"
+            "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
+            "in a process of its own over the median in the shared run.\n\n"
+            + table(together, alone, peak) + "\n\n![time per step](steps.png)\n")
+    (out / "REPORT.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
