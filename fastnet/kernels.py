@@ -107,6 +107,22 @@ def require_disjoint(func, output_spans, input_spans):
 
 
 @njit(cache=True)
+def require_finite(func, name, a):
+    """Raise unless every entry of the C-contiguous float array ``a`` is finite.
+
+    One pass: v - v is 0 for a finite v and NaN for NaN or ±inf. (No fastmath
+    anywhere in fastnet, so the NaN test cannot be optimised away; a test
+    checks that.)
+    """
+    flat = a.reshape(a.size)
+    acc = 0.0
+    for i in range(flat.size):
+        acc += flat[i] - flat[i]
+    if acc != 0.0:  # NaN compares unequal to everything
+        raise ValueError(func + ": " + name + " contains NaN or infinity")
+
+
+@njit(cache=True)
 def require_labels(func, t, num_classes):
     """Every label lies in [0, num_classes)."""
     for i in range(t.shape[0]):
@@ -397,15 +413,26 @@ def sgd_update_unchecked(param, grad, lr):
 
 
 @njit(parallel=True, cache=True)
-def gather_unchecked(X, T, idx, xb, tb):
-    """xb = X[idx], tb = T[idx]. X (N,D), T (N,), idx (B,). Unchecked."""
+def gather_unchecked(X, T, idx, xb, tb, row_check):
+    """xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else NaN. Unchecked.
+
+    X (N,D), T (N,), idx (B,), row_check (B,) float64. The finiteness test rides
+    along with the copy (v - v is 0 for finite v), so it costs next to nothing.
+    """
     B = idx.shape[0]
+    D = X.shape[1]
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
         for i in range(r0, r1):
-            tb[i] = T[idx[i]]
-            xb[i, :] = X[idx[i], :]
+            src = idx[i]
+            tb[i] = T[src]
+            check = 0.0
+            for d in range(D):
+                v = X[src, d]
+                xb[i, d] = v
+                check += v - v
+            row_check[i] = check
     return xb, tb
 
 
@@ -450,7 +477,10 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     D = X.shape[1]
     inv_batch = 1.0 / B
 
-    gather_unchecked(X, T, idx, xb, tb)
+    gather_unchecked(X, T, idx, xb, tb, row_loss)  # row_loss holds the finiteness check for now
+    for i in range(B):
+        if row_loss[i] != 0.0:
+            raise ValueError("train_step: x has NaN or infinity in row", idx[i])
 
     alpha_beta[0] = 1  # (1, 0): plain products
     alpha_beta[1] = 0
@@ -514,6 +544,9 @@ def _check_affine(func, x, W, b, out):
     require(out.shape[0] == x.shape[0] and out.shape[1] == W.shape[1], func,
             ": argument 'out' must have shape (x.shape[0], W.shape[1])")
     require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
+    require_finite(func, "argument 'x'", x)
+    require_finite(func, "argument 'W'", W)
+    require_finite(func, "argument 'b'", b)
 
 
 @njit(cache=True)
@@ -573,6 +606,7 @@ def _checked_softmax_cross_entropy(z, t, dz):
     require(t.shape[0] == z.shape[0], func, ": argument 't' must have one label per row of z")
     require(dz.shape[0] == z.shape[0] and dz.shape[1] == z.shape[1], func, ": argument 'dz' must have the shape of z")
     require_labels(func, t, z.shape[1])
+    require_finite(func, "argument 'z'", z)
     require_disjoint(func, (span(dz),), (span(z), span(t)))
     return softmax_cross_entropy_unchecked(z, t, dz)
 
@@ -614,6 +648,9 @@ def _checked_affine_relu_backward(dout, h, W, dW, db, dh):
     require(db.shape[0] == C, func, ": argument 'db' must have dout.shape[1] entries")
     require(dh.shape[0] == B and dh.shape[1] == H, func, ": argument 'dh' must have the shape of h")
     require_disjoint(func, (span(dW), span(db), span(dh)), (span(dout), span(h), span(W)))
+    require_finite(func, "argument 'dout'", dout)
+    require_finite(func, "argument 'h'", h)
+    require_finite(func, "argument 'W'", W)
     return affine_relu_backward_unchecked(dout, h, W, dW, db, dh)
 
 
@@ -651,6 +688,8 @@ def _checked_affine_backward_params(x, dout, dW, db):
     require(dW.shape[0] == D and dW.shape[1] == H, func, ": argument 'dW' must have shape (x.shape[1], dout.shape[1])")
     require(db.shape[0] == H, func, ": argument 'db' must have dout.shape[1] entries")
     require_disjoint(func, (span(dW), span(db)), (span(x), span(dout)))
+    require_finite(func, "argument 'x'", x)
+    require_finite(func, "argument 'dout'", dout)
     return affine_backward_params_unchecked(x, dout, dW, db)
 
 
@@ -683,6 +722,8 @@ def _checked_sgd_update(param, grad, lr):
     require(param.shape == grad.shape, func, ": argument 'grad' must have the shape of 'param'")
     require(np.isfinite(lr), func, ": argument 'lr' must be finite")
     require_disjoint(func, (span(param),), (span(grad),))
+    require_finite(func, "argument 'param'", param)
+    require_finite(func, "argument 'grad'", grad)
     return sgd_update_unchecked(param, grad, lr)
 
 

@@ -4,9 +4,11 @@ A thin orchestrator: it owns the parameters and, per batch size, a workspace of
 preallocated buffers; each training step is a single call into compiled code
 (``kernels.train_step``), which allocates nothing.
 """
+import threading
+
 import numpy as np
 from . import kernels
-from .kernels import require_labels, train_step
+from .kernels import require_finite, require_labels, train_step
 from .gradcheck import PARAM_NAMES, network_numerical_gradient
 
 PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
@@ -38,6 +40,9 @@ class TwoLayerNet:
     plus ``step``. ``params`` holds the live arrays: changing one in place
     changes the network. ``seed`` makes the initial weights reproducible (the
     reference draws the same numbers for the same seed).
+
+    Thread-safe: one instance used from several threads runs one call at a
+    time (a lock guards the workspaces); separate instances share nothing.
     """
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
@@ -51,16 +56,18 @@ class TwoLayerNet:
         self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
         rng = np.random.default_rng(seed)
         D, H, C = self.input_size, self.hidden_size, self.output_size
-        self.params = {
-            "W1": (weight_init_std * rng.standard_normal((D, H))).astype(self.dtype),
-            "b1": np.zeros(H, dtype=self.dtype),
-            "W2": (weight_init_std * rng.standard_normal((H, C))).astype(self.dtype),
-            "b2": np.zeros(C, dtype=self.dtype),
-        }
-        self._grads = (np.empty((D, H), self.dtype), np.empty(H, self.dtype),
-                       np.empty((H, C), self.dtype), np.empty(C, self.dtype))
+        with _explained_memory_error(f"TwoLayerNet({D}, {H}, {C}): the weights", 2 * (D * H + H * C) * 8):
+            self.params = {
+                "W1": (weight_init_std * rng.standard_normal((D, H))).astype(self.dtype),
+                "b1": np.zeros(H, dtype=self.dtype),
+                "W2": (weight_init_std * rng.standard_normal((H, C))).astype(self.dtype),
+                "b2": np.zeros(C, dtype=self.dtype),
+            }
+            self._grads = (np.empty((D, H), self.dtype), np.empty(H, self.dtype),
+                           np.empty((H, C), self.dtype), np.empty(C, self.dtype))
         self._workspaces = {}
         self._hidden_scratch = None
+        self._lock = threading.RLock()
 
     # -- argument handling -------------------------------------------------
 
@@ -108,25 +115,45 @@ class TwoLayerNet:
     def _workspace(self, batch):
         ws = self._workspaces.get(batch)
         if ws is None:
-            ws = Workspace(batch, self.input_size, self.hidden_size, self.output_size, self.dtype)
+            D, H, C = self.input_size, self.hidden_size, self.output_size
+            with _explained_memory_error(f"a workspace for batch {batch}", batch * (D + 2 * H + 2 * C + 3) * 8):
+                ws = Workspace(batch, D, H, C, self.dtype)
             self._workspaces[batch] = ws
         return ws
 
     # -- the book's interface ---------------------------------------------
 
     def predict(self, x):
-        """Logits (N, output_size) for inputs x (N, input_size)."""
+        """Logits (N, output_size) for inputs x (N, input_size).
+
+        The logits are checked: if one is NaN or infinite, the input row or
+        parameter that caused it is named in a ValueError (scanning x only
+        then keeps the common case fast).
+        """
         x = self._inputs(x)
-        params = self._live_params()
-        n = x.shape[0]
-        chunk = min(n, PREDICT_CHUNK)
-        if self._hidden_scratch is None or self._hidden_scratch.shape[0] < chunk:
-            self._hidden_scratch = np.empty((chunk, self.hidden_size), self.dtype)
-        z = np.empty((n, self.output_size), self.dtype)
-        for r0 in range(0, n, chunk):
-            r1 = min(r0 + chunk, n)
-            kernels.forward_unchecked(x[r0:r1], params, self._hidden_scratch[:r1 - r0], z[r0:r1])
+        with self._lock:
+            params = self._live_params()
+            n = x.shape[0]
+            chunk = min(n, PREDICT_CHUNK)
+            if self._hidden_scratch is None or self._hidden_scratch.shape[0] < chunk:
+                self._hidden_scratch = np.empty((chunk, self.hidden_size), self.dtype)
+            z = np.empty((n, self.output_size), self.dtype)
+            for r0 in range(0, n, chunk):
+                r1 = min(r0 + chunk, n)
+                kernels.forward_unchecked(x[r0:r1], params, self._hidden_scratch[:r1 - r0], z[r0:r1])
+        if not np.isfinite(z).all():
+            self._explain_non_finite(x, params)
         return z
+
+    def _explain_non_finite(self, x, params):
+        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if rows.size:
+            raise ValueError(f"TwoLayerNet: x contains NaN or infinity (row {rows[0]}"
+                             + (f" and {rows.size - 1} more)" if rows.size > 1 else ")"))
+        for name, p in zip(PARAM_NAMES, params):
+            require_finite("TwoLayerNet", f"params[{name!r}]", p)
+        raise ValueError("TwoLayerNet: the logits overflowed (finite inputs and weights; the weights "
+                         "are too large: has training diverged?)")
 
     def loss(self, x, t):
         """Mean cross-entropy of the network on (x, t), a float."""
@@ -143,8 +170,12 @@ class TwoLayerNet:
 
     def gradient(self, x, t):
         """Backprop gradients {'W1','b1','W2','b2'} on the batch (x, t), as new arrays."""
-        self._step(x, t, 0.0)
-        return {name: g.copy() for name, g in zip(PARAM_NAMES, self._grads)}
+        with self._lock:
+            loss = self._step(x, t, 0.0)
+            grads = {name: g.copy() for name, g in zip(PARAM_NAMES, self._grads)}
+        if not np.isfinite(loss):
+            self._explain_non_finite(self._inputs(x), self._live_params())
+        return grads
 
     def numerical_gradient(self, x, t):
         """Central-difference gradients (slow; for checking ``gradient``)."""
@@ -163,11 +194,33 @@ class TwoLayerNet:
         copy of the batch in Python. x must already be in the net's dtype and t
         int64, as ``fastnet.train`` prepares them.
         """
-        ws = self._workspace(idx.shape[0])
-        return train_step(x, t, idx, self._live_params(), self._grads, ws.work, float(lr))
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
+            raise ValueError("TwoLayerNet.step_indices: idx must be a non-empty 1-D integer array")
+        with self._lock:
+            ws = self._workspace(idx.shape[0])
+            return train_step(x, t, np.ascontiguousarray(idx, np.int64), self._live_params(), self._grads,
+                              ws.work, float(lr))
 
     def _step(self, x, t, lr):
         x = self._inputs(x)
         t = self._labels(t, x.shape[0])
-        ws = self._workspace(x.shape[0])
-        return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr)
+        with self._lock:
+            ws = self._workspace(x.shape[0])
+            return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr)
+
+
+class _explained_memory_error:
+    """Turn a MemoryError into one that says what was being allocated and how big it is."""
+
+    def __init__(self, what, nbytes):
+        self.what, self.nbytes = what, nbytes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        too_big = kind is not None and (issubclass(kind, MemoryError)
+                                        or (issubclass(kind, ValueError) and "too big" in str(error)))
+        if too_big:
+            raise MemoryError(f"{self.what} would need about {self.nbytes / 2**30:,.1f} GiB: {error}") from error
+        return False

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ._atomic import atomic_write_text
+from .kernels import require_finite, require_labels
 
 
 @dataclass
@@ -49,8 +50,8 @@ def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed
           progress=None, log=print):
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current step and says why in ``history.stopped``/``message``."""
-    x_train, t_train = _prepared(net, *train_data)
-    x_test, t_test = _prepared(net, *test_data)
+    x_train, t_train = _prepared(net, *train_data, "training")
+    x_test, t_test = _prepared(net, *test_data, "test")
     train_size = x_train.shape[0]
     if batch_size < 1 or iters < 0:
         raise ValueError("batch_size must be >= 1 and iters >= 0")
@@ -117,10 +118,13 @@ def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed
     return history
 
 
-def _prepared(net, x, t):
-    """The data as the compiled step wants it: C-contiguous, the net's dtype, int64 labels."""
+def _prepared(net, x, t, which):
+    """The data as the compiled step wants it: C-contiguous, the net's dtype, int64 labels;
+    checked once here (finite inputs, labels in range) rather than at every evaluation."""
     x = net._inputs(np.asarray(x).reshape(len(x), -1))
     t = net._labels(np.asarray(t), x.shape[0])
+    require_finite("train", f"the {which} inputs", x)
+    require_labels("train", t, net.output_size)
     return x, t
 
 
