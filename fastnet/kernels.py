@@ -412,27 +412,31 @@ def sgd_update_unchecked(param, grad, lr):
     return param
 
 
+@njit(cache=True)
+def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1):
+    """Rows r0:r1 of xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else NaN.
+
+    The finiteness test rides along with the copy (v - v is 0 for finite v).
+    """
+    for i in range(r0, r1):
+        src = idx[i]
+        tb[i] = T[src]
+        check = 0.0
+        for d in range(X.shape[1]):
+            v = X[src, d]
+            xb[i, d] = v
+            check += v - v
+        row_check[i] = check
+
+
 @njit(parallel=True, cache=True)
 def gather_unchecked(X, T, idx, xb, tb, row_check):
-    """xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else NaN. Unchecked.
-
-    X (N,D), T (N,), idx (B,), row_check (B,) float64. The finiteness test rides
-    along with the copy (v - v is 0 for finite v), so it costs next to nothing.
-    """
+    """xb = X[idx], tb = T[idx], row_check as ``_gather_rows``. X (N,D), T (N,), idx (B,). Unchecked."""
     B = idx.shape[0]
-    D = X.shape[1]
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        for i in range(r0, r1):
-            src = idx[i]
-            tb[i] = T[src]
-            check = 0.0
-            for d in range(D):
-                v = X[src, d]
-                xb[i, d] = v
-                check += v - v
-            row_check[i] = check
+        _gather_rows(X, T, idx, xb, tb, row_check, r0, r1)
     return xb, tb
 
 
@@ -455,6 +459,16 @@ def forward_unchecked(x, params, hid, z):
     return z
 
 
+@njit(cache=True)
+def _layer2_rows(hid, W2, b2, z, t, dz, dhid, row_loss, alpha_beta, inv_batch, nb, k):
+    """Row block k: z = hid W2 + b2, the softmax-CE row losses and dz, dhid = (dz W2ᵀ)⊙[hid>0]."""
+    r0, r1 = block_bounds(hid.shape[0], nb, k)
+    _affine_block(hid, W2, b2, z, alpha_beta, False, nb, k, False)
+    for i in range(r0, r1):
+        row_loss[i] = _softmax_ce_row(z, t, dz, i, inv_batch)
+    _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
+
+
 @njit(parallel=True, cache=True)
 def train_step_unchecked(X, T, idx, params, grads, work, lr):
     """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
@@ -464,37 +478,41 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     gradients) or the loss is not finite (then nothing is updated, so the
     weights stay the last finite ones). When updating, dW1 is never stored: the
     update is fused into the BLAS call (W1 := W1 - lr * xbᵀ dhid).
-    work = (xb, tb, hid, z, dz, dhid, row_loss, alpha_beta, col_acc) are scratch buffers
-    for B = len(idx) rows (see ``fastnet.net.Workspace``). Four parallel
-    regions: gather; layer 1 by row or column blocks; per-row layer 2 +
-    softmax-CE + hidden gradient; W1 by row or column blocks. The small W2
-    product runs serially, its update fused in the same way.
+    work = (xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, col_acc)
+    are scratch buffers for B = len(idx) rows (see ``fastnet.net.Workspace``).
+    Two parallel regions when layer 1 splits by rows (B >= H): gather, both
+    layers, softmax-CE and the hidden gradient, row block by row block; then W1
+    by blocks. Four when it splits by columns: gather; layer 1; the per-row
+    rest; W1. The small W2 product runs serially, its update fused the same way.
     """
     W1, b1, W2, b2 = params
     dW1, db1, dW2, db2 = grads
-    xb, tb, hid, z, dz, dhid, row_loss, alpha_beta, col_acc = work
+    xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, col_acc = work
     B = idx.shape[0]
     D = X.shape[1]
     inv_batch = 1.0 / B
 
-    gather_unchecked(X, T, idx, xb, tb, row_loss)  # row_loss holds the finiteness check for now
-    for i in range(B):
-        if row_loss[i] != 0.0:
-            raise ValueError("train_step: x has NaN or infinity in row", idx[i])
-
     alpha_beta[0] = 1  # (1, 0): plain products
     alpha_beta[1] = 0
     by_columns, nb = product_split(B, D, W1.shape[1])
-    for k in prange(nb):
-        _affine_block(xb, W1, b1, hid, alpha_beta, by_columns, nb, k, True)
-
-    nr = num_blocks(B)  # layer 2, softmax-CE, dhid: small products, many exp and stores per row
-    for k in prange(nr):
-        r0, r1 = block_bounds(B, nr, k)
-        _affine_block(hid, W2, b2, z, alpha_beta, False, nr, k, False)
-        for i in range(r0, r1):
-            row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
-        _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
+    if not by_columns:
+        # Layer 1 splits by rows: then everything up to the weight gradients is
+        # row-local, and one region does it, each block on its own rows.
+        for k in prange(nb):
+            r0, r1 = block_bounds(B, nb, k)
+            _gather_rows(X, T, idx, xb, tb, row_check, r0, r1)
+            _affine_block(xb, W1, b1, hid, alpha_beta, False, nb, k, True)
+            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, alpha_beta, inv_batch, nb, k)
+    else:
+        gather_unchecked(X, T, idx, xb, tb, row_check)
+        for k in prange(nb):
+            _affine_block(xb, W1, b1, hid, alpha_beta, True, nb, k, True)
+        nr = num_blocks(B)
+        for k in prange(nr):
+            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, alpha_beta, inv_batch, nr, k)
+    for i in range(B):
+        if row_check[i] != 0.0:
+            raise ValueError("train_step: x has NaN or infinity in row", idx[i])
 
     loss = 0.0
     for i in range(B):  # fixed order: the loss does not depend on the thread count

@@ -28,6 +28,7 @@ class Workspace:
             np.empty((batch, output_size), dtype),    # dz
             np.empty((batch, hidden_size), dtype),    # dhid
             np.empty(batch, np.float64),              # row_loss
+            np.empty(batch, np.float64),              # row_check: 0 where the gathered row is finite
             np.zeros(4, dtype),                       # BLAS alpha, beta: (1, 0) and (-lr, 1)
             np.empty(max(hidden_size, output_size)),  # col_acc: float64 column sums
         )
