@@ -17,6 +17,12 @@ Two names per kernel:
   kernels. They trust their arguments: a wrong shape or label reads or writes
   outside the arrays. Use them from compiled code that has already checked.
 
+Caching: every compiled function that calls a parallel kernel is itself
+``parallel=True``, even without a ``prange``. Numba can crash loading from its
+cache a non-parallel cached function that calls a parallel one (numba#8578,
+#10184; making the caller parallel avoids it, #4807). If you cache your own
+``@njit`` function that calls these kernels, give it ``parallel=True`` too.
+
 How the work is split: every parallel loop runs over a fixed number of blocks
 that depends only on the array shapes (``num_blocks``), never on the thread
 count, and each block owns the output rows it writes. Scalar sums run in a fixed
@@ -110,15 +116,16 @@ def require_disjoint(func, output_spans, input_spans):
 def require_finite(func, name, a):
     """Raise unless every entry of the C-contiguous float array ``a`` is finite.
 
-    One pass: v - v is 0 for a finite v and NaN for NaN or ±inf. (No fastmath
+    v - v is 0 for a finite v and NaN for NaN or ±inf, and NaN != 0; OR-ing
+    the flags (unlike summing floats) vectorises without fastmath. (No fastmath
     anywhere in fastnet, so the NaN test cannot be optimised away; a test
     checks that.)
     """
     flat = a.reshape(a.size)
-    acc = 0.0
+    bad = False
     for i in range(flat.size):
-        acc += flat[i] - flat[i]
-    if acc != 0.0:  # NaN compares unequal to everything
+        bad |= flat[i] - flat[i] != 0
+    if bad:
         raise ValueError(func + ": " + name + " contains NaN or infinity")
 
 
@@ -333,13 +340,13 @@ def _affine_forward(x, W, b, out, relu):
     return out
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def affine_relu_forward_unchecked(x, W, b, out):
     """out = max(x @ W + b, 0). x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
     return _affine_forward(x, W, b, out, True)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def affine_forward_unchecked(x, W, b, out):
     """out = x @ W + b. x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
     return _affine_forward(x, W, b, out, False)
@@ -414,19 +421,19 @@ def sgd_update_unchecked(param, grad, lr):
 
 @njit(cache=True)
 def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1):
-    """Rows r0:r1 of xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else NaN.
+    """Rows r0:r1 of xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else 1.
 
     The finiteness test rides along with the copy (v - v is 0 for finite v).
     """
     for i in range(r0, r1):
         src = idx[i]
         tb[i] = T[src]
-        check = 0.0
+        bad = False
         for d in range(X.shape[1]):
             v = X[src, d]
             xb[i, d] = v
-            check += v - v
-        row_check[i] = check
+            bad |= v - v != 0  # an OR, not a float sum: it vectorises
+        row_check[i] = 1.0 if bad else 0.0
 
 
 @njit(parallel=True, cache=True)
@@ -567,13 +574,13 @@ def _check_affine(func, x, W, b, out):
     require_finite(func, "argument 'b'", b)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_affine_relu_forward(x, W, b, out):
     _check_affine("affine_relu_forward", x, W, b, out)
     return affine_relu_forward_unchecked(x, W, b, out)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_affine_forward(x, W, b, out):
     _check_affine("affine_forward", x, W, b, out)
     return affine_forward_unchecked(x, W, b, out)
@@ -617,7 +624,7 @@ def _overload_affine_forward(x, W, b, out):
 _SOFTMAX_SPEC = [("z", 2, IN), ("t", 1, LABELS), ("dz", 2, OUT)]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_softmax_cross_entropy(z, t, dz):
     func = "softmax_cross_entropy"
     require(z.shape[0] > 0 and z.shape[1] > 0, func, ": argument 'z' must not be empty")
@@ -654,7 +661,7 @@ _RELU_BACKWARD_SPEC = [("dout", 2, IN), ("h", 2, IN), ("W", 2, IN),
                        ("dW", 2, OUT), ("db", 1, OUT), ("dh", 2, OUT)]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_affine_relu_backward(dout, h, W, dW, db, dh):
     func = "affine_relu_backward"
     B, C = dout.shape
@@ -696,7 +703,7 @@ def _overload_affine_relu_backward(dout, h, W, dW, db, dh):
 _PARAMS_BACKWARD_SPEC = [("x", 2, IN), ("dout", 2, IN), ("dW", 2, OUT), ("db", 1, OUT)]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_affine_backward_params(x, dout, dW, db):
     func = "affine_backward_params"
     B, D = x.shape
@@ -734,7 +741,7 @@ def _overload_affine_backward_params(x, dout, dW, db):
 _SGD_SPEC = [("param", None, OUT), ("grad", None, IN)]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def _checked_sgd_update(param, grad, lr):
     func = "sgd_update"
     require(param.shape == grad.shape, func, ": argument 'grad' must have the shape of 'param'")
@@ -765,7 +772,7 @@ def _overload_sgd_update(param, grad, lr):
     return lambda param, grad, lr: _checked_sgd_update(param, grad, lr)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)  # see "Caching" in the module docstring
 def train_step(X, T, idx, params, grads, work, lr):
     """``train_step_unchecked`` behind checks of the data, indices and labels.
 

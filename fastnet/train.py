@@ -7,7 +7,9 @@ follows the last step.
 """
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -49,7 +51,13 @@ class History:
 def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None,
           progress=None, log=print):
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
-    it stops after the current step and says why in ``history.stopped``/``message``."""
+    it stops after the current step (or evaluation) and says why in ``history.stopped`` and
+    ``history.message``."""
+    with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop after this step"
+        return _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c)
+
+
+def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c):
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     train_size = x_train.shape[0]
@@ -86,7 +94,6 @@ def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed
 
     since = 0
     start = time.perf_counter()
-    i = 0
     try:
         for i in range(iters):
             if i % iter_per_epoch == 0:
@@ -101,26 +108,49 @@ def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed
                 history.message = (f"training diverged at step {i}: the loss is {loss}; the weights "
                                    f"are the last finite ones (before step {i}). Try a smaller lr.")
                 break
+            if ctrl_c.requested:
+                break
             if bar is not None:
                 bar.update(1)
                 if i % 100 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-    except KeyboardInterrupt:
-        history.stopped = "interrupted"
-        history.message = f"interrupted after {history.steps_done} steps"
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+        ctrl_c.requested = True
     finally:
         if bar is not None:
             bar.close()
-    if history.stopped != "diverged":
-        try:
-            train_acc, test_acc = evaluate(history.steps_done)
-            say(f"final: train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
-        except KeyboardInterrupt:
-            history.stopped = "interrupted"
-            history.message = f"interrupted after {history.steps_done} steps"
+    if ctrl_c.requested:
+        history.stopped = "interrupted"
+        history.message = f"interrupted after {history.steps_done} steps"
+    elif history.stopped != "diverged":
+        train_acc, test_acc = evaluate(history.steps_done)
+        say(f"final: train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
     history.train_seconds = time.perf_counter() - start
     history.step_losses = step_losses[:history.steps_done]
     return history
+
+
+class _StopOnCtrlC:
+    """While training, Ctrl-C asks the loop to stop after the current step instead of raising
+    KeyboardInterrupt wherever Python happens to be (possibly inside Numba's runtime). A second
+    Ctrl-C raises at once. Only the main thread can own the handler; elsewhere nothing changes."""
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _prepared(net, x, t, which):
