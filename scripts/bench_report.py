@@ -2,6 +2,7 @@
 
     python scripts/bench_report.py                 # run: together, then each side alone
     python scripts/bench_report.py --json run.json # only read an existing run
+    python scripts/bench_report.py --reuse         # rewrite the report from the last run's JSON files
 
 The together run times fastnet and the numpy reference in one process, group by
 group; the two alone runs time each side in a process of its own. The table
@@ -106,6 +107,16 @@ def plot(together, path):
     fig.savefig(path, dpi=100)
 
 
+def floor_table(together, peak):
+    """fastnet's training step against its floor: the step's FLOPs at the measured peak."""
+    lines = ["| training step | fastnet median µs | floor µs (FLOPs / peak) | × floor |", "|---|---:|---:|---:|"]
+    for (group, impl), (median, flops) in sorted(together.items(), key=lambda kv: _group_order(kv[0][0])):
+        if group.startswith("training_step") and impl == "fastnet-f32":
+            floor = flops / (peak * 1e9)
+            lines.append(f"| {group.split()[1]} | {median * 1e6:,.1f} | {floor * 1e6:,.1f} | {median / floor:.2f} |")
+    return "\n".join(lines)
+
+
 def machine_line(info):
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
     import numba
@@ -117,6 +128,7 @@ def machine_line(info):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", help="read this pytest-benchmark JSON instead of running")
+    p.add_argument("--reuse", action="store_true", help="read together/alone JSON files already in --out")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")
     args = p.parse_args()
     out = Path(args.out)
@@ -125,9 +137,10 @@ def main():
     if args.json:
         together, info = load(args.json)
     else:
-        run_pytest(out / "together.json")
-        run_pytest(out / "fastnet-alone.json", "fastnet or peak")
-        run_pytest(out / "reference-alone.json", "reference")
+        if not args.reuse:
+            run_pytest(out / "together.json")
+            run_pytest(out / "fastnet-alone.json", "fastnet or peak")
+            run_pytest(out / "reference-alone.json", "reference")
         together, info = load(out / "together.json")
         for name in ("fastnet-alone.json", "reference-alone.json"):
             alone.update(load(out / name)[0])
@@ -137,7 +150,8 @@ def main():
             f"Matmul peak measured in the same run (float32 numpy.matmul, 2048²): **{peak:.0f} GFLOP/s**.\n"
             "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
             "in a process of its own over the median in the shared run.\n\n"
-            + table(together, alone, peak) + "\n\n![time per step](steps.png)\n")
+            + table(together, alone, peak) + "\n\n" + floor_table(together, peak)
+            + "\n\n![time per step](steps.png)\n")
     (out / "REPORT.md").write_text(text)
     print(text)
 
