@@ -31,6 +31,8 @@ products inside a block call BLAS through Numba's ``np.dot`` (SciPy's OpenBLAS,
 limited to one thread by ``fastnet._threads``): each Numba thread multiplies its
 own rows.
 """
+import warnings
+
 import numpy as np
 from numba import njit, prange
 from numba.core import types
@@ -40,6 +42,11 @@ from ._threads import limit_scipy_blas_to_one_thread
 from ._validate import IN, LABELS, OUT, python_args, typing_problem
 
 limit_scipy_blas_to_one_thread()
+
+# Our parallel=True wrappers without a prange (see "Caching" above) are parallel
+# on purpose; silence Numba's note about them, and only about them.
+warnings.filterwarnings("ignore", message=r"(?s).*no transformation for parallel execution was possible"
+                                          r".*fastnet[/\\]kernels\.py")
 
 # --------------------------------------------------------------------------
 # Work partition
