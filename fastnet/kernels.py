@@ -27,9 +27,11 @@ How the work is split: every parallel loop runs over a fixed number of blocks
 that depends only on the array shapes (``num_blocks``), never on the thread
 count, and each block owns the output rows it writes. Scalar sums run in a fixed
 serial order. So results are bitwise identical with 1 thread or many. The matrix
-products inside a block call BLAS through Numba's ``np.dot`` (SciPy's OpenBLAS,
-limited to one thread by ``fastnet._threads``): each Numba thread multiplies its
-own rows.
+products inside a block call BLAS directly (``blas_gemm``: the SciPy OpenBLAS
+routine behind Numba's ``np.dot``, held at one thread by ``fastnet._threads``),
+on a block of rows or of columns read in place, with the SGD update fused in
+through BLAS's alpha and beta. The training step is ``train_step`` (checked)
+over ``train_step_unchecked``.
 """
 import warnings
 

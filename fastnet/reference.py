@@ -48,16 +48,6 @@ def cross_entropy_error(y, t):
     return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
 
 
-def labels_to_indices(t, num_classes):
-    """Integer class indices ``(B,)`` from integer labels or one-hot rows ``(B, C)``."""
-    t = np.asarray(t)
-    if t.ndim == 2:
-        if t.shape[1] != num_classes:
-            raise ValueError(f"one-hot labels t have {t.shape[1]} columns; expected {num_classes}")
-        return np.argmax(t, axis=1)
-    return t.astype(np.int64, copy=False)
-
-
 class Relu:
     def __init__(self):
         self.mask = None
