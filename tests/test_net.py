@@ -89,7 +89,7 @@ def _nrt_allocations(func, *args):
 
 def test_step_allocates_no_array_memory():
     """No buffer is allocated per step: the count of NRT allocations per step is the
-    same for tiny and huge batches (Numba's parallel launcher wraps each array a
+    same for tiny and huge batches (within each of the step's two code paths) (Numba's parallel launcher wraps each array a
     parallel region touches in a small meminfo, a constant per step; any buffer
     sized by the batch, or a copy made by np.dot per block, would change the count),
     all of it is freed, and numpy/Python allocate nothing that peaks above 4 KiB."""
@@ -99,7 +99,8 @@ def test_step_allocates_no_array_memory():
     was_enabled = _nrt_python.memsys_stats_enabled()
     _nrt_python.memsys_enable_stats()
     try:
-        for batch, hidden in ((1, 1), (100, 50), (1000, 300)):
+        # layer 1 split by rows (batch >= hidden) and by columns: the step has two shapes of work
+        for batch, hidden in ((1, 1), (100, 50), (1000, 300), (20, 100), (50, 400)):
             net = TwoLayerNet(784, hidden, 10, seed=0)
             idx = np.arange(batch)
             xb, tb = x[:batch].copy(), t[:batch].copy()
@@ -118,7 +119,10 @@ def test_step_allocates_no_array_memory():
     finally:
         if not was_enabled:
             _nrt_python.memsys_disable_stats()
-    assert len(set(counts.values())) == 1 and len(set(next(iter(counts.values())))) == 1, counts
+    by_rows = {counts[k] for k in ((1, 1), (100, 50), (1000, 300))}
+    by_columns = {counts[k] for k in ((20, 100), (50, 400))}
+    assert len(by_rows) == 1 and len(by_columns) == 1, counts
+    assert all(len(set(c)) == 1 for c in counts.values()), counts  # step() == step_indices()
     assert peak < 4096, f"20 steps allocated {peak} bytes of Python/numpy memory at their peak"
 
 
