@@ -48,14 +48,16 @@ def cmd_train(args):
     iters = args.iters
     if args.epochs is not None:
         iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))
+    # one seed for the initial weights and the batches, drawn if not given and kept in the history
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
     net = TwoLayerNet(x_train.shape[1], args.hidden, classes, weight_init_std=args.weight_init_std,
-                      dtype=np.dtype(args.dtype), seed=args.seed)
+                      dtype=np.dtype(args.dtype), seed=seed)
     out = Path(args.out)
     history_path = Path(args.history) if args.history else out / "history.json"
     print(f"training {x_train.shape[1]}-{args.hidden}-{classes} ({args.dtype}) on {args.dataset}: "
           f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, lr {args.lr}")
     history = train(net, (x_train, t_train), (x_test, t_test), iters=iters, batch_size=args.batch_size,
-                    lr=args.lr, seed=args.seed, progress=args.progress)
+                    lr=args.lr, seed=seed, progress=args.progress)
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
     print(f"{history.steps_done} steps in {history.train_seconds:.2f} s "
@@ -132,7 +134,7 @@ def build_parser():
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight std (0.01)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--seed", type=int, help="seed for weights and batches (random if not given)")
+    t.add_argument("--seed", type=int, help="seed for weights and batches (drawn and recorded in the history if not given)")
     t.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
     t.add_argument("--out", default="fastnet-run", help="output directory (fastnet-run)")
     t.add_argument("--history", help="history JSON path (default OUT/history.json)")
