@@ -475,14 +475,53 @@ def forward_unchecked(x, params, hid, z):
     return z
 
 
+MAX_PARTS = max(BLOCKS, SMALL_GEMM_BLOCKS)  # row blocks of the layer-2 region, at most
+
+
 @njit(cache=True)
-def _layer2_rows(hid, W2, b2, z, t, dz, dhid, row_loss, alpha_beta, inv_batch, nb, k):
-    """Row block k: z = hid W2 + b2, the softmax-CE row losses and dz, dhid = (dz W2ᵀ)⊙[hid>0]."""
-    r0, r1 = block_bounds(hid.shape[0], nb, k)
+def _layer2_rows(hid, W2, b2, z, t, dz, dhid, row_loss, parts, col_parts, alpha_beta, inv_batch, nb, k):
+    """Row block k: z = hid W2 + b2, the softmax-CE row losses and dz, dhid = (dz W2ᵀ)⊙[hid>0];
+    and, while these rows are in cache, the block's share of the layer-2 weight gradient,
+    parts[k] = hid[r0:r1]ᵀ dz[r0:r1], and of the bias gradients, col_parts[k] = column sums
+    of dhid and dz over its rows (float64). alpha_beta[0:2] must hold (1, 0)."""
+    B, H = hid.shape
+    C = dz.shape[1]
+    r0, r1 = block_bounds(B, nb, k)
     _affine_block(hid, W2, b2, z, alpha_beta, False, nb, k, False)
     for i in range(r0, r1):
         row_loss[i] = _softmax_ce_row(z, t, dz, i, inv_batch)
     _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
+    if r1 > r0:
+        gemm(T, N, H, C, r1 - r0, alpha_beta, hid[r0:], H, dz[r0:], C, parts[k], C)
+    else:
+        parts[k][:, :] = 0
+    for j in range(H + C):
+        col_parts[k, j] = 0.0
+    for i in range(r0, r1):
+        for j in range(H):
+            col_parts[k, j] += dhid[i, j]
+        for j in range(C):
+            col_parts[k, H + j] += dz[i, j]
+
+
+@njit(cache=True)
+def _sum_parts(parts, col_parts, nparts, dW2, db1, db2):
+    """dW2, db1, db2 from the row blocks' shares, summed in block order (float64)."""
+    H, C = dW2.shape
+    for h in range(H):
+        for c in range(C):
+            s = 0.0
+            for k in range(nparts):
+                s += parts[k, h, c]
+            dW2[h, c] = s
+    for j in range(H + C):
+        s = 0.0
+        for k in range(nparts):
+            s += col_parts[k, j]
+        if j < H:
+            db1[j] = s
+        else:
+            db2[j - H] = s
 
 
 @njit(parallel=True, cache=True)
@@ -494,16 +533,18 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     gradients) or the loss is not finite (then nothing is updated, so the
     weights stay the last finite ones). When updating, dW1 is never stored: the
     update is fused into the BLAS call (W1 := W1 - lr * xbᵀ dhid).
-    work = (xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, col_acc)
+    work = (xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, parts, col_parts)
     are scratch buffers for B = len(idx) rows (see ``fastnet.net.Workspace``).
     Two parallel regions when layer 1 splits by rows (B >= H): gather, both
     layers, softmax-CE and the hidden gradient, row block by row block; then W1
     by blocks. Four when it splits by columns: gather; layer 1; the per-row
-    rest; W1. The small W2 product runs serially, its update fused the same way.
+    rest; W1. The layer-2 weight gradient and both bias gradients are summed
+    per row block inside the per-row region (the rows are in cache there) and
+    then over the blocks, in block order.
     """
     W1, b1, W2, b2 = params
     dW1, db1, dW2, db2 = grads
-    xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, col_acc = work
+    xb, tb, hid, z, dz, dhid, row_loss, row_check, alpha_beta, parts, col_parts = work
     B = idx.shape[0]
     D = X.shape[1]
     inv_batch = 1.0 / B
@@ -518,14 +559,16 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
             r0, r1 = block_bounds(B, nb, k)
             _gather_rows(X, T, idx, xb, tb, row_check, r0, r1)
             _affine_block(xb, W1, b1, hid, alpha_beta, False, nb, k, True)
-            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, alpha_beta, inv_batch, nb, k)
+            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, parts, col_parts, alpha_beta, inv_batch, nb, k)
+        nparts = nb
     else:
         gather_unchecked(X, T, idx, xb, tb, row_check)
         for k in prange(nb):
             _affine_block(xb, W1, b1, hid, alpha_beta, True, nb, k, True)
         nr = num_blocks(B)
         for k in prange(nr):
-            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, alpha_beta, inv_batch, nr, k)
+            _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, parts, col_parts, alpha_beta, inv_batch, nr, k)
+        nparts = nr
     for i in range(B):
         if row_check[i] != 0.0:
             raise ValueError("train_step: x has NaN or infinity in row", idx[i])
@@ -549,11 +592,11 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
     for k in prange(nd):
         _weight_grad_block(xb, dhid, alpha_beta[2:], target, by_columns, nd, k)
 
-    # layer 2's weights the same way, serially (at most 1 % of a step): W2 := W2 - lr * hidᵀ dz
-    _weight_grad_block(hid, dz, alpha_beta[2:], W2 if lr != 0 else dW2, False, 1, 0)
-    _column_sums(dz, db2, col_acc)
-    _column_sums(dhid, db1, col_acc)
+    _sum_parts(parts, col_parts, nparts, dW2, db1, db2)
     if lr != 0:
+        for h in range(W2.shape[0]):
+            for c in range(W2.shape[1]):
+                W2[h, c] -= lr * dW2[h, c]
         _sgd_vector(b2, db2, lr)
         _sgd_vector(b1, db1, lr)
     return loss

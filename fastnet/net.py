@@ -30,7 +30,8 @@ class Workspace:
             np.empty(batch, np.float64),              # row_loss
             np.empty(batch, np.float64),              # row_check: 0 where the gathered row is finite
             np.zeros(4, dtype),                       # BLAS alpha, beta: (1, 0) and (-lr, 1)
-            np.empty(max(hidden_size, output_size)),  # col_acc: float64 column sums
+            np.empty((kernels.MAX_PARTS, hidden_size, output_size), dtype),  # parts: row blocks' dW2
+            np.empty((kernels.MAX_PARTS, hidden_size + output_size)),         # col_parts: their db1, db2
         )
 
 
