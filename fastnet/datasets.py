@@ -372,21 +372,23 @@ def _check_shapes(arrays, name):
             raise DataError(f"{name} {FILE_NAMES[part]}: labels must be 0-9, found {arrays[part].max()}")
 
 
-def _book_format(images, labels, normalize, flatten, one_hot_label, num_classes=10):
-    """The book's conversions: float32 / 255, (N, 784) or (N, 1, 28, 28), one-hot labels."""
-    x = images.astype(np.float32) / 255.0 if normalize else images
-    x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *images.shape[1:])
-    t = np.eye(num_classes, dtype=np.float32)[labels] if one_hot_label else labels.astype(np.int64)
-    return x, t
+def _book_format(arrays, normalize, flatten, one_hot_label, num_classes=10):
+    """((x_train, t_train), (x_test, t_test)) from the four arrays, with the book's conversions:
+    float32 / 255, (N, 784) or (N, 1, 28, 28), one-hot labels."""
+    def split(images, labels):
+        x = images.astype(np.float32) / 255.0 if normalize else images
+        x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *images.shape[1:])
+        t = np.eye(num_classes, dtype=np.float32)[labels] if one_hot_label else labels.astype(np.int64)
+        return x, t
+    return (split(arrays["train_images"], arrays["train_labels"]),
+            split(arrays["test_images"], arrays["test_labels"]))
 
 
 def _load_idx_dataset(dataset, normalize, flatten, one_hot_label, data_dir, download):
     paths = locate(dataset, data_dir, download)
     arrays = {part: read_idx(paths[part], dataset, part) for part in PARTS}
     _check_shapes(arrays, dataset.name)
-    train = _book_format(arrays["train_images"], arrays["train_labels"], normalize, flatten, one_hot_label)
-    test = _book_format(arrays["test_images"], arrays["test_labels"], normalize, flatten, one_hot_label)
-    return train, test
+    return _book_format(arrays, normalize, flatten, one_hot_label)
 
 
 def load_mnist(normalize=True, flatten=True, one_hot_label=False, data_dir=None, download=True):
@@ -424,9 +426,7 @@ def load_idx_dir(directory, normalize=True, flatten=True, one_hot_label=False):
             raise DataError(f"{directory}: {split} images {images.dtype} {images.shape} and labels "
                             f"{labels.shape} do not fit together (want uint8 (N, rows, cols) and (N,))")
     num_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
-    train = _book_format(arrays["train_images"], arrays["train_labels"], normalize, flatten, one_hot_label, num_classes)
-    test = _book_format(arrays["test_images"], arrays["test_labels"], normalize, flatten, one_hot_label, num_classes)
-    return train, test, num_classes
+    return (*_book_format(arrays, normalize, flatten, one_hot_label, num_classes), num_classes)
 
 
 def load_csv(path, normalize=False, one_hot_label=False, num_classes=None):

@@ -278,13 +278,20 @@ def _relu_input_grad_rows(dout, W, h, dh, r0, r1):
 
 
 @njit(cache=True)
+def _row_max(z, i):
+    """max_j z[i, j]: the shift that keeps exp from overflowing."""
+    m = z[i, 0]
+    for j in range(1, z.shape[1]):
+        if z[i, j] > m:
+            m = z[i, j]
+    return m
+
+
+@njit(cache=True)
 def _softmax_ce_row(z, t, dz, i, inv_batch):
     """Row ``i``: dz[i] = (softmax(z[i]) - onehot(t[i])) / B; returns -log softmax(z[i])[t[i]] (float64)."""
     C = z.shape[1]
-    m = z[i, 0]
-    for j in range(1, C):
-        if z[i, j] > m:
-            m = z[i, j]
+    m = _row_max(z, i)
     total = 0.0
     for j in range(C):
         e = np.exp(z[i, j] - m)
@@ -300,13 +307,9 @@ def _softmax_ce_row(z, t, dz, i, inv_batch):
 @njit(cache=True)
 def _row_loss(z, t, i):
     """-log softmax(z[i])[t[i]] by log-sum-exp, in float64."""
-    C = z.shape[1]
-    m = z[i, 0]
-    for j in range(1, C):
-        if z[i, j] > m:
-            m = z[i, j]
+    m = _row_max(z, i)
     total = 0.0
-    for j in range(C):
+    for j in range(z.shape[1]):
         total += np.exp(z[i, j] - m)
     return np.log(total) + m - z[i, t[i]]
 
