@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 from . import kernels
-from .kernels import require_finite, require_labels, train_step
+from .kernels import require_finite, require_labels, train_step, train_steps
 from .gradcheck import PARAM_NAMES, network_numerical_gradient
 
 PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
@@ -69,7 +69,7 @@ class TwoLayerNet:
             self._grads = (np.empty((D, H), self.dtype), np.empty(H, self.dtype),
                            np.empty((H, C), self.dtype), np.empty(C, self.dtype))
         self._workspaces = {}
-        self._hidden_scratch = None
+        self._scratch = None  # (hidden, logits) buffers of predict and accuracy
         self._lock = threading.RLock()
 
     # -- argument handling -------------------------------------------------
@@ -134,19 +134,25 @@ class TwoLayerNet:
         then keeps the common case fast).
         """
         x = self._inputs(x)
+        z = np.empty((x.shape[0], self.output_size), self.dtype)
         with self._lock:
             params = self._live_params()
-            n = x.shape[0]
-            chunk = min(n, PREDICT_CHUNK)
-            if self._hidden_scratch is None or self._hidden_scratch.shape[0] < chunk:
-                self._hidden_scratch = np.empty((chunk, self.hidden_size), self.dtype)
-            z = np.empty((n, self.output_size), self.dtype)
-            for r0 in range(0, n, chunk):
-                r1 = min(r0 + chunk, n)
-                kernels.forward_unchecked(x[r0:r1], params, self._hidden_scratch[:r1 - r0], z[r0:r1])
+            for r0, r1, hid, _ in self._row_chunks(x.shape[0]):
+                kernels.forward_unchecked(x[r0:r1], params, hid, z[r0:r1])
         if not np.isfinite(z).all():
             self._explain_non_finite(x, params)
         return z
+
+    def _row_chunks(self, n):
+        """(r0, r1, hidden scratch, logits scratch) for chunks of at most PREDICT_CHUNK of n rows."""
+        chunk = min(n, PREDICT_CHUNK)
+        if self._scratch is None or self._scratch[0].shape[0] < chunk:
+            self._scratch = (np.empty((chunk, self.hidden_size), self.dtype),
+                             np.empty((chunk, self.output_size), self.dtype))
+        hid, z = self._scratch
+        for r0 in range(0, n, chunk):
+            r1 = min(r0 + chunk, n)
+            yield r0, r1, hid[:r1 - r0], z[:r1 - r0]
 
     def _explain_non_finite(self, x, params):
         rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
@@ -169,7 +175,15 @@ class TwoLayerNet:
         x = self._inputs(x)
         t = self._labels(t, x.shape[0])
         require_labels("TwoLayerNet.accuracy", t, self.output_size)
-        return float(np.mean(np.argmax(self.predict(x), axis=1) == t))
+        correct = 0
+        with self._lock:
+            params = self._live_params()
+            for r0, r1, hid, z in self._row_chunks(x.shape[0]):
+                count = kernels.correct_count_unchecked(x[r0:r1], t[r0:r1], params, hid, z)
+                if count < 0:
+                    self._explain_non_finite(x[r0:r1], params)
+                correct += count
+        return correct / x.shape[0]
 
     def gradient(self, x, t):
         """Backprop gradients {'W1','b1','W2','b2'} on the batch (x, t), as new arrays."""
@@ -203,6 +217,25 @@ class TwoLayerNet:
             ws = self._workspace(idx.shape[0])
             return train_step(x, t, np.ascontiguousarray(idx, np.int64), self._live_params(), self._grads,
                               ws.work, float(lr))
+
+    def steps(self, x, t, batches, lr):
+        """One SGD update per row of ``batches`` (S, B): rows batches[s] of (x, t), in order.
+
+        The same as ``step_indices`` on each row in turn, in one call into
+        compiled code (no return to Python between steps: the training loop's
+        path). Returns the S losses; fewer if a step's loss is not finite
+        (that step changed nothing and the remaining ones are not taken).
+        x must be in the net's dtype and t int64, as for ``step_indices``.
+        """
+        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
+                or batches.shape[1] == 0:
+            raise ValueError("TwoLayerNet.steps: batches must be a 2-D integer array, one batch per row")
+        losses = np.empty(batches.shape[0])
+        with self._lock:
+            ws = self._workspace(batches.shape[1])
+            taken = train_steps(x, t, np.ascontiguousarray(batches, np.int64), self._live_params(),
+                                self._grads, ws.work, float(lr), losses)
+        return losses[:taken]
 
     def _step(self, x, t, lr):
         x = self._inputs(x)

@@ -3,7 +3,9 @@
 Batches are drawn as the book draws them (``batch_size`` indices with
 replacement, each step), and train/test accuracy is evaluated whenever
 ``i % iter_per_epoch == 0``, which prints the book's lines. A final evaluation
-follows the last step.
+follows the last step. The steps between evaluations run in compiled calls of
+up to 100 steps (``TwoLayerNet.steps``), with the batches drawn in bulk from the
+same random stream (so the same seed gives the same run as drawing per step).
 """
 import json
 import math
@@ -51,9 +53,9 @@ class History:
 def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None,
           progress=None, log=print):
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
-    it stops after the current step (or evaluation) and says why in ``history.stopped`` and
+    it stops after the current run of steps (at most 100; a few ms) or evaluation and says why in ``history.stopped`` and
     ``history.message``."""
-    with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop after this step"
+    with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         return _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c)
 
 
@@ -89,31 +91,37 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
 
     # Compile (or load from Numba's cache) what the loop calls, before the clock
     # starts: lr=0 computes gradients without touching the weights.
-    net.step_indices(x_train, t_train, np.zeros(batch_size, np.int64), 0.0)
+    net.steps(x_train, t_train, np.zeros((1, batch_size), np.int64), 0.0)
     net.accuracy(x_test[:1], t_test[:1])
 
     since = 0
     start = time.perf_counter()
+    chunk = _steps_per_call(batch_size, net)
     try:
-        for i in range(iters):
+        i = 0
+        while i < iters and not ctrl_c.requested:
             if i % iter_per_epoch == 0:
                 train_acc, test_acc = evaluate(i)
                 say(f"train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
-            idx = rng.integers(0, train_size, batch_size)
-            loss = net.step_indices(x_train, t_train, idx, lr)
-            step_losses[i] = loss
-            history.steps_done = i + 1
-            if not math.isfinite(loss):
+                if ctrl_c.requested:
+                    break
+            # Steps up to the next evaluation, at most `chunk`, in one compiled call.
+            stop = i + 1
+            while stop < min(i + chunk, iters) and stop % iter_per_epoch != 0:
+                stop += 1
+            batches = rng.integers(0, train_size, (stop - i, batch_size))  # the book's draws, in bulk
+            losses = net.steps(x_train, t_train, batches, lr)
+            step_losses[i:i + len(losses)] = losses
+            i += len(losses)
+            history.steps_done = i
+            if not math.isfinite(losses[-1]):  # net.steps stopped at it
                 history.stopped = "diverged"
-                history.message = (f"training diverged at step {i}: the loss is {loss}; the weights "
-                                   f"are the last finite ones (before step {i}). Try a smaller lr.")
-                break
-            if ctrl_c.requested:
+                history.message = (f"training diverged at step {i - 1}: the loss is {losses[-1]}; the "
+                                   f"weights are the last finite ones (before step {i - 1}). Try a smaller lr.")
                 break
             if bar is not None:
-                bar.update(1)
-                if i % 100 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(len(losses))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
         ctrl_c.requested = True
     finally:
@@ -131,7 +139,7 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
 
 
 class _StopOnCtrlC:
-    """While training, Ctrl-C asks the loop to stop after the current step instead of raising
+    """While training, Ctrl-C asks the loop to stop after the current compiled call instead of raising
     KeyboardInterrupt wherever Python happens to be (possibly inside Numba's runtime). A second
     Ctrl-C raises at once. Only the main thread can own the handler; elsewhere nothing changes."""
 
@@ -161,6 +169,13 @@ def _prepared(net, x, t, which):
     require_finite("train", f"the {which} inputs", x)
     require_labels("train", t, net.output_size)
     return x, t
+
+
+def _steps_per_call(batch_size, net):
+    """Steps per compiled call: about 2 GFLOP of work (~10-20 ms here), at most 100 steps, so that
+    Ctrl-C and the progress bar answer within a fraction of a second."""
+    flops_per_step = 4 * batch_size * net.input_size * net.hidden_size
+    return int(min(100, max(1, 2e9 // flops_per_step)))
 
 
 def _progress_bar(total):

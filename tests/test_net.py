@@ -192,3 +192,59 @@ def test_step_indices_out_of_range():
         net.step_indices(x, t, np.array([0, 5]), 0.1)
     with pytest.raises(ValueError, match="lr must be a finite"):
         net.step(x, t, float("inf"))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_steps_equals_step_indices_one_by_one(dtype):
+    x, t = blobs(300, 30, 4, seed=4)
+    x = x.astype(dtype)
+    batches = np.random.default_rng(6).integers(0, 300, (9, 17))
+    one_by_one, together = (TwoLayerNet(30, 8, 4, weight_init_std=0.3, dtype=dtype, seed=3) for _ in range(2))
+    expected = [one_by_one.step_indices(x, t, idx, 0.2) for idx in batches]
+    losses = together.steps(x, t, batches, 0.2)
+    assert losses.tolist() == expected
+    for key in one_by_one.params:
+        assert together.params[key].tobytes() == one_by_one.params[key].tobytes(), key
+
+
+def test_steps_checks_every_batch_before_the_first_step():
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    x, t = np.ones((5, 4), np.float32), np.array([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match=r"batch index lies outside.*1, 5"):
+        net.steps(x, t, np.array([[0, 1], [2, 5]]), 0.1)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        net.steps(x, np.array([0, 1, 2, 0, 7]), np.array([[0, 1], [2, 4]]), 0.1)
+    with pytest.raises(ValueError, match="2-D integer array"):
+        net.steps(x, t, np.array([0, 1]), 0.1)
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+
+
+def test_steps_stop_at_the_first_non_finite_loss():
+    x, t = blobs(200, 10, 3, seed=1)
+    net = TwoLayerNet(10, 6, 3, weight_init_std=1.0, dtype=np.float64, seed=0)
+    losses = net.steps(x, t, np.random.default_rng(0).integers(0, 200, (50, 20)), 1e30)
+    assert len(losses) < 50 and not np.isfinite(losses[-1]) and np.isfinite(losses[:-1]).all()
+    assert all(np.isfinite(p).all() for p in net.params.values())  # the last finite weights
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n,hidden", [(1, 5), (3, 40), (1100, 7), (10_001, 13)])
+def test_accuracy_and_predict_on_many_rows(dtype, n, hidden):
+    """Row passes (ROWS_PER_PASS), chunks (PREDICT_CHUNK), and the column split (n < hidden)."""
+    rng = np.random.default_rng(n)
+    x, t = rng.standard_normal((n, 16)), rng.integers(0, 4, n)
+    ref = reference.TwoLayerNet(16, hidden, 4, weight_init_std=0.5, seed=2)
+    net = TwoLayerNet(16, hidden, 4, weight_init_std=0.5, dtype=dtype, seed=2)
+    z = net.predict(x.astype(dtype))
+    assert_matches_reference(z, ref.predict(x), dtype, 10.0)
+    assert net.accuracy(x.astype(dtype), t) == np.mean(np.argmax(z, axis=1) == t)
+
+
+def test_accuracy_names_a_non_finite_input_row():
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    x = np.ones((12_000, 4), np.float32)
+    x[10_005, 2] = np.nan
+    with pytest.raises(ValueError, match=r"x contains NaN or infinity \(row 5\)"):
+        net.accuracy(x, np.zeros(12_000, np.int64))
