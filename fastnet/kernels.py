@@ -27,23 +27,25 @@ How the work is split: every parallel loop runs over a fixed number of blocks
 that depends only on the array shapes (``num_blocks``), never on the thread
 count, and each block owns the output rows it writes. Scalar sums run in a fixed
 serial order. So results are bitwise identical with 1 thread or many. The matrix
-products inside a block call BLAS directly (``blas_gemm``: the SciPy OpenBLAS
-routine behind Numba's ``np.dot``, held at one thread by ``fastnet._threads``),
-on a block of rows or of columns read in place, with the SGD update fused in
+products inside a block call BLAS directly (``blas_gemm``: MKL's or SciPy's
+OpenBLAS's sgemm/dgemm, one thread per call, chosen in ``fastnet._cores``), on a
+block of rows or of columns read in place, with the SGD update fused in
 through BLAS's alpha and beta. The training step is ``train_step`` (checked)
 over ``train_step_unchecked``.
 """
 import warnings
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
-from numba.core import types
-from numba.extending import overload
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
 
-from ._threads import limit_scipy_blas_to_one_thread
+from . import _cores
 from ._validate import IN, LABELS, OUT, python_args, typing_problem
 
-limit_scipy_blas_to_one_thread()
+_cores.select_blas()  # binds the symbols blas_gemm calls, before anything compiles or loads from cache
+_cores.prefer_openmp()
 
 # Our parallel=True wrappers without a prange (see "Caching" above) are parallel
 # on purpose; silence Numba's note about them, and only about them.
@@ -151,45 +153,43 @@ def require_labels(func, t, num_classes):
 # BLAS: general matrix product on sub-blocks, with alpha and beta
 # --------------------------------------------------------------------------
 
-def blas_gemm(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+@intrinsic
+def blas_gemm(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
     """C := alpha op(A) op(B) + beta C in BLAS's column-major terms (compiled code only).
 
-    a, b, c are arrays whose first element is where the matrix starts (views
-    such as ``x[:, d0:]`` are fine: only the data pointer and the leading
-    dimensions lda/ldb/ldc are used); alpha_beta is a 2-element array of the
-    same dtype. transa/transb are ``ord('n')`` or ``ord('t')``. This is the
-    routine behind Numba's own ``np.dot`` (SciPy's BLAS), called directly so a
-    block of rows can be multiplied without a copy and an update fused in.
+    The Fortran ``sgemm``/``dgemm`` of the library ``fastnet._cores`` chose,
+    called through the symbol ``fastnet_sgemm``/``fastnet_dgemm``. a, b, c are
+    arrays whose first element is where the matrix starts (views such as
+    ``x[:, d0:]`` are fine: only the data pointer and the leading dimensions
+    lda/ldb/ldc are used); alpha_beta is an array of the same dtype whose first
+    two entries are alpha and beta. transa/transb are ``ord('n')`` or
+    ``ord('t')``. Called directly so a block of rows can be multiplied without
+    a copy and an update fused in.
     """
-    raise NotImplementedError("blas_gemm is callable from compiled code only")
+    symbol = {types.float32: "fastnet_sgemm", types.float64: "fastnet_dgemm"}[c.dtype]
 
+    def codegen(context, builder, signature, args):
+        i8, i32 = ir.IntType(8), ir.IntType(32)
 
-def _gemm_signature(dtype):
-    ptr = types.CPointer(dtype)
-    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
-                      ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp)
+        def by_reference(value, llvm_type):  # Fortran takes every argument by address
+            slot = cgutils.alloca_once(builder, llvm_type)  # in the entry block: no stack growth in loops
+            builder.store(builder.trunc(value, llvm_type), slot)
+            return slot
 
+        def data(position):
+            return context.make_array(signature.args[position])(context, builder, args[position]).data
 
-@overload(blas_gemm)
-def _overload_blas_gemm(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
-    dtype = c.dtype
-    xxgemm = types.ExternalFunction("numba_xxgemm", _gemm_signature(dtype))
-    kind = ord("s") if dtype == types.float32 else ord("d")
+        transa, transb, m, n, k, _, _, lda, _, ldb, _, ldc = args
+        alpha = data(5)
+        call_args = [by_reference(transa, i8), by_reference(transb, i8), by_reference(m, i32),
+                     by_reference(n, i32), by_reference(k, i32), alpha, data(6), by_reference(lda, i32),
+                     data(8), by_reference(ldb, i32), cgutils.gep_inbounds(builder, alpha, 1), data(10),
+                     by_reference(ldc, i32)]
+        func_type = ir.FunctionType(ir.VoidType(), [arg.type for arg in call_args])
+        builder.call(cgutils.get_or_insert_function(builder.module, func_type, symbol), call_args)
+        return context.get_dummy_value()
 
-    def impl(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
-        status = xxgemm(kind, transa, transb, m, n, k, alpha_beta.ctypes, a.ctypes, lda,
-                        b.ctypes, ldb, alpha_beta[1:].ctypes, c.ctypes, ldc)
-        if status != 0:
-            raise RuntimeError("BLAS gemm failed (is SciPy installed?)")
-    return impl
-
-
-@njit(cache=True)
-def _resolve_blas(a):
-    """One tiny product, serially. Numba looks the BLAS routine up (under the GIL)
-    on first use; doing that at import, once per dtype, keeps the lookup out of
-    the parallel regions, whose worker threads must not wait for the GIL."""
-    blas_gemm(ord("n"), ord("n"), 1, 1, 1, np.ones(2, a.dtype), a, 1, a, 1, a, 1)
+    return types.void(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc), codegen
 
 
 @njit(cache=True)
@@ -266,11 +266,15 @@ def _weight_grad_block(x, dout, alpha_beta, out, by_columns, nb, k):
 # --------------------------------------------------------------------------
 
 @njit(cache=True)
-def _relu_input_grad_rows(dout, W, h, dh, r0, r1):
-    """dh[r0:r1] = (dout[r0:r1] @ W.T) * [h[r0:r1] > 0]: affine backward with the ReLU mask fused."""
+def _relu_input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta):
+    """dh[r0:r1] = (dout[r0:r1] @ W.T) * [h[r0:r1] > 0]: affine backward with the ReLU mask fused.
+
+    alpha_beta[0:2] must hold (1, 0).
+    """
     if r1 <= r0:
         return
-    np.dot(dout[r0:r1], W.T, dh[r0:r1])
+    H, C = W.shape
+    gemm(N, T, r1 - r0, H, C, alpha_beta, dout[r0:], C, W, C, dh[r0:], H)
     for i in range(r0, r1):
         for j in range(dh.shape[1]):
             if not h[i, j] > 0:
@@ -389,12 +393,15 @@ def affine_relu_backward_unchecked(dout, h, W, dW, db, dh):
     W (H,C). Writes dW = h.T @ dout (H,C), db = sum_rows(dout) (C,) and
     dh = (dout @ W.T) * [h > 0] (B,H): the gradient at the ReLU's *input*.
     """
-    B = dout.shape[0]
+    B, C = dout.shape
+    H = W.shape[0]
+    one_zero = np.zeros(2, dout.dtype)
+    one_zero[0] = 1
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        _relu_input_grad_rows(dout, W, h, dh, r0, r1)
-    np.dot(h.T, dout, dW)
+        _relu_input_grad_rows(dout, W, h, dh, r0, r1, one_zero)
+    gemm(T, N, H, C, B, one_zero, h, H, dout, C, dW, C)
     _column_sums(dout, db, np.empty(db.shape[0]))
     return dW, db, dh
 
@@ -526,7 +533,7 @@ def _layer2_rows(hid, W2, b2, z, t, dz, dhid, row_loss, parts, col_parts, alpha_
     _affine_block(hid, W2, b2, z, alpha_beta, False, nb, k, False)
     for i in range(r0, r1):
         row_loss[i] = _softmax_ce_row(z, t, dz, i, inv_batch)
-    _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1)
+    _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1, alpha_beta)
     if r1 > r0:
         gemm(T, N, H, C, r1 - r0, alpha_beta, hid[r0:], H, dz[r0:], C, parts[k], C)
     else:
