@@ -438,10 +438,26 @@ def sgd_update_unchecked(param, grad, lr):
     return param
 
 
+def input_value(X, row, col, x_divisor, like):
+    """X[row, col] as the step reads it: itself for a float X; for 8-bit pixel codes,
+    code / x_divisor, computed in the dtype of ``like`` (compiled code only)."""
+    raise NotImplementedError("input_value is callable from compiled code only")
+
+
+@overload(input_value)
+def _overload_input_value(X, row, col, x_divisor, like):
+    if isinstance(X.dtype, types.Float):
+        return lambda X, row, col, x_divisor, like: X[row, col]
+    to_float = np.float32 if like.dtype == types.float32 else np.float64
+    # One rounding, in the network's dtype: exactly what x.astype(float32) / 255 gave.
+    return lambda X, row, col, x_divisor, like: to_float(X[row, col]) / to_float(x_divisor)
+
+
 @njit(cache=True)
-def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1):
+def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1, x_divisor):
     """Rows r0:r1 of xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else 1.
 
+    X is float, or uint8 pixel codes read as code / x_divisor (``input_value``).
     The finiteness test rides along with the copy (v - v is 0 for finite v).
     """
     for i in range(r0, r1):
@@ -449,20 +465,20 @@ def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1):
         tb[i] = T[src]
         bad = False
         for d in range(X.shape[1]):
-            v = X[src, d]
+            v = input_value(X, src, d, x_divisor, xb)
             xb[i, d] = v
             bad |= v - v != 0  # an OR, not a float sum: it vectorises
         row_check[i] = 1.0 if bad else 0.0
 
 
 @njit(parallel=True, cache=True)
-def gather_unchecked(X, T, idx, xb, tb, row_check):
+def gather_unchecked(X, T, idx, xb, tb, row_check, x_divisor):
     """xb = X[idx], tb = T[idx], row_check as ``_gather_rows``. X (N,D), T (N,), idx (B,). Unchecked."""
     B = idx.shape[0]
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        _gather_rows(X, T, idx, xb, tb, row_check, r0, r1)
+        _gather_rows(X, T, idx, xb, tb, row_check, r0, r1, x_divisor)
     return xb, tb
 
 
@@ -568,8 +584,13 @@ def _sum_parts(parts, col_parts, nparts, dW2, db1, db2):
 
 
 @njit(parallel=True, cache=True)
-def train_step_unchecked(X, T, idx, params, grads, work, lr):
+def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0):
     """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
+
+    X is float (the net's dtype), or uint8 pixel codes that the step reads as
+    code / x_divisor in the net's dtype (a quarter of the memory traffic of the
+    gather; ``fastnet.train`` uses it when the codes give back the float data
+    bit for bit). x_divisor is ignored for a float X.
 
     params = (W1, b1, W2, b2) are updated in place by ``-= lr * grad`` unless
     lr == 0 (gradients only: then grads = (dW1, db1, dW2, db2) receive all
@@ -600,12 +621,12 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr):
         # row-local, and one region does it, each block on its own rows.
         for k in prange(nb):
             r0, r1 = block_bounds(B, nb, k)
-            _gather_rows(X, T, idx, xb, tb, row_check, r0, r1)
+            _gather_rows(X, T, idx, xb, tb, row_check, r0, r1, x_divisor)
             _affine_block(xb, W1, b1, hid, alpha_beta, False, nb, k, True)
             _layer2_rows(hid, W2, b2, z, tb, dz, dhid, row_loss, parts, col_parts, alpha_beta, inv_batch, nb, k)
         nparts = nb
     else:
-        gather_unchecked(X, T, idx, xb, tb, row_check)
+        gather_unchecked(X, T, idx, xb, tb, row_check, x_divisor)
         for k in prange(nb):
             _affine_block(xb, W1, b1, hid, alpha_beta, True, nb, k, True)
         nr = num_blocks(B)
@@ -868,9 +889,10 @@ def _overload_sgd_update(param, grad, lr):
 
 
 @njit(cache=True)
-def _check_batch(func, X, T, idx, params, work, lr):
+def _check_batch(func, X, T, idx, params, work, lr, x_divisor):
     """What ``train_step`` and ``train_steps`` take from the caller: data, indices, labels, lr."""
     W1, b1, W2, b2 = params
+    require(np.isfinite(x_divisor) and x_divisor > 0, func, ": x_divisor must be finite and positive")
     require(X.shape[1] == W1.shape[0], func, ": x must have input_size columns")
     require(T.shape[0] == X.shape[0], func, ": t must have one label per row of x")
     require(idx.shape[0] == work[0].shape[0], func, ": the batch does not match the workspace")
@@ -884,18 +906,18 @@ def _check_batch(func, X, T, idx, params, work, lr):
 
 
 @njit(parallel=True, cache=True)  # see "Caching" in the module docstring
-def train_step(X, T, idx, params, grads, work, lr):
+def train_step(X, T, idx, params, grads, work, lr, x_divisor=1.0):
     """``train_step_unchecked`` behind checks of the data, indices and labels.
 
     The buffers (params, grads, work) are ``TwoLayerNet``'s own, sized by it;
     what comes from the caller (X, T, idx, lr) is checked here.
     """
-    _check_batch("train_step", X, T, idx, params, work, lr)
-    return train_step_unchecked(X, T, idx, params, grads, work, lr)
+    _check_batch("train_step", X, T, idx, params, work, lr, x_divisor)
+    return train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor)
 
 
 @njit(parallel=True, cache=True)
-def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses):
+def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divisor=1.0):
     """``train_step_unchecked`` on batches[0], batches[1], ... in turn; losses[s] = step s's loss.
 
     One call for many steps: the training loop's path, with no return to
@@ -903,16 +925,16 @@ def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses):
     step leaves the weights untouched). Returns the number of steps taken.
     """
     for s in range(batches.shape[0]):
-        losses[s] = train_step_unchecked(X, T, batches[s], params, grads, work, lr)
+        losses[s] = train_step_unchecked(X, T, batches[s], params, grads, work, lr, x_divisor)
         if not np.isfinite(losses[s]):
             return s + 1
     return batches.shape[0]
 
 
 @njit(parallel=True, cache=True)  # see "Caching" in the module docstring
-def train_steps(X, T, batches, params, grads, work, lr, losses):
+def train_steps(X, T, batches, params, grads, work, lr, losses, x_divisor=1.0):
     """``train_steps_unchecked`` behind the checks of ``train_step``, for every batch, done first."""
     require(losses.shape[0] >= batches.shape[0], "train_steps", ": losses needs one entry per batch")
     for s in range(batches.shape[0]):
-        _check_batch("train_steps", X, T, batches[s], params, work, lr)
-    return train_steps_unchecked(X, T, batches, params, grads, work, lr, losses)
+        _check_batch("train_steps", X, T, batches[s], params, work, lr, x_divisor)
+    return train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divisor)

@@ -216,25 +216,29 @@ class TwoLayerNet:
         with self._lock:
             ws = self._workspace(idx.shape[0])
             return train_step(x, t, np.ascontiguousarray(idx, np.int64), self._live_params(), self._grads,
-                              ws.work, float(lr))
+                              ws.work, float(lr), 1.0)
 
-    def steps(self, x, t, batches, lr):
+    def steps(self, x, t, batches, lr, x_divisor=None):
         """One SGD update per row of ``batches`` (S, B): rows batches[s] of (x, t), in order.
 
         The same as ``step_indices`` on each row in turn, in one call into
         compiled code (no return to Python between steps: the training loop's
         path). Returns the S losses; fewer if a step's loss is not finite
         (that step changed nothing and the remaining ones are not taken).
-        x must be in the net's dtype and t int64, as for ``step_indices``.
+        x must be in the net's dtype and t int64, as for ``step_indices``; or x
+        may be uint8 pixel codes with ``x_divisor``: the steps then read
+        code / x_divisor, computed in the net's dtype (see ``fastnet.train.pixel_codes``).
         """
         if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
                 or batches.shape[1] == 0:
             raise ValueError("TwoLayerNet.steps: batches must be a 2-D integer array, one batch per row")
+        if (x.dtype == np.uint8) != (x_divisor is not None):
+            raise ValueError("TwoLayerNet.steps: x_divisor goes with uint8 pixel codes x, and only with them")
         losses = np.empty(batches.shape[0])
         with self._lock:
             ws = self._workspace(batches.shape[1])
             taken = train_steps(x, t, np.ascontiguousarray(batches, np.int64), self._live_params(),
-                                self._grads, ws.work, float(lr), losses)
+                                self._grads, ws.work, float(lr), losses, float(x_divisor or 1))
         return losses[:taken]
 
     def _step(self, x, t, lr):
@@ -242,7 +246,7 @@ class TwoLayerNet:
         t = self._labels(t, x.shape[0])
         with self._lock:
             ws = self._workspace(x.shape[0])
-            return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr)
+            return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr, 1.0)
 
 
 class _explained_memory_error:
