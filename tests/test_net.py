@@ -248,3 +248,44 @@ def test_accuracy_names_a_non_finite_input_row():
     x[10_005, 2] = np.nan
     with pytest.raises(ValueError, match=r"x contains NaN or infinity \(row 5\)"):
         net.accuracy(x, np.zeros(12_000, np.int64))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("divisor", [255, 1])
+def test_pixel_codes_give_the_same_training_and_accuracy_bit_for_bit(dtype, divisor):
+    from fastnet.train import pixel_codes
+    rng = np.random.default_rng(divisor)
+    pixels = rng.integers(0, 256, (1500, 30), dtype=np.uint8)
+    x = pixels.astype(dtype) / dtype(divisor)  # the book's normalize when divisor = 255
+    t = rng.integers(0, 4, 1500)
+    codes, found = pixel_codes(x)
+    assert found == divisor and codes.dtype == np.uint8
+    np.testing.assert_array_equal(codes, pixels)
+    batches = rng.integers(0, 1500, (12, 64))
+    floats, coded = (TwoLayerNet(30, 9, 4, weight_init_std=0.1, dtype=dtype, seed=1) for _ in range(2))
+    assert floats.steps(x, t, batches, 0.1).tolist() == coded.steps(codes, t, batches, 0.1, found).tolist()
+    for key in floats.params:
+        assert floats.params[key].tobytes() == coded.params[key].tobytes(), key
+    assert floats.accuracy(x, t) == coded.accuracy(codes, t, found)
+    assert floats.accuracy(x[:7], t[:7]) == coded.accuracy(codes[:7], t[:7], found)  # fewer rows than hidden
+
+
+def test_pixel_codes_refuse_data_they_cannot_reproduce():
+    from fastnet.train import pixel_codes
+    x = np.random.default_rng(0).integers(0, 256, (2000, 8)).astype(np.float32) / 255
+    assert pixel_codes(x)[1] == 255
+    x[1500, 3] = np.nextafter(x[1500, 3], 2)  # one value off the grid, after the probe rows
+    assert pixel_codes(x) is None
+    assert pixel_codes(np.full((3, 2), 0.5, np.float32)) is None
+    assert pixel_codes(np.full((3, 2), 256.0, np.float32)) is None
+
+
+def test_codes_need_their_divisor():
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    codes, t = np.ones((5, 4), np.uint8), np.array([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match="x_divisor goes with uint8"):
+        net.steps(codes, t, np.array([[0, 1]]), 0.1)
+    with pytest.raises(ValueError, match="x_divisor must be finite and positive"):
+        net.steps(codes, t, np.array([[0, 1]]), 0.1, 0.0)
+    with pytest.raises(ValueError, match="uint8 pixel codes"):
+        net.accuracy(codes.astype(np.float32), t, 255)
