@@ -453,6 +453,28 @@ def _overload_input_value(X, row, col, x_divisor, like):
     return lambda X, row, col, x_divisor, like: to_float(X[row, col]) / to_float(x_divisor)
 
 
+@njit(parallel=True, cache=True)
+def pixel_codes_unchecked(x, divisor, codes):
+    """codes = x * divisor as uint8, if every x is exactly code / divisor computed in x's dtype
+    (``input_value``'s reading); returns whether that held (if not, codes is partly written). Unchecked:
+    codes is uint8 of x's shape, divisor of x's dtype."""
+    n = x.shape[0]
+    nb = num_blocks(n)
+    exact = np.ones(nb, np.bool_)
+    for k in prange(nb):
+        r0, r1 = block_bounds(n, nb, k)
+        good = True
+        for i in range(r0, r1):
+            for j in range(x.shape[1]):
+                c = np.rint(x[i, j] * divisor)
+                in_range = c >= 0 and c <= 255  # False for NaN too
+                code = np.uint8(c if in_range else 0)
+                codes[i, j] = code
+                good &= in_range and input_value(codes, i, j, divisor, x) == x[i, j]
+        exact[k] = good
+    return exact.all()
+
+
 @njit(cache=True)
 def _gather_rows(X, T, idx, xb, tb, row_check, r0, r1, x_divisor):
     """Rows r0:r1 of xb = X[idx], tb = T[idx]; row_check[i] = 0 if row idx[i] is finite, else 1.

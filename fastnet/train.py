@@ -179,16 +179,17 @@ def pixel_codes(x, divisors=(255, 1)):
     """(uint8 codes, divisor) such that codes / divisor, computed in x's dtype, is x bit for bit;
     or None. Divisor 255 is the book's normalize=True (x = pixel / 255), 1 raw pixel values.
 
-    Training then reads one byte per input instead of four (measured: the gather of random
-    rows of the 60,000 MNIST images was a quarter of a step at batch 1000, and the forward
-    over all of them took 48 ms from memory, 32 ms from cache)."""
-    probe = x[:1000]  # most data that is not pixel codes fails here, before the full pass
+    Training then reads one byte per input instead of four: measured 8 % faster steps on
+    random MNIST rows at batch 100 and 1000 (the gather was a quarter of a step at batch
+    1000). One compiled pass over x (a NumPy pass took 1.4 s for the MNIST training set)."""
+    from .kernels import pixel_codes_unchecked
+
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.float32, np.float64) or x.ndim != 2:
+        return None
+    codes = np.empty(x.shape, np.uint8)
     for divisor in divisors:
-        scale = x.dtype.type(divisor)
-        if not np.array_equal(np.clip(np.rint(probe * scale), 0, 255).astype(x.dtype) / scale, probe):
-            continue
-        codes = np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
-        if np.array_equal(codes.astype(x.dtype) / scale, x):
+        if pixel_codes_unchecked(x, x.dtype.type(divisor), codes):
             return codes, divisor
     return None
 
