@@ -70,7 +70,6 @@ class TwoLayerNet:
                            np.empty((H, C), self.dtype), np.empty(C, self.dtype))
         self._workspaces = {}
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
-        self._decoded = None  # decoded pixel codes for accuracy
         self._lock = threading.RLock()
 
     # -- argument handling -------------------------------------------------
@@ -172,43 +171,20 @@ class TwoLayerNet:
         z = self.predict(x)
         return kernels.softmax_cross_entropy(z, t, np.empty_like(z))
 
-    def accuracy(self, x, t, x_divisor=None):
-        """Fraction of rows whose largest logit is at the label t.
-
-        x may also be uint8 pixel codes with ``x_divisor`` (x = codes / x_divisor
-        in the net's dtype, as ``steps`` reads them): the same answer from a
-        quarter of the memory traffic.
-        """
-        codes = x_divisor is not None
-        if codes:
-            if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == self.input_size
-                    and np.isfinite(x_divisor) and x_divisor > 0):
-                raise ValueError(f"TwoLayerNet.accuracy: with x_divisor, x must be uint8 pixel codes of shape "
-                                 f"(N, {self.input_size}) and x_divisor finite and positive")
-            x = np.ascontiguousarray(x)
-        else:
-            x = self._inputs(x)
+    def accuracy(self, x, t):
+        """Fraction of rows whose largest logit is at the label t."""
+        x = self._inputs(x)
         t = self._labels(t, x.shape[0])
         require_labels("TwoLayerNet.accuracy", t, self.output_size)
         correct = 0
         with self._lock:
             params = self._live_params()
             for r0, r1, hid, z in self._row_chunks(x.shape[0]):
-                if codes:
-                    count = kernels.correct_count_codes_unchecked(x[r0:r1], float(x_divisor), t[r0:r1], params,
-                                                                  self._code_scratch(), hid, z)
-                else:
-                    count = kernels.correct_count_unchecked(x[r0:r1], t[r0:r1], params, hid, z)
+                count = kernels.correct_count_unchecked(x[r0:r1], t[r0:r1], params, hid, z)
                 if count < 0:
-                    self._explain_non_finite(x[r0:r1] if not codes else x[r0:r1] / x_divisor, params)
+                    self._explain_non_finite(x[r0:r1], params)
                 correct += count
         return correct / x.shape[0]
-
-    def _code_scratch(self):
-        """Decoded inputs of the pixel-code forward: ROWS_PER_PASS rows per block."""
-        if self._decoded is None:
-            self._decoded = np.empty((kernels.MAX_PARTS * kernels.ROWS_PER_PASS, self.input_size), self.dtype)
-        return self._decoded
 
     def gradient(self, x, t):
         """Backprop gradients {'W1','b1','W2','b2'} on the batch (x, t), as new arrays."""

@@ -252,7 +252,7 @@ def test_accuracy_names_a_non_finite_input_row():
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("divisor", [255, 1])
-def test_pixel_codes_give_the_same_training_and_accuracy_bit_for_bit(dtype, divisor):
+def test_pixel_codes_give_the_same_training_bit_for_bit(dtype, divisor):
     from fastnet.train import pixel_codes
     rng = np.random.default_rng(divisor)
     pixels = rng.integers(0, 256, (1500, 30), dtype=np.uint8)
@@ -266,8 +266,6 @@ def test_pixel_codes_give_the_same_training_and_accuracy_bit_for_bit(dtype, divi
     assert floats.steps(x, t, batches, 0.1).tolist() == coded.steps(codes, t, batches, 0.1, found).tolist()
     for key in floats.params:
         assert floats.params[key].tobytes() == coded.params[key].tobytes(), key
-    assert floats.accuracy(x, t) == coded.accuracy(codes, t, found)
-    assert floats.accuracy(x[:7], t[:7]) == coded.accuracy(codes[:7], t[:7], found)  # fewer rows than hidden
 
 
 def test_pixel_codes_refuse_data_they_cannot_reproduce():
@@ -287,5 +285,3 @@ def test_codes_need_their_divisor():
         net.steps(codes, t, np.array([[0, 1]]), 0.1)
     with pytest.raises(ValueError, match="x_divisor must be finite and positive"):
         net.steps(codes, t, np.array([[0, 1]]), 0.1, 0.0)
-    with pytest.raises(ValueError, match="uint8 pixel codes"):
-        net.accuracy(codes.astype(np.float32), t, 255)
