@@ -57,10 +57,8 @@ warnings.filterwarnings("ignore", message=r"(?s).*no transformation for parallel
 # --------------------------------------------------------------------------
 
 BLOCKS = 2                  # blocks per parallel loop: the cores of the machine this was tuned on
-SMALL_GEMM_BLOCKS = 4       # for small products: see num_blocks
 MIN_BLOCK = 8               # rows (or columns) per block at least
 WORK_PER_BLOCK = 1 << 20    # multiply-adds per block at least, so each BLAS call pays off
-SMALL_GEMM_WORK = 1 << 23   # below this many multiply-adds a product counts as small
 
 
 @njit(cache=True)
@@ -69,17 +67,14 @@ def num_blocks(n, work=0):
 
     It depends on the shapes only, never on the thread count: that is what
     makes results bitwise identical with 1 thread or many. For a matrix product
-    of ``work`` multiply-adds: one block if too small to share, BLOCKS blocks
-    normally (more blocks re-pack the shared operand more often: measured 43 %
-    slower with 16 at (1000, 1000)), SMALL_GEMM_BLOCKS for small products
-    (blocks of about 25 rows take BLAS's unpacked small-matrix path: measured
-    67 µs instead of 86 µs at (100, 50)). Loops without a product (work=0) use
-    BLOCKS.
+    of ``work`` multiply-adds: one block if too small to share, else BLOCKS
+    (more blocks re-pack the shared operand more often: measured 43 % slower
+    with 16 at (1000, 1000); with MKL, 4 blocks instead of 2 for small
+    products measured 2-8 % slower at (100, 50), though OpenBLAS had been
+    faster with them). Loops without a product (work=0) use BLOCKS.
     """
     if n < 2 * MIN_BLOCK or (work != 0 and work < 2 * WORK_PER_BLOCK):
         return 1
-    if work != 0 and work < SMALL_GEMM_WORK and n >= SMALL_GEMM_BLOCKS * MIN_BLOCK:
-        return SMALL_GEMM_BLOCKS
     return BLOCKS
 
 
@@ -588,7 +583,7 @@ def correct_count_unchecked(x, t, params, hid, z):
     return _count_correct(forward_unchecked(x, params, hid, z), t)
 
 
-MAX_PARTS = max(BLOCKS, SMALL_GEMM_BLOCKS)  # row blocks of the layer-2 region, at most
+MAX_PARTS = BLOCKS  # row blocks of the layer-2 region, at most
 
 
 @njit(cache=True)
