@@ -7,7 +7,7 @@ call, and the cache load is not what we measure) and records its FLOPs in
 """
 import numpy as np
 
-from fastnet import TwoLayerNet, reference
+from fastnet import TwoLayerNet, _cores, reference
 
 D, C = 784, 10
 CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch, hidden)
@@ -36,4 +36,5 @@ def run(benchmark, func, *args, flops, group):
     func(*args)
     benchmark.group = group
     benchmark.extra_info["flops"] = flops
+    benchmark.extra_info["fastnet_blas"] = _cores.BACKEND  # "mkl" or "openblas"
     return benchmark(func, *args)

@@ -39,7 +39,9 @@ def load(json_path):
     for b in data["benchmarks"]:
         impl = b["params"]["impl"]
         results[(b["group"], impl)] = (b["stats"]["median"], b["extra_info"].get("flops", 0))
-    return results, data.get("machine_info", {})
+    info = dict(data.get("machine_info", {}))
+    info["fastnet_blas"] = next((b["extra_info"].get("fastnet_blas") for b in data["benchmarks"]), None)
+    return results, info
 
 
 def peak_gflops(results):
@@ -122,7 +124,7 @@ def machine_line(info):
     import numba
     import numpy
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {numpy.__version__}, "
-            f"numba {numba.__version__}")
+            f"numba {numba.__version__}; fastnet's BLAS: {info.get('fastnet_blas') or 'unknown'}")
 
 
 def main():
@@ -147,7 +149,8 @@ def main():
     peak = peak_gflops(together)
     plot(together, out / "steps.png")
     text = (f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
-            f"Matmul peak measured in the same run (float32 numpy.matmul, 2048²): **{peak:.0f} GFLOP/s**.\n"
+            f"Matmul peak measured in the same run (float32 numpy.matmul, 2048²): **{peak:.0f} GFLOP/s** "
+            "(NumPy's OpenBLAS; MKL, which fastnet calls where installed, can run above it).\n"
             "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
             "in a process of its own over the median in the shared run.\n\n"
             + table(together, alone, peak) + "\n\n" + floor_table(together, peak)
