@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import _cores
 from ._atomic import atomic_write_text
 from .kernels import require_finite, require_labels
 
@@ -72,7 +73,9 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
     rng = np.random.default_rng(seed)
     history = History(config=dict(iters=iters, batch_size=batch_size, lr=lr, seed=seed,
                                   hidden_size=net.hidden_size, dtype=net.dtype.name,
-                                  train_size=train_size, test_size=x_test.shape[0]))
+                                  train_size=train_size, test_size=x_test.shape[0],
+                                  pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
+                                  blas=_cores.BACKEND))
     step_losses = np.full(iters, np.nan)
     if progress is None:
         progress = sys.stderr.isatty()

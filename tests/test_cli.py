@@ -78,3 +78,23 @@ def test_python_dash_m_fastnet(tmp_path):
                              "--out", str(tmp_path), "--no-plot"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "train acc, test acc |" in result.stdout
+
+
+def test_training_on_pixel_codes_equals_training_on_floats(monkeypatch):
+    """fastnet.train gathers 8-bit codes when they reproduce the inputs exactly: same run, bit for bit."""
+    from fastnet import TwoLayerNet, train as training
+    from fastnet.datasets import load_idx_dir
+
+    (x, t), test, _ = load_idx_dir(SUBSET.split(":", 1)[1])
+    runs = []
+    for encode in (True, False):
+        if not encode:
+            monkeypatch.setattr(training, "pixel_codes", lambda x: None)
+        net = TwoLayerNet(784, 30, 10, seed=4)
+        history = training.train(net, (x, t), test, iters=120, batch_size=32, seed=5, progress=False, log=lambda s: None)
+        runs.append((history, net))
+    (coded, coded_net), (floats, float_net) = runs
+    assert coded.config["pixel_divisor"] == 255 and floats.config["pixel_divisor"] is None
+    assert coded.step_losses.tolist() == floats.step_losses.tolist()
+    for key in coded_net.params:
+        assert coded_net.params[key].tobytes() == float_net.params[key].tobytes(), key
