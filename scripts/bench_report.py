@@ -7,7 +7,7 @@
 The together run times fastnet and the numpy reference in one process, group by
 group; the two alone runs time each side in a process of its own. The table
 shows medians, speed-up over the book's float64 reference, GFLOP/s, the
-fraction of the matmul peak measured in the same run, and alone/together: if
+fraction of the matmul peak measured in the same runs, and alone/together: if
 the two sides disturbed each other (BLAS and Numba threads fighting), that
 column would be far from 1.
 """
@@ -38,7 +38,9 @@ def load(json_path):
     results = {}
     for b in data["benchmarks"]:
         impl = b["params"]["impl"]
-        results[(b["group"], impl)] = (b["stats"]["median"], b["extra_info"].get("flops", 0))
+        # The peak is the machine's best, so its fastest round; everything else is a median.
+        seconds = b["stats"]["min" if b["group"].startswith("peak") else "median"]
+        results[(b["group"], impl)] = (seconds, b["extra_info"].get("flops", 0))
     info = dict(data.get("machine_info", {}))
     info["fastnet_blas"] = next((b["extra_info"].get("fastnet_blas") for b in data["benchmarks"]), None)
     return results, info
@@ -146,11 +148,15 @@ def main():
         together, info = load(out / "together.json")
         for name in ("fastnet-alone.json", "reference-alone.json"):
             alone.update(load(out / name)[0])
-    peak = peak_gflops(together)
+    # The floor must not flatter: take the best peak of the runs (the shared run's peak was
+    # measured 151 GFLOP/s once while the fastnet-alone run's gave 212, minutes apart).
+    peaks = [peak_gflops(together)] + [peak_gflops(load(out / "fastnet-alone.json")[0])] * bool(alone)
+    peak = max(p for p in peaks if p == p)
     plot(together, out / "steps.png")
     text = (f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
-            f"Matmul peak measured in the same run (float32 numpy.matmul, 2048²): **{peak:.0f} GFLOP/s** "
-            "(NumPy's OpenBLAS; MKL, which fastnet calls where installed, can run above it).\n"
+            f"Matmul peak (float32 numpy.matmul, 2048², fastest round; the best of this report's runs: "
+            f"{', '.join(f'{p:.0f}' for p in peaks)}): **{peak:.0f} GFLOP/s**. It is NumPy's OpenBLAS; MKL, "
+            "which fastnet calls where installed, can run above it.\n"
             "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
             "in a process of its own over the median in the shared run.\n\n"
             + table(together, alone, peak) + "\n\n" + floor_table(together, peak)
