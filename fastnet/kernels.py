@@ -31,7 +31,9 @@ products inside a block call BLAS directly (``blas_gemm``: MKL's or SciPy's
 OpenBLAS's sgemm/dgemm, one thread per call, chosen in ``fastnet._cores``), on a
 block of rows or of columns read in place, with the SGD update fused in
 through BLAS's alpha and beta. The training step is ``train_step`` (checked)
-over ``train_step_unchecked``.
+over ``train_step_unchecked``; ``train_steps`` runs many steps in one call.
+The network's forward pass is ``forward_unchecked`` (``predict``) and
+``correct_count_unchecked`` (``accuracy``).
 """
 import warnings
 
