@@ -224,6 +224,9 @@ class TwoLayerNet:
         compiled code (no return to Python between steps: the training loop's
         path). Returns the S losses; fewer if a step's loss is not finite
         (that step changed nothing and the remaining ones are not taken).
+        Indices and labels of every batch are checked before the first step;
+        a NaN or infinite input row raises ValueError (naming the row) at the
+        step that gathers it, after the steps before it.
         x must be in the net's dtype and t int64, as for ``step_indices``; or x
         may be uint8 pixel codes with ``x_divisor``: the steps then read
         code / x_divisor, computed in the net's dtype (see ``fastnet.train.pixel_codes``).

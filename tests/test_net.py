@@ -285,3 +285,11 @@ def test_codes_need_their_divisor():
         net.steps(codes, t, np.array([[0, 1]]), 0.1)
     with pytest.raises(ValueError, match="x_divisor must be finite and positive"):
         net.steps(codes, t, np.array([[0, 1]]), 0.1, 0.0)
+
+
+def test_steps_name_a_non_finite_input_row():
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    x, t = np.ones((5, 4), np.float32), np.array([0, 1, 2, 0, 1])
+    x[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinity in row.*3"):
+        net.steps(x, t, np.array([[0, 1], [2, 3], [0, 1]]), 0.1)
