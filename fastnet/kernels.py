@@ -306,16 +306,6 @@ def _softmax_ce_row(z, t, dz, i, inv_batch):
 
 
 @njit(cache=True)
-def _row_loss(z, t, i):
-    """-log softmax(z[i])[t[i]] by log-sum-exp, in float64."""
-    m = _row_max(z, i)
-    total = 0.0
-    for j in range(z.shape[1]):
-        total += np.exp(z[i, j] - m)
-    return np.log(total) + m - z[i, t[i]]
-
-
-@njit(cache=True)
 def _column_sums(a, out, acc):
     """out[j] = sum_i a[i, j], each column summed in row order in float64.
 
@@ -334,6 +324,7 @@ def _column_sums(a, out, acc):
 
 @njit(cache=True)
 def _sgd_vector(param, grad, lr):
+    """param -= lr * grad for 1-D arrays (flatten 2-D ones with reshape: a view)."""
     for j in range(param.shape[0]):
         param[j] -= lr * grad[j]
 
@@ -374,11 +365,12 @@ def softmax_cross_entropy_unchecked(z, t, dz):
     """
     B = z.shape[0]
     inv_batch = 1.0 / B
+    row_loss = np.empty(B)
     for i in prange(B):
-        _softmax_ce_row(z, t, dz, i, inv_batch)
+        row_loss[i] = _softmax_ce_row(z, t, dz, i, inv_batch)
     loss = 0.0
     for i in range(B):  # fixed order, so the loss does not depend on the thread count
-        loss += _row_loss(z, t, i)
+        loss += row_loss[i]
     return loss * inv_batch
 
 
@@ -430,8 +422,7 @@ def sgd_update_unchecked(param, grad, lr):
     nb = num_blocks(n)
     for k in prange(nb):
         r0, r1 = block_bounds(n, nb, k)
-        for i in range(r0, r1):
-            flat_p[i] -= lr * flat_g[i]
+        _sgd_vector(flat_p[r0:r1], flat_g[r0:r1], lr)
     return param
 
 
@@ -710,9 +701,7 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0):
 
     _sum_parts(parts, col_parts, nparts, dW2, db1, db2)
     if lr != 0:
-        for h in range(W2.shape[0]):
-            for c in range(W2.shape[1]):
-                W2[h, c] -= lr * dW2[h, c]
+        _sgd_vector(W2.reshape(W2.size), dW2.reshape(dW2.size), lr)
         _sgd_vector(b2, db2, lr)
         _sgd_vector(b1, db1, lr)
     return loss
@@ -941,20 +930,23 @@ def _overload_sgd_update(param, grad, lr):
 
 
 @njit(cache=True)
-def _check_batch(func, X, T, idx, params, work, lr, x_divisor):
-    """What ``train_step`` and ``train_steps`` take from the caller: data, indices, labels, lr."""
+def _check_batches(func, X, T, batches, params, work, lr, x_divisor):
+    """What ``train_step`` and ``train_steps`` take from the caller: data, lr, and the indices
+    and labels of every batch (the rows of ``batches``), all before the first step."""
     W1, b1, W2, b2 = params
     require(np.isfinite(x_divisor) and x_divisor > 0, func, ": x_divisor must be finite and positive")
     require(X.shape[1] == W1.shape[0], func, ": x must have input_size columns")
     require(T.shape[0] == X.shape[0], func, ": t must have one label per row of x")
-    require(idx.shape[0] == work[0].shape[0], func, ": the batch does not match the workspace")
+    require(batches.shape[1] == work[0].shape[0], func, ": the batch does not match the workspace")
     require(np.isfinite(lr), func, ": lr must be finite")
-    for i in range(idx.shape[0]):
-        if idx[i] < 0 or idx[i] >= X.shape[0]:
-            raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, idx[i])
-        if T[idx[i]] < 0 or T[idx[i]] >= W2.shape[1]:
-            raise ValueError(func + ": labels must lie in [0, C), C = number of classes; (row, label, C) =",
-                             idx[i], T[idx[i]], W2.shape[1])
+    for s in range(batches.shape[0]):
+        for i in range(batches.shape[1]):
+            row = batches[s, i]
+            if row < 0 or row >= X.shape[0]:
+                raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, row)
+            if T[row] < 0 or T[row] >= W2.shape[1]:
+                raise ValueError(func + ": labels must lie in [0, C), C = number of classes; (row, label, C) =",
+                                 row, T[row], W2.shape[1])
 
 
 @njit(parallel=True, cache=True)  # see "Caching" in the module docstring
@@ -964,7 +956,7 @@ def train_step(X, T, idx, params, grads, work, lr, x_divisor=1.0):
     The buffers (params, grads, work) are ``TwoLayerNet``'s own, sized by it;
     what comes from the caller (X, T, idx, lr) is checked here.
     """
-    _check_batch("train_step", X, T, idx, params, work, lr, x_divisor)
+    _check_batches("train_step", X, T, idx.reshape(1, idx.size), params, work, lr, x_divisor)
     return train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor)
 
 
@@ -987,6 +979,5 @@ def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divi
 def train_steps(X, T, batches, params, grads, work, lr, losses, x_divisor=1.0):
     """``train_steps_unchecked`` behind the checks of ``train_step``, for every batch, done first."""
     require(losses.shape[0] >= batches.shape[0], "train_steps", ": losses needs one entry per batch")
-    for s in range(batches.shape[0]):
-        _check_batch("train_steps", X, T, batches[s], params, work, lr, x_divisor)
+    _check_batches("train_steps", X, T, batches, params, work, lr, x_divisor)
     return train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divisor)

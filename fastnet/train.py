@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _cores
 from ._atomic import atomic_write_text
-from .kernels import require_finite, require_labels
+from .kernels import pixel_codes_unchecked, require_finite, require_labels
 
 
 @dataclass
@@ -54,8 +54,8 @@ class History:
 def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None,
           progress=None, log=print):
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
-    it stops after the current run of steps (at most 100; a few ms) or evaluation and says why in ``history.stopped`` and
-    ``history.message``."""
+    it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
+    in ``history.stopped`` and ``history.message``."""
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         return _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c)
 
@@ -182,9 +182,8 @@ def pixel_codes(x, divisors=(255, 1)):
 
     The training steps then gather one byte per input instead of four: measured 8 % faster
     steps on random MNIST rows at batch 100 and 1000 (the gather was a quarter of a step at
-    batch 1000). (Evaluations read the floats: decoding there measured no faster.) One compiled pass over x (a NumPy pass took 1.4 s for the MNIST training set)."""
-    from .kernels import pixel_codes_unchecked
-
+    batch 1000). (Evaluations read the floats: decoding there measured no faster.) One
+    compiled pass over x (a NumPy pass took 1.4 s for the MNIST training set)."""
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.float32, np.float64) or x.ndim != 2:
         return None
