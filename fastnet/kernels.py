@@ -203,6 +203,32 @@ def gemm(trans_a, trans_b, M, N, K, alpha_beta, A, lda, B, ldb, C, ldc):
 N, T = ord("n"), ord("t")
 
 
+@intrinsic
+def prefetch_row(typingctx, X, row):
+    """Ask the cache to fetch row ``row`` of the 2-D array X ahead of use (compiled code only).
+
+    A hint (LLVM's ``llvm.prefetch``, one per 64-byte line): it never faults and
+    never changes a result. The training steps use it to fetch the next batch's
+    rows while this batch's weight update runs (measured: the gather of a
+    100-row MNIST batch 24 -> 16 µs, the step 3-8 % faster).
+    """
+    def codegen(context, builder, signature, args):
+        i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        row_stride = builder.extract_value(array.strides, 0)
+        start = builder.gep(builder.bitcast(array.data, i8p), [builder.mul(args[1], row_stride)])
+        itemsize = ir.Constant(i64, context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype)))
+        row_bytes = builder.mul(builder.extract_value(array.shape, 1), itemsize)
+        prefetch = builder.module.declare_intrinsic(  # named for this LLVM's pointer types
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        read, keep_in_l2, data = ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), row_bytes, ir.Constant(i64, 64)) as (offset, _):
+            builder.call(prefetch, [builder.gep(start, [offset]), read, keep_in_l2, data])
+        return context.get_dummy_value()
+
+    return types.void(X, types.int64), codegen
+
+
 @njit(cache=True)
 def product_split(M, K, N):
     """(split over columns?, number of blocks) for an (M,K) @ (K,N) product.
@@ -578,6 +604,10 @@ def correct_count_unchecked(x, t, params, hid, z):
 
 
 MAX_PARTS = BLOCKS  # row blocks of the layer-2 region, at most
+# Next-batch bytes a block prefetches at most, a fraction of a core's L2 (2 MB here): 39 KB of
+# MNIST codes per block at batch 100 made steps 3-8 % faster; 392 KB at batch 1000 made them
+# 2-5 % slower (the prefetched rows evict what the W1 update is using).
+PREFETCH_BYTES = 1 << 17
 
 
 @njit(cache=True)
@@ -626,8 +656,17 @@ def _sum_parts(parts, col_parts, nparts, dW2, db1, db2):
             db2[j - H] = s
 
 
+@njit(cache=True)
+def _prefetch_block(X, rows, nb, k):
+    """Prefetch the rows of X that block k of nb will gather from ``rows``, if they fit PREFETCH_BYTES."""
+    r0, r1 = block_bounds(rows.shape[0], nb, k)
+    if (r1 - r0) * X.shape[1] * X.itemsize <= PREFETCH_BYTES:
+        for i in range(r0, r1):
+            prefetch_row(X, rows[i])
+
+
 @njit(parallel=True, cache=True)
-def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0):
+def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0, next_idx=None):
     """One minibatch step on rows ``idx`` of (X, T); returns the loss before the update. Unchecked.
 
     X is float (the net's dtype), or uint8 pixel codes that the step reads as
@@ -648,6 +687,12 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0):
     rest; W1. The layer-2 weight gradient and both bias gradients are summed
     per row block inside the per-row region (the rows are in cache there) and
     then over the blocks, in block order.
+
+    next_idx, if given, are the rows the next step will gather: the W1 region
+    asks the cache for them (``prefetch_row``) while BLAS updates W1, each
+    block for the rows it will gather itself, if they fit in PREFETCH_BYTES.
+    A hint only: results do not depend on it. (``train_steps_unchecked``
+    passes the next batch.)
     """
     W1, b1, W2, b2 = params
     dW1, db1, dW2, db2 = grads
@@ -697,6 +742,8 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0):
         target = dW1
     by_columns, nd = product_split(D, B, W1.shape[1])
     for k in prange(nd):
+        if next_idx is not None:
+            _prefetch_block(X, next_idx, nd, k)
         _weight_grad_block(xb, dhid, alpha_beta[2:], target, by_columns, nd, k)
 
     _sum_parts(parts, col_parts, nparts, dW2, db1, db2)
@@ -968,8 +1015,10 @@ def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divi
     Python between steps. Stops after a step whose loss is not finite (that
     step leaves the weights untouched). Returns the number of steps taken.
     """
-    for s in range(batches.shape[0]):
-        losses[s] = train_step_unchecked(X, T, batches[s], params, grads, work, lr, x_divisor)
+    n = batches.shape[0]
+    for s in range(n):
+        next_idx = batches[s + 1] if s + 1 < n else batches[s][:0]
+        losses[s] = train_step_unchecked(X, T, batches[s], params, grads, work, lr, x_divisor, next_idx)
         if not np.isfinite(losses[s]):
             return s + 1
     return batches.shape[0]
