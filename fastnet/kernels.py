@@ -626,8 +626,9 @@ def correct_count_unchecked(x, t, params, hid, z):
 
 MAX_PARTS = BLOCKS  # row blocks of the layer-2 region, at most
 # Next-batch bytes a block prefetches at most, a fraction of a core's L2 (2 MB here): 39 KB of
-# MNIST codes per block at batch 100 made steps 3-8 % faster; 392 KB at batch 1000 made them
-# 2-5 % slower (the prefetched rows evict what the W1 update is using).
+# MNIST codes per block at batch 100 made steps 3-4 % faster (paired medians); 157 KB of MNIST
+# floats at batch 100 gained nothing; 392 KB of codes at batch 1000 made steps 2-5 % slower
+# (the prefetched rows evict what the W1 update is using).
 PREFETCH_BYTES = 1 << 17
 
 
