@@ -121,6 +121,45 @@ def floor_table(together, peak):
     return "\n".join(lines)
 
 
+# Times a one-thread float32 product in a process pinned to one core; prints GFLOP/s (median of 9).
+_ONE_CORE = """
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+import numpy as np
+a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+a @ a
+times = []
+for _ in range(9):
+    t0 = time.perf_counter(); a @ a; times.append(time.perf_counter() - t0)
+print(2 * 1024**3 / sorted(times)[4] / 1e9)
+"""
+
+
+def core_speeds(path):
+    """{core: GFLOP/s of a one-thread float32 matmul pinned to it}, measured (Linux) and saved to
+    ``path``, or read from it. A parallel region waits for its slowest core: on the VM this was
+    built on, one core measured ~17 % slower than the other, which no static split can hide."""
+    if not hasattr(os, "sched_getaffinity"):
+        return {}
+    speeds = {}
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    for core in sorted(os.sched_getaffinity(0)):
+        run = subprocess.run([sys.executable, "-c", _ONE_CORE, str(core)], env=env, check=True,
+                             capture_output=True, text=True)
+        speeds[core] = float(run.stdout)
+    path.write_text(json.dumps(speeds))
+    return speeds
+
+
+def core_line(speeds):
+    if not speeds:
+        return ""
+    per_core = ", ".join(f"core {core}: {gflops:.0f}" for core, gflops in speeds.items())
+    return (f"One-thread float32 matmul (1024², NumPy's BLAS, median of 9) pinned to each core: {per_core} "
+            f"GFLOP/s (slowest/fastest {min(speeds.values()) / max(speeds.values()):.2f}; every parallel "
+            "region waits for the slowest).\n")
+
+
 def machine_line(info):
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
     import numba
@@ -138,16 +177,21 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     alone = {}
+    speeds_path = out / "core-speeds.json"
+    speeds = {}
     if args.json:
         together, info = load(args.json)
     else:
         if not args.reuse:
+            speeds = core_speeds(speeds_path)
             run_pytest(out / "together.json")
             run_pytest(out / "fastnet-alone.json", "fastnet or peak")
             run_pytest(out / "reference-alone.json", "reference")
         together, info = load(out / "together.json")
         for name in ("fastnet-alone.json", "reference-alone.json"):
             alone.update(load(out / name)[0])
+        if args.reuse and speeds_path.exists():
+            speeds = {int(core): gflops for core, gflops in json.loads(speeds_path.read_text()).items()}
     # The floor must not flatter: take the best peak of the runs (the shared run's peak was
     # measured 151 GFLOP/s once while the fastnet-alone run's gave 212, minutes apart).
     peaks = [peak_gflops(together)] + [peak_gflops(load(out / "fastnet-alone.json")[0])] * bool(alone)
@@ -157,6 +201,7 @@ def main():
             f"Matmul peak (float32 numpy.matmul, 2048², fastest round; the best of this report's runs: "
             f"{', '.join(f'{p:.0f}' for p in peaks)}): **{peak:.0f} GFLOP/s**. It is NumPy's OpenBLAS; MKL, "
             "which fastnet calls where installed, can run above it.\n"
+            + core_line(speeds) +
             "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
             "in a process of its own over the median in the shared run.\n\n"
             + table(together, alone, peak) + "\n\n" + floor_table(together, peak)
