@@ -1045,7 +1045,7 @@ def train_steps_unchecked(X, T, batches, params, grads, work, lr, losses, x_divi
         losses[s] = train_step_unchecked(X, T, batches[s], params, grads, work, lr, x_divisor, next_idx)
         if not np.isfinite(losses[s]):
             return s + 1
-    return batches.shape[0]
+    return n
 
 
 @njit(parallel=True, cache=True)  # see "Caching" in the module docstring

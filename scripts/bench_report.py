@@ -135,10 +135,13 @@ print(2 * 1024**3 / sorted(times)[4] / 1e9)
 """
 
 
-def core_speeds(path):
-    """{core: GFLOP/s of a one-thread float32 matmul pinned to it}, measured (Linux) and saved to
-    ``path``, or read from it. A parallel region waits for its slowest core: on the VM this was
-    built on, one core measured ~17 % slower than the other, which no static split can hide."""
+def core_speeds(path, measure):
+    """{core: GFLOP/s of a one-thread float32 matmul pinned to it}: measured (Linux) and saved to
+    ``path`` if ``measure``, else read back from it ({} if absent). A parallel region waits for
+    its slowest core, and on the VM this was built on the two cores' speeds drifted apart at
+    times (either one ahead, by up to 30 %)."""
+    if not measure:
+        return {int(core): gflops for core, gflops in json.loads(path.read_text()).items()} if path.exists() else {}
     if not hasattr(os, "sched_getaffinity"):
         return {}
     speeds = {}
@@ -176,27 +179,21 @@ def main():
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    alone = {}
-    speeds_path = out / "core-speeds.json"
-    speeds = {}
+    alone, fastnet_alone, speeds = {}, None, {}
     if args.json:
         together, info = load(args.json)
     else:
+        speeds = core_speeds(out / "core-speeds.json", measure=not args.reuse)
         if not args.reuse:
-            speeds = core_speeds(speeds_path)
             run_pytest(out / "together.json")
             run_pytest(out / "fastnet-alone.json", "fastnet or peak")
             run_pytest(out / "reference-alone.json", "reference")
         together, info = load(out / "together.json")
-        for name in ("fastnet-alone.json", "reference-alone.json"):
-            alone.update(load(out / name)[0])
-        if args.reuse and speeds_path.exists():
-            speeds = {int(core): gflops for core, gflops in json.loads(speeds_path.read_text()).items()}
+        fastnet_alone = load(out / "fastnet-alone.json")[0]
+        alone = {**fastnet_alone, **load(out / "reference-alone.json")[0]}
     # The floor must not flatter: take the best peak of the runs (the shared run's peak was
     # measured 151 GFLOP/s once while the fastnet-alone run's gave 212, minutes apart).
-    peaks = [peak_gflops(together)]
-    if alone:
-        peaks.append(peak_gflops(load(out / "fastnet-alone.json")[0]))
+    peaks = [peak_gflops(together)] + ([peak_gflops(fastnet_alone)] if fastnet_alone else [])
     peak = max(p for p in peaks if p == p)
     plot(together, out / "steps.png")
     text = (f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
