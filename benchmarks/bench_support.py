@@ -5,6 +5,7 @@ Every benchmark calls its function once before timing (Numba compiles on first
 call, and the cache load is not what we measure) and records its FLOPs in
 ``extra_info`` so the report can show GFLOP/s.
 """
+
 import numpy as np
 
 from fastnet import TwoLayerNet, _cores, reference
@@ -12,7 +13,7 @@ from fastnet import TwoLayerNet, _cores, reference
 D, C = 784, 10
 CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch, hidden)
 IMPLS = ["fastnet-f32", "reference-f64", "reference-f32"]
-N_TRAIN = 2000          # rows the training-step benchmarks draw their batches from
+N_TRAIN = 2000  # rows the training-step benchmarks draw their batches from
 PREDICT_ROWS = 10_000
 
 

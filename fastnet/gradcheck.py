@@ -3,11 +3,11 @@
 Use float64: in float32 the difference quotient's rounding error (about
 eps * |loss| / h) swamps the comparison.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
 
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DEFAULT_THRESHOLD = 1e-6
 # Below TINY an entry is judged by absolute error (|a-b| <= threshold * TINY):
 # in float64 the central difference itself carries a rounding error of about
@@ -44,8 +44,8 @@ def numerical_gradient(f, x, h=DEFAULT_H):
 @dataclass
 class ParamError:
     name: str
-    max_rel_error: float    # max |a-b| / max(|a|, |b|, tiny)
-    mean_abs_diff: float    # the number the book prints: mean |a-b|
+    max_rel_error: float  # max |a-b| / max(|a|, |b|, tiny)
+    mean_abs_diff: float  # the number the book prints: mean |a-b|
 
 
 @dataclass
@@ -86,7 +86,7 @@ def compare_gradients(analytic, numeric, threshold=DEFAULT_THRESHOLD, tiny=TINY)
 def network_numerical_gradient(net, x, t, h=DEFAULT_H):
     """Central-difference gradients of ``net.loss(x, t)`` for every parameter in ``net.params``."""
     loss = lambda _: net.loss(x, t)  # noqa: E731  (reads the perturbed params live)
-    return {name: numerical_gradient(loss, net.params[name], h) for name in PARAM_NAMES}
+    return {name: numerical_gradient(loss, param, h) for name, param in net.params.items()}
 
 
 def check_network(net, x, t, threshold=DEFAULT_THRESHOLD, h=DEFAULT_H):

@@ -4,12 +4,15 @@ A thin orchestrator: it owns the parameters and, per batch size, a workspace of
 preallocated buffers; each training step is a single call into compiled code
 (``kernels.train_step``), which allocates nothing.
 """
+
 import threading
 
 import numpy as np
+
 from . import kernels
-from .kernels import require_finite, require_labels, train_step, train_steps
-from .gradcheck import PARAM_NAMES, network_numerical_gradient
+from .gradcheck import network_numerical_gradient
+from .kernels import Params, new_step_work, require_finite, require_labels, train_step, train_steps
+from .kernels._kinds import learning_rate
 
 PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
 
@@ -20,19 +23,8 @@ class Workspace:
     def __init__(self, batch, input_size, hidden_size, output_size, dtype):
         self.batch = batch
         self.rows = np.arange(batch, dtype=np.int64)  # idx for step(x, t): the batch itself
-        self.work = (
-            np.empty((batch, input_size), dtype),     # xb: gathered inputs
-            np.empty(batch, np.int64),                # tb: gathered labels
-            np.empty((batch, hidden_size), dtype),    # hid
-            np.empty((batch, output_size), dtype),    # z: logits
-            np.empty((batch, output_size), dtype),    # dz
-            np.empty((batch, hidden_size), dtype),    # dhid
-            np.empty(batch, np.float64),              # row_loss
-            np.empty(batch, np.float64),              # row_check: 0 where the gathered row is finite
-            np.zeros(4, dtype),                       # BLAS alpha, beta: (1, 0) and (-lr, 1)
-            np.empty((kernels.MAX_PARTS, hidden_size, output_size), dtype),  # parts: row blocks' dW2
-            np.empty((kernels.MAX_PARTS, hidden_size + output_size)),         # col_parts: their db1, db2
-        )
+        self.work = new_step_work(batch, input_size, hidden_size, output_size, dtype)
+        self.buffers = tuple(self.work)  # what the compiled step gets: plain tuples dispatch faster
 
 
 class TwoLayerNet:
@@ -48,8 +40,9 @@ class TwoLayerNet:
     time (a lock guards the workspaces); separate instances share nothing.
     """
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
-                 dtype=np.float32, seed=None):
+    PARAM_NAMES = Params._fields  # ("W1", "b1", "W2", "b2"): the keys of ``params``, in order
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=np.float32, seed=None):
         for name, n in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise ValueError(f"TwoLayerNet: {name} must be a positive integer, got {n!r}")
@@ -66,8 +59,12 @@ class TwoLayerNet:
                 "W2": (weight_init_std * rng.standard_normal((H, C))).astype(self.dtype),
                 "b2": np.zeros(C, dtype=self.dtype),
             }
-            self._grads = (np.empty((D, H), self.dtype), np.empty(H, self.dtype),
-                           np.empty((H, C), self.dtype), np.empty(C, self.dtype))
+            self._grads = (
+                np.empty((D, H), self.dtype),
+                np.empty(H, self.dtype),
+                np.empty((H, C), self.dtype),
+                np.empty(C, self.dtype),
+            )
         self._param_shapes = ((D, H), (H,), (H, C), (C,))  # in PARAM_NAMES order
         self._workspaces = {}
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
@@ -76,18 +73,24 @@ class TwoLayerNet:
     # -- argument handling -------------------------------------------------
 
     def _live_params(self):
-        """The parameter arrays as a tuple, checked: someone may have replaced one.
-        (Every step calls this: written to cost ~1.6 µs, not the ~5 µs of a plainer version.)"""
-        arrays = tuple([self.params[name] for name in PARAM_NAMES])
-        for name, a, shape in zip(PARAM_NAMES, arrays, self._param_shapes):
+        """The parameter arrays as a tuple in ``Params`` order, checked: someone may have replaced one.
+        (Every step calls this: written for speed, one pass over plain attributes.)"""
+        arrays = tuple([self.params[name] for name in self.PARAM_NAMES])
+        for name, a, shape in zip(self.PARAM_NAMES, arrays, self._param_shapes):
             flags = a.flags if type(a) is np.ndarray else None
-            if flags is None or a.shape != shape or a.dtype != self.dtype or not (flags.c_contiguous and flags.writeable):
-                raise ValueError(f"TwoLayerNet: params[{name!r}] must be a writable C-contiguous "
-                                 f"{self.dtype} array of shape {shape}")
+            if (
+                flags is None
+                or a.shape != shape
+                or a.dtype != self.dtype
+                or not (flags.c_contiguous and flags.writeable)
+            ):
+                raise ValueError(
+                    f"TwoLayerNet: params[{name!r}] must be a writable C-contiguous {self.dtype} array of shape {shape}"
+                )
         return arrays
 
-    def _inputs(self, x):
-        """x as a C-contiguous (N, input_size) array of the net's dtype."""
+    def prepare_inputs(self, x):
+        """x as the net computes with it: a C-contiguous (N, input_size) array of its dtype (checked)."""
         if not isinstance(x, np.ndarray):
             raise TypeError(f"TwoLayerNet: x must be a numpy array, not {type(x).__name__}")
         if x.dtype.kind != "f":
@@ -96,8 +99,9 @@ class TwoLayerNet:
             raise ValueError(f"TwoLayerNet: x must have shape (N, {self.input_size}) with N >= 1, got {x.shape}")
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def _labels(self, t, n):
-        """t as int64 class indices (n,), from integer labels or one-hot rows."""
+    def prepare_labels(self, t, n):
+        """t as the net computes with it: int64 class indices (n,), from integer labels or one-hot
+        rows (checked; the range of the labels is checked where they are used)."""
         if not isinstance(t, np.ndarray):
             raise TypeError(f"TwoLayerNet: t must be a numpy array, not {type(t).__name__}")
         if t.ndim == 2:
@@ -107,8 +111,10 @@ class TwoLayerNet:
                 raise ValueError("TwoLayerNet: a 2-D t must be one-hot: each row one 1, zeros elsewhere")
             return np.argmax(t, axis=1)
         if t.ndim != 1 or t.shape[0] != n:
-            raise ValueError(f"TwoLayerNet: t must have shape ({n},) (integer labels) or ({n}, "
-                             f"{self.output_size}) (one-hot), got {t.shape}")
+            raise ValueError(
+                f"TwoLayerNet: t must have shape ({n},) (integer labels) or ({n}, "
+                f"{self.output_size}) (one-hot), got {t.shape}"
+            )
         if t.dtype.kind not in "iu":
             raise TypeError(f"TwoLayerNet: integer labels t must have an integer dtype, not {t.dtype}")
         return np.ascontiguousarray(t, dtype=np.int64)
@@ -131,7 +137,7 @@ class TwoLayerNet:
         parameter that caused it is named in a ValueError (scanning x only
         then keeps the common case fast).
         """
-        x = self._inputs(x)
+        x = self.prepare_inputs(x)
         z = np.empty((x.shape[0], self.output_size), self.dtype)
         with self._lock:
             params = self._live_params()
@@ -145,34 +151,40 @@ class TwoLayerNet:
         """(r0, r1, hidden scratch, logits scratch) for chunks of at most PREDICT_CHUNK of n rows."""
         chunk = min(n, PREDICT_CHUNK)
         if self._scratch is None or self._scratch[0].shape[0] < chunk:
-            self._scratch = (np.empty((chunk, self.hidden_size), self.dtype),
-                             np.empty((chunk, self.output_size), self.dtype))
+            self._scratch = (
+                np.empty((chunk, self.hidden_size), self.dtype),
+                np.empty((chunk, self.output_size), self.dtype),
+            )
         hid, z = self._scratch
         for r0 in range(0, n, chunk):
             r1 = min(r0 + chunk, n)
-            yield r0, r1, hid[:r1 - r0], z[:r1 - r0]
+            yield r0, r1, hid[: r1 - r0], z[: r1 - r0]
 
     def _explain_non_finite(self, x, params):
         rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
         if rows.size:
-            raise ValueError(f"TwoLayerNet: x contains NaN or infinity (row {rows[0]}"
-                             + (f" and {rows.size - 1} more)" if rows.size > 1 else ")"))
-        for name, p in zip(PARAM_NAMES, params):
+            raise ValueError(
+                f"TwoLayerNet: x contains NaN or infinity (row {rows[0]}"
+                + (f" and {rows.size - 1} more)" if rows.size > 1 else ")")
+            )
+        for name, p in zip(self.PARAM_NAMES, params):
             require_finite("TwoLayerNet", f"params[{name!r}]", p)
-        raise ValueError("TwoLayerNet: the logits overflowed (finite inputs and weights; the weights "
-                         "are too large: has training diverged?)")
+        raise ValueError(
+            "TwoLayerNet: the logits overflowed (finite inputs and weights; the weights "
+            "are too large: has training diverged?)"
+        )
 
     def loss(self, x, t):
         """Mean cross-entropy of the network on (x, t), a float."""
-        x = self._inputs(x)
-        t = self._labels(t, x.shape[0])
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
         z = self.predict(x)
         return kernels.softmax_cross_entropy(z, t, np.empty_like(z))
 
     def accuracy(self, x, t):
         """Fraction of rows whose largest logit is at the label t."""
-        x = self._inputs(x)
-        t = self._labels(t, x.shape[0])
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
         require_labels("TwoLayerNet.accuracy", t, self.output_size)
         correct = 0
         with self._lock:
@@ -188,9 +200,9 @@ class TwoLayerNet:
         """Backprop gradients {'W1','b1','W2','b2'} on the batch (x, t), as new arrays."""
         with self._lock:
             loss = self._step(x, t, 0.0)
-            grads = {name: g.copy() for name, g in zip(PARAM_NAMES, self._grads)}
+            grads = {name: g.copy() for name, g in zip(self.PARAM_NAMES, self._grads)}
         if not np.isfinite(loss):
-            self._explain_non_finite(self._inputs(x), self._live_params())
+            self._explain_non_finite(self.prepare_inputs(x), self._live_params())
         return grads
 
     def numerical_gradient(self, x, t):
@@ -199,9 +211,7 @@ class TwoLayerNet:
 
     def step(self, x, t, lr):
         """One SGD update on the batch (x, t) in place; returns the loss before the update."""
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not np.isfinite(lr):
-            raise ValueError(f"TwoLayerNet.step: lr must be a finite real number, got {lr!r}")
-        return self._step(x, t, float(lr))
+        return self._step(x, t, learning_rate("TwoLayerNet.step", lr))
 
     def step_indices(self, x, t, idx, lr):
         """One SGD update on rows ``idx`` of the whole training set (x, t); returns the loss.
@@ -214,8 +224,16 @@ class TwoLayerNet:
             raise ValueError("TwoLayerNet.step_indices: idx must be a non-empty 1-D integer array")
         with self._lock:
             ws = self._workspace(idx.shape[0])
-            return train_step(x, t, np.ascontiguousarray(idx, np.int64), self._live_params(), self._grads,
-                              ws.work, float(lr), 1.0)
+            return train_step(
+                x,
+                t,
+                np.ascontiguousarray(idx, np.int64),
+                self._live_params(),
+                self._grads,
+                ws.buffers,
+                learning_rate("TwoLayerNet.step_indices", lr),
+                1.0,
+            )
 
     def steps(self, x, t, batches, lr, x_divisor=None):
         """One SGD update per row of ``batches`` (S, B): rows batches[s] of (x, t), in order.
@@ -231,25 +249,37 @@ class TwoLayerNet:
         may be uint8 pixel codes with ``x_divisor``: the steps then read
         code / x_divisor, computed in the net's dtype (see ``fastnet.train.pixel_codes``).
         """
-        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
-                or batches.shape[1] == 0:
+        if (
+            not isinstance(batches, np.ndarray)
+            or batches.ndim != 2
+            or batches.dtype.kind not in "iu"
+            or batches.shape[1] == 0
+        ):
             raise ValueError("TwoLayerNet.steps: batches must be a 2-D integer array, one batch per row")
         if (x.dtype == np.uint8) != (x_divisor is not None):
             raise ValueError("TwoLayerNet.steps: x_divisor goes with uint8 pixel codes x, and only with them")
         losses = np.empty(batches.shape[0])
         with self._lock:
             ws = self._workspace(batches.shape[1])
-            taken = train_steps(x, t, np.ascontiguousarray(batches, np.int64), self._live_params(),
-                                self._grads, ws.work, float(lr), losses,
-                                1.0 if x_divisor is None else float(x_divisor))
+            taken = train_steps(
+                x,
+                t,
+                np.ascontiguousarray(batches, np.int64),
+                self._live_params(),
+                self._grads,
+                ws.buffers,
+                learning_rate("TwoLayerNet.steps", lr),
+                losses,
+                1.0 if x_divisor is None else float(x_divisor),
+            )
         return losses[:taken]
 
     def _step(self, x, t, lr):
-        x = self._inputs(x)
-        t = self._labels(t, x.shape[0])
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
         with self._lock:
             ws = self._workspace(x.shape[0])
-            return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.work, lr, 1.0)
+            return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.buffers, lr, 1.0)
 
 
 class _explained_memory_error:
@@ -262,8 +292,9 @@ class _explained_memory_error:
         return self
 
     def __exit__(self, kind, error, tb):
-        too_big = kind is not None and (issubclass(kind, MemoryError)
-                                        or (issubclass(kind, ValueError) and "too big" in str(error)))
+        too_big = kind is not None and (
+            issubclass(kind, MemoryError) or (issubclass(kind, ValueError) and "too big" in str(error))
+        )
         if too_big:
             raise MemoryError(f"{self.what} would need about {self.nbytes / 2**30:,.1f} GiB: {error}") from error
         return False

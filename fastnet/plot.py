@@ -1,4 +1,5 @@
 """A PNG of a training run: loss per step and train/test accuracy per epoch."""
+
 import io
 
 import numpy as np
@@ -8,6 +9,7 @@ from ._atomic import atomic_write_bytes
 
 def plot_history(history, path, title="fastnet TwoLayerNet"):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

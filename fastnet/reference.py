@@ -12,6 +12,7 @@ copies of it show:
 
 Labels may be integers ``(B,)`` or one-hot ``(B, C)``. Nothing here is optimised.
 """
+
 from collections import OrderedDict
 
 import numpy as np
@@ -154,8 +155,7 @@ class TwoLayerNet:
     reference's float32 variant (used as a baseline in the benchmarks).
     """
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
-                 dtype=np.float64, seed=None):
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, dtype=np.float64, seed=None):
         rng = np.random.default_rng(seed)
         self.params = {
             "W1": (weight_init_std * rng.standard_normal((input_size, hidden_size))).astype(dtype),

@@ -7,6 +7,7 @@ follows the last step. The steps between evaluations run in compiled calls of
 up to 100 steps (``TwoLayerNet.steps``), with the batches drawn in bulk from the
 same random stream (so the same seed gives the same run as drawing per step).
 """
+
 import json
 import math
 import signal
@@ -24,21 +25,21 @@ from .kernels import pixel_codes_unchecked, require_finite, require_labels
 
 @dataclass
 class EpochRecord:
-    epoch: float        # iterations / iter_per_epoch at the evaluation
-    iteration: int      # steps taken before it
+    epoch: float  # iterations / iter_per_epoch at the evaluation
+    iteration: int  # steps taken before it
     train_acc: float
     test_acc: float
-    loss: float         # mean training loss over the steps since the previous record
+    loss: float  # mean training loss over the steps since the previous record
 
 
 @dataclass
 class History:
     config: dict
     epochs: list = field(default_factory=list)
-    train_seconds: float = 0.0      # wall time of the whole loop: steps and evaluations
-    eval_seconds: float = 0.0       # of which evaluations
+    train_seconds: float = 0.0  # wall time of the whole loop: steps and evaluations
+    eval_seconds: float = 0.0  # of which evaluations
     steps_done: int = 0
-    stopped: str = "completed"      # or "interrupted", "diverged"
+    stopped: str = "completed"  # or "interrupted", "diverged"
     message: str = ""
     step_losses: np.ndarray = None  # per step, for the plot (not written to JSON)
 
@@ -51,8 +52,12 @@ class History:
         atomic_write_text(path, self.to_json() + "\n")
 
 
-def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None,
-          progress=None, log=print):
+def resolve_seed(seed=None):
+    """``seed``, or a fresh one drawn from the OS when it is None (to be recorded, so a run can be repeated)."""
+    return int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+
+
+def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print):
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
     in ``history.stopped`` and ``history.message``."""
@@ -69,13 +74,22 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
     if batch_size < 1 or iters < 0:
         raise ValueError("batch_size must be >= 1 and iters >= 0")
     iter_per_epoch = max(train_size / batch_size, 1)
-    seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+    seed = resolve_seed(seed)
     rng = np.random.default_rng(seed)
-    history = History(config=dict(iters=iters, batch_size=batch_size, lr=lr, seed=seed,
-                                  hidden_size=net.hidden_size, dtype=net.dtype.name,
-                                  train_size=train_size, test_size=x_test.shape[0],
-                                  pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
-                                  blas=_cores.BACKEND))
+    history = History(
+        config=dict(
+            iters=iters,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            hidden_size=net.hidden_size,
+            dtype=net.dtype.name,
+            train_size=train_size,
+            test_size=x_test.shape[0],
+            pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
+            blas=_cores.BACKEND,
+        )
+    )
     step_losses = np.full(iters, np.nan)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -116,13 +130,15 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
                 stop += 1
             batches = rng.integers(0, train_size, (stop - i, batch_size))  # the book's draws, in bulk
             losses = net.steps(train_x, t_train, batches, lr, train_divisor)
-            step_losses[i:i + len(losses)] = losses
+            step_losses[i : i + len(losses)] = losses
             i += len(losses)
             history.steps_done = i
             if not math.isfinite(losses[-1]):  # net.steps stopped at it
                 history.stopped = "diverged"
-                history.message = (f"training diverged at step {i - 1}: the loss is {losses[-1]}; the "
-                                   f"weights are the last finite ones (before step {i - 1}). Try a smaller lr.")
+                history.message = (
+                    f"training diverged at step {i - 1}: the loss is {losses[-1]}; the "
+                    f"weights are the last finite ones (before step {i - 1}). Try a smaller lr."
+                )
                 break
             if bar is not None:
                 bar.update(len(losses))
@@ -139,7 +155,7 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
         train_acc, test_acc = evaluate(history.steps_done)
         say(f"final: train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
     history.train_seconds = time.perf_counter() - start
-    history.step_losses = step_losses[:history.steps_done]
+    history.step_losses = step_losses[: history.steps_done]
     return history
 
 
@@ -169,8 +185,8 @@ class _StopOnCtrlC:
 def _prepared(net, x, t, which):
     """The data as the compiled step wants it: C-contiguous, the net's dtype, int64 labels;
     checked once here (finite inputs, labels in range) rather than at every evaluation."""
-    x = net._inputs(np.asarray(x).reshape(len(x), -1))
-    t = net._labels(np.asarray(t), x.shape[0])
+    x = net.prepare_inputs(np.asarray(x).reshape(len(x), -1))
+    t = net.prepare_labels(np.asarray(t), x.shape[0])
     require_finite("train", f"the {which} inputs", x)
     require_labels("train", t, net.output_size)
     return x, t
@@ -203,4 +219,5 @@ def _steps_per_call(batch_size, net):
 
 def _progress_bar(total):
     from tqdm import tqdm
+
     return tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=0.2)

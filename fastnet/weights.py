@@ -3,14 +3,16 @@
 The file holds W1, b1, W2, b2 and a small JSON ``meta`` string. Loading checks
 keys, shapes and dtypes before anything is used and never unpickles.
 """
+
 import json
 import zipfile
 
 import numpy as np
 
 from ._atomic import atomic_path
-from .gradcheck import PARAM_NAMES
 from .net import TwoLayerNet
+
+PARAM_NAMES = TwoLayerNet.PARAM_NAMES
 
 FORMAT = "fastnet-weights-1"
 
@@ -21,8 +23,14 @@ class WeightsError(ValueError):
 
 def save_weights(path, net, **meta):
     """Write ``net``'s parameters to ``path`` atomically (old file or new one, never a broken one)."""
-    info = {"format": FORMAT, "input_size": net.input_size, "hidden_size": net.hidden_size,
-            "output_size": net.output_size, "dtype": net.dtype.name, **meta}
+    info = {
+        "format": FORMAT,
+        "input_size": net.input_size,
+        "hidden_size": net.hidden_size,
+        "output_size": net.output_size,
+        "dtype": net.dtype.name,
+        **meta,
+    }
     arrays = {name: net.params[name] for name in PARAM_NAMES}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -46,7 +54,9 @@ def read_weights(path):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as e:
         raise WeightsError(f"{path}: not a readable fastnet weights file ({type(e).__name__}: {e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not a fastnet weights file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
+        raise WeightsError(
+            f"{path}: not a fastnet weights file (format {meta.get('format') if isinstance(meta, dict) else meta!r})"
+        )
     return meta, arrays
 
 
@@ -61,8 +71,10 @@ def load_weights(path, net=None):
     if net is None:
         net = TwoLayerNet(*sizes, dtype=dtype)
     elif sizes != (net.input_size, net.hidden_size, net.output_size):
-        raise WeightsError(f"{path}: architecture {sizes[0]}-{sizes[1]}-{sizes[2]} does not match the "
-                           f"network's {net.input_size}-{net.hidden_size}-{net.output_size}")
+        raise WeightsError(
+            f"{path}: architecture {sizes[0]}-{sizes[1]}-{sizes[2]} does not match the "
+            f"network's {net.input_size}-{net.hidden_size}-{net.output_size}"
+        )
     for name in PARAM_NAMES:
         target = net.params[name]
         a = arrays[name]

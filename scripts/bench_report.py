@@ -11,6 +11,7 @@ fraction of the matmul peak measured in the same runs, and alone/together: if
 the two sides disturbed each other (BLAS and Numba threads fighting), that
 column would be far from 1.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_pytest(json_path, select=None):
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q", "-p", "no:cacheprovider",
-           f"--benchmark-json={json_path}", "--benchmark-disable-gc"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "benchmarks"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--benchmark-json={json_path}",
+        "--benchmark-disable-gc",
+    ]
     if select:
         cmd += ["-k", select]
     print("+", " ".join(cmd), flush=True)
@@ -55,9 +65,11 @@ def peak_gflops(results):
 
 def table(together, alone, peak):
     groups = sorted({g for g, _ in together if not g.startswith("peak")}, key=_group_order)
-    lines = ["| operation | implementation | median µs | × vs ref f64 | × vs ref f32 | GFLOP/s | % of peak |"
-             + (" alone/together |" if alone else ""),
-             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if alone else "")]
+    lines = [
+        "| operation | implementation | median µs | × vs ref f64 | × vs ref f32 | GFLOP/s | % of peak |"
+        + (" alone/together |" if alone else ""),
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if alone else ""),
+    ]
     for group in groups:
         ref64 = together.get((group, "reference-f64"), (float("nan"), 0))[0]
         ref32 = together.get((group, "reference-f32"), (float("nan"), 0))[0]
@@ -66,8 +78,10 @@ def table(together, alone, peak):
                 continue
             median, flops = together[(group, impl)]
             gflops = flops / median / 1e9
-            row = (f"| {group} | {impl} | {median * 1e6:,.1f} | {ref64 / median:.2f} | {ref32 / median:.2f} "
-                   f"| {gflops:.1f} | {100 * gflops / peak:.0f} % |")
+            row = (
+                f"| {group} | {impl} | {median * 1e6:,.1f} | {ref64 / median:.2f} | {ref32 / median:.2f} "
+                f"| {gflops:.1f} | {100 * gflops / peak:.0f} % |"
+            )
             if alone:
                 solo = alone.get((group, impl))
                 row += f" {solo[0] / median:.2f} |" if solo else " |"
@@ -83,6 +97,7 @@ def _group_order(group):
 
 def plot(together, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -96,12 +111,14 @@ def plot(together, path):
     for impl, points in sorted(steps.items()):
         for hidden in sorted({h for _, h in points}):
             xs = sorted(b for b, h in points if h == hidden)
-            by_batch.loglog(xs, [points[(b, hidden)] * 1e3 for b in xs], styles.get(impl, "-"),
-                            label=f"{impl}, hidden {hidden}")
+            by_batch.loglog(
+                xs, [points[(b, hidden)] * 1e3 for b in xs], styles.get(impl, "-"), label=f"{impl}, hidden {hidden}"
+            )
         for batch in sorted({b for b, _ in points}):
             xs = sorted(h for b, h in points if b == batch)
-            by_hidden.loglog(xs, [points[(batch, h)] * 1e3 for h in xs], styles.get(impl, "-"),
-                             label=f"{impl}, batch {batch}")
+            by_hidden.loglog(
+                xs, [points[(batch, h)] * 1e3 for h in xs], styles.get(impl, "-"), label=f"{impl}, batch {batch}"
+            )
     by_batch.set(xlabel="batch size", ylabel="ms per training step", title="time per step vs batch size")
     by_hidden.set(xlabel="hidden size", ylabel="ms per training step", title="time per step vs hidden size")
     for ax in (by_batch, by_hidden):
@@ -147,8 +164,9 @@ def core_speeds(path, measure):
     speeds = {}
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
     for core in sorted(os.sched_getaffinity(0)):
-        run = subprocess.run([sys.executable, "-c", _ONE_CORE, str(core)], env=env, check=True,
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", _ONE_CORE, str(core)], env=env, check=True, capture_output=True, text=True
+        )
         speeds[core] = float(run.stdout)
     path.write_text(json.dumps(speeds))
     return speeds
@@ -158,17 +176,22 @@ def core_line(speeds):
     if not speeds:
         return ""
     per_core = ", ".join(f"core {core}: {gflops:.0f}" for core, gflops in speeds.items())
-    return (f"One-thread float32 matmul (1024², NumPy's BLAS, median of 9) pinned to each core: {per_core} "
-            f"GFLOP/s (slowest/fastest {min(speeds.values()) / max(speeds.values()):.2f}; every parallel "
-            "region waits for the slowest).\n")
+    return (
+        f"One-thread float32 matmul (1024², NumPy's BLAS, median of 9) pinned to each core: {per_core} "
+        f"GFLOP/s (slowest/fastest {min(speeds.values()) / max(speeds.values()):.2f}; every parallel "
+        "region waits for the slowest).\n"
+    )
 
 
 def machine_line(info):
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
     import numba
     import numpy
-    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {numpy.__version__}, "
-            f"numba {numba.__version__}; fastnet's BLAS: {info.get('fastnet_blas') or 'unknown'}")
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {numpy.__version__}, "
+        f"numba {numba.__version__}; fastnet's BLAS: {info.get('fastnet_blas') or 'unknown'}"
+    )
 
 
 def main():
@@ -196,15 +219,19 @@ def main():
     peaks = [peak_gflops(together)] + ([peak_gflops(fastnet_alone)] if fastnet_alone else [])
     peak = max(p for p in peaks if p == p)
     plot(together, out / "steps.png")
-    text = (f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
-            f"Matmul peak (float32 numpy.matmul, 2048², fastest round; the best of this report's runs: "
-            f"{', '.join(f'{p:.0f}' for p in peaks)}): **{peak:.0f} GFLOP/s**. It is NumPy's OpenBLAS; MKL, "
-            "which fastnet calls where installed, can run above it.\n"
-            + core_line(speeds) +
-            "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
-            "in a process of its own over the median in the shared run.\n\n"
-            + table(together, alone, peak) + "\n\n" + floor_table(together, peak)
-            + "\n\n![time per step](steps.png)\n")
+    text = (
+        f"# Benchmark report\n\nMachine: {machine_line(info)}.\n"
+        f"Matmul peak (float32 numpy.matmul, 2048², fastest round; the best of this report's runs: "
+        f"{', '.join(f'{p:.0f}' for p in peaks)}): **{peak:.0f} GFLOP/s**. It is NumPy's OpenBLAS; MKL, "
+        "which fastnet calls where installed, can run above it.\n"
+        + core_line(speeds)
+        + "Medians; ×: the reference's median over this one's; alone/together: median when the side ran "
+        "in a process of its own over the median in the shared run.\n\n"
+        + table(together, alone, peak)
+        + "\n\n"
+        + floor_table(together, peak)
+        + "\n\n![time per step](steps.png)\n"
+    )
     (out / "REPORT.md").write_text(text)
     print(text)
 

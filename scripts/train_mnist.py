@@ -5,6 +5,7 @@
 Same settings and the same printed lines as the book; the network is fastnet's
 TwoLayerNet (float32, Numba kernels) and the data comes from fastnet.load_mnist.
 """
+
 import time
 
 import numpy as np

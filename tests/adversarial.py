@@ -11,6 +11,7 @@ error (TypeError, ValueError or MemoryError) with a message naming the
 argument, or, where the input is valid but unusual, returns the reference
 answer. Anything else counts as a wrong failure. Prints a table of the counts.
 """
+
 import argparse
 import json
 import sys
@@ -62,16 +63,21 @@ def njit_softmax(z, t, dz):
 
 def good(B=4, D=5, H=3, dtype=np.float64):
     rng = np.random.default_rng(0)
-    return [rng.standard_normal((B, D)).astype(dtype), rng.standard_normal((D, H)).astype(dtype),
-            rng.standard_normal(H).astype(dtype), np.empty((B, H), dtype)]
+    return [
+        rng.standard_normal((B, D)).astype(dtype),
+        rng.standard_normal((D, H)).astype(dtype),
+        rng.standard_normal(H).astype(dtype),
+        np.empty((B, H), dtype),
+    ]
 
 
 def expected_affine(x, W, b):
     return np.maximum(np.asarray(x, np.float64) @ np.asarray(W, np.float64) + b, 0)
 
 
-settings.register_profile("adv", max_examples=EXAMPLES, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "adv", max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 dims = st.integers(0, 6)
 
@@ -86,8 +92,13 @@ def shapes_and_ndim(shape, which):
     expect = "ok" if arr.shape == right else "error"
     name = ["'x'", "'W'", "'b'", "'out'"][which]
     case = "0-d arrays" if arr.ndim == 0 else ("empty arrays" if 0 in arr.shape else "wrong ndim or shape")
-    record(case, lambda: kernels.affine_relu_forward(*args), expect, lambda r: r.shape == (4, 3),
-           names=() if expect == "ok" else (name, "empty", "'W'", "'b'", "'out'"))
+    record(
+        case,
+        lambda: kernels.affine_relu_forward(*args),
+        expect,
+        lambda r: r.shape == (4, 3),
+        names=() if expect == "ok" else (name, "empty", "'W'", "'b'", "'out'"),
+    )
     if arr.ndim == args[which].ndim:
         record(case + " (njit caller)", lambda: njit_affine(*args), expect, lambda r: r.shape == (4, 3))
 
@@ -97,8 +108,12 @@ def bad_dtypes(dtype, which):
     args = good()
     with np.errstate(all="ignore"):
         args[which] = args[which].astype(dtype)
-    record("int/bool/complex/object/float16 dtypes", lambda: kernels.affine_relu_forward(*args), "error",
-           names=(["'x'", "'W'", "'b'", "'out'"][which],))
+    record(
+        "int/bool/complex/object/float16 dtypes",
+        lambda: kernels.affine_relu_forward(*args),
+        "error",
+        names=(["'x'", "'W'", "'b'", "'out'"][which],),
+    )
     if dtype not in (object, np.float16):  # Numba itself cannot type these in the caller's own function
         record("int/bool/complex/object/float16 dtypes (njit caller)", lambda: njit_affine(*args), "error")
 
@@ -125,8 +140,12 @@ def views_of_inputs(kind, which):
         a = a[::-1].copy()[::-1]
     args[which] = a
     want = expected_affine(args[0], args[1], args[2])
-    record("Fortran-ordered or strided input views",
-           lambda: kernels.affine_relu_forward(*args), "ok", lambda r: np.allclose(r, want, rtol=1e-12, atol=1e-12))
+    record(
+        "Fortran-ordered or strided input views",
+        lambda: kernels.affine_relu_forward(*args),
+        "ok",
+        lambda r: np.allclose(r, want, rtol=1e-12, atol=1e-12),
+    )
 
 
 @given(st.sampled_from(["fortran", "strided", "readonly"]))
@@ -155,35 +174,51 @@ def aliasing(which, offset):
     start = max(0, min(flat.size - 1, flat.size // 2 + offset))
     if flat.size - start < 16:
         buf = np.concatenate([flat, np.zeros(16)])  # not aliasing: a copy
-        out = buf[start:start + 16].reshape(4, 4)
-        record("outputs that alias inputs", lambda: kernels.affine_relu_forward(x, W, b, out), "ok",
-               lambda r: np.allclose(r, expected_affine(x, W, b)))
+        out = buf[start : start + 16].reshape(4, 4)
+        record(
+            "outputs that alias inputs",
+            lambda: kernels.affine_relu_forward(x, W, b, out),
+            "ok",
+            lambda r: np.allclose(r, expected_affine(x, W, b)),
+        )
         return
-    record("outputs that alias inputs", lambda: kernels.affine_relu_forward(
-        x, W, b, flat[start:start + 16].reshape(4, 4)), "error", names=("overlap",))
+    record(
+        "outputs that alias inputs",
+        lambda: kernels.affine_relu_forward(x, W, b, flat[start : start + 16].reshape(4, 4)),
+        "error",
+        names=("overlap",),
+    )
 
 
-@given(st.one_of(st.integers(-10**6, -1), st.integers(5, 10**6)), st.integers(0, 5))
+@given(st.one_of(st.integers(-(10**6), -1), st.integers(5, 10**6)), st.integers(0, 5))
 def labels_out_of_range(label, position):
     z = np.zeros((6, 5))
     t = np.zeros(6, np.int64)
     t[position] = label
-    record("labels negative or >= C", lambda: kernels.softmax_cross_entropy(z, t, np.empty_like(z)), "error",
-           names=("labels",))
+    record(
+        "labels negative or >= C",
+        lambda: kernels.softmax_cross_entropy(z, t, np.empty_like(z)),
+        "error",
+        names=("labels",),
+    )
     record("labels negative or >= C (njit caller)", lambda: njit_softmax(z, t, np.empty_like(z)), "error")
     net = TwoLayerNet(3, 2, 5, seed=0)
-    record("labels negative or >= C (TwoLayerNet)", lambda: net.step(np.ones((6, 3)), t, 0.1), "error",
-           names=("labels",))
+    record(
+        "labels negative or >= C (TwoLayerNet)", lambda: net.step(np.ones((6, 3)), t, 0.1), "error", names=("labels",)
+    )
 
 
 @given(st.sampled_from([np.float32, np.float64]))
 def float_labels(dtype):
     z = np.zeros((3, 3))
-    record("labels of float dtype", lambda: kernels.softmax_cross_entropy(z, np.zeros(3, dtype), np.empty_like(z)),
-           "error", names=("'t'",))
+    record(
+        "labels of float dtype",
+        lambda: kernels.softmax_cross_entropy(z, np.zeros(3, dtype), np.empty_like(z)),
+        "error",
+        names=("'t'",),
+    )
     net = TwoLayerNet(3, 2, 3, seed=0)
-    record("labels of float dtype", lambda: net.loss(np.ones((3, 3)), np.zeros(3, dtype)), "error",
-           names=("integer",))
+    record("labels of float dtype", lambda: net.loss(np.ones((3, 3)), np.zeros(3, dtype)), "error", names=("integer",))
 
 
 @given(st.sampled_from([np.nan, np.inf, -np.inf]), st.integers(0, 2), st.integers(0, 11))
@@ -204,12 +239,17 @@ def non_finite(value, which, position):
         record("NaN and ±inf (TwoLayerNet.predict)", lambda: net.predict(x), "error", names=("NaN or infinity",))
     else:
         from fastnet import reference
+
         ref = reference.TwoLayerNet(5, 3, 4, seed=0)
         with np.errstate(all="ignore"):
             want = ref.predict(x)
-        record("NaN and ±inf (TwoLayerNet.predict)", lambda: net.predict(x),
-               "error" if not np.isfinite(want).all() else "ok",
-               lambda r: np.allclose(r, want, rtol=1e-12, atol=1e-12), names=("NaN or infinity",))
+        record(
+            "NaN and ±inf (TwoLayerNet.predict)",
+            lambda: net.predict(x),
+            "error" if not np.isfinite(want).all() else "ok",
+            lambda r: np.allclose(r, want, rtol=1e-12, atol=1e-12),
+            names=("NaN or infinity",),
+        )
 
 
 @given(st.integers(10**6, 10**9), st.integers(10**6, 10**9))
@@ -217,8 +257,18 @@ def absurd_sizes(d, h):
     record("absurd sizes", lambda: TwoLayerNet(d, h, 10), "error", names=("GiB",))
 
 
-CASES = [shapes_and_ndim, bad_dtypes, mixed_float, views_of_inputs, bad_outputs, aliasing,
-         labels_out_of_range, float_labels, non_finite, absurd_sizes]
+CASES = [
+    shapes_and_ndim,
+    bad_dtypes,
+    mixed_float,
+    views_of_inputs,
+    bad_outputs,
+    aliasing,
+    labels_out_of_range,
+    float_labels,
+    non_finite,
+    absurd_sizes,
+]
 
 
 def main():
@@ -226,8 +276,9 @@ def main():
     parser.add_argument("--examples", type=int, default=EXAMPLES)
     parser.add_argument("--json")
     args = parser.parse_args()
-    settings.register_profile("adv", max_examples=args.examples, deadline=None, database=None,
-                              suppress_health_check=list(HealthCheck))
+    settings.register_profile(
+        "adv", max_examples=args.examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     settings.load_profile("adv")
     for case in CASES:
         settings(settings.get_profile("adv"))(case)()

@@ -1,11 +1,20 @@
 """Shared test helpers (imported by name; conftest.py keeps only fixtures)."""
+
 import numpy as np
 
 FLOAT_DTYPES = [np.float32, np.float64]
 
 # (B, D, H, C): B=1, H=1, sizes that are not multiples of the SIMD width, the book's shape
-SHAPES = [(1, 1, 1, 2), (1, 784, 50, 10), (2, 3, 1, 2), (7, 13, 5, 3), (17, 33, 19, 10),
-          (64, 31, 16, 7), (100, 784, 50, 10), (129, 65, 33, 11)]
+SHAPES = [
+    (1, 1, 1, 2),
+    (1, 784, 50, 10),
+    (2, 3, 1, 2),
+    (7, 13, 5, 3),
+    (17, 33, 19, 10),
+    (64, 31, 16, 7),
+    (100, 784, 50, 10),
+    (129, 65, 33, 11),
+]
 
 
 def assert_matches_reference(actual, expected, dtype, scale=None):

@@ -1,4 +1,5 @@
 """The fastnet command end to end on a real MNIST subset (offline)."""
+
 import json
 import subprocess
 import sys
@@ -15,8 +16,22 @@ SUBSET = "idx:" + str(Path(__file__).parent / "data" / "mnist-subset")
 
 def test_train_writes_history_plot_weights(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--dataset", SUBSET, "--iters", "300", "--seed", "0", "--out", str(out),
-                 "--history", str(tmp_path / "h.json"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            SUBSET,
+            "--iters",
+            "300",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--history",
+            str(tmp_path / "h.json"),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert printed.count("train acc, test acc |") >= 3 and "final: train acc, test acc" in printed
@@ -36,16 +51,50 @@ def test_train_writes_history_plot_weights(tmp_path, capsys):
 
 
 def test_epochs_option_and_float64(tmp_path, capsys):
-    code = main(["train", "--dataset", SUBSET, "--epochs", "2", "--batch-size", "50", "--dtype", "float64",
-                 "--hidden", "20", "--out", str(tmp_path), "--no-plot", "--no-progress", "--seed", "1"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            SUBSET,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "50",
+            "--dtype",
+            "float64",
+            "--hidden",
+            "20",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+            "--no-progress",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["steps_done"] == 40 and history["config"]["dtype"] == "float64"
 
 
 def test_divergence_stops_with_a_message_and_finite_weights(tmp_path, capsys):
-    code = main(["train", "--dataset", SUBSET, "--iters", "200", "--lr", "1e30", "--out", str(tmp_path),
-                 "--no-plot", "--no-progress", "--seed", "0"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            SUBSET,
+            "--iters",
+            "200",
+            "--lr",
+            "1e30",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+            "--no-progress",
+            "--seed",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "diverged at step" in err
@@ -61,12 +110,15 @@ def test_gradcheck_command(capsys):
     assert "W1:" in printed and "passed" in printed
 
 
-@pytest.mark.parametrize("argv,words", [
-    (["train", "--dataset", "nope"], "unknown dataset"),
-    (["train", "--dataset", "csv:/no/such.csv"], "cannot read"),
-    (["train", "--dataset", "idx:/no/such/dir"], "no train-images"),
-    (["evaluate", "/no/such/weights.npz", "--dataset", SUBSET], "no such file"),
-])
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["train", "--dataset", "nope"], "unknown dataset"),
+        (["train", "--dataset", "csv:/no/such.csv"], "cannot read"),
+        (["train", "--dataset", "idx:/no/such/dir"], "no train-images"),
+        (["evaluate", "/no/such/weights.npz", "--dataset", SUBSET], "no such file"),
+    ],
+)
 def test_errors_are_messages_not_tracebacks(argv, words, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -74,15 +126,32 @@ def test_errors_are_messages_not_tracebacks(argv, words, capsys):
 
 
 def test_python_dash_m_fastnet(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "fastnet", "train", "--dataset", SUBSET, "--iters", "20",
-                             "--out", str(tmp_path), "--no-plot"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastnet",
+            "train",
+            "--dataset",
+            SUBSET,
+            "--iters",
+            "20",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "train acc, test acc |" in result.stdout
 
 
 def test_training_on_pixel_codes_equals_training_on_floats(monkeypatch):
     """fastnet.train gathers 8-bit codes when they reproduce the inputs exactly: same run, bit for bit."""
-    from fastnet import TwoLayerNet, train as training
+    from fastnet import TwoLayerNet
+    from fastnet import train as training
     from fastnet.datasets import load_idx_dir
 
     (x, t), test, _ = load_idx_dir(SUBSET.split(":", 1)[1])
@@ -91,7 +160,9 @@ def test_training_on_pixel_codes_equals_training_on_floats(monkeypatch):
         if not encode:
             monkeypatch.setattr(training, "pixel_codes", lambda x: None)
         net = TwoLayerNet(784, 30, 10, seed=4)
-        history = training.train(net, (x, t), test, iters=120, batch_size=32, seed=5, progress=False, log=lambda s: None)
+        history = training.train(
+            net, (x, t), test, iters=120, batch_size=32, seed=5, progress=False, log=lambda s: None
+        )
         runs.append((history, net))
     (coded, coded_net), (floats, float_net) = runs
     assert coded.config["pixel_divisor"] == 255 and floats.config["pixel_divisor"] is None

@@ -1,5 +1,6 @@
 """fastnet._cores: which BLAS the kernels call, and the choice by FASTNET_BLAS (in fresh processes:
 the choice is made once, at import)."""
+
 import os
 import subprocess
 import sys
@@ -9,15 +10,18 @@ import pytest
 
 from fastnet import _cores, kernels
 
-PROBE = ("import numpy as np, fastnet; from fastnet import _cores, kernels; "
-         "x = np.arange(12, dtype=np.float32).reshape(3, 4); W = np.ones((4, 2), np.float32); "
-         "out = kernels.affine_forward(x, W, np.zeros(2, np.float32), np.empty((3, 2), np.float32)); "
-         "print(_cores.BACKEND, out[:, 0].tolist())")
+PROBE = (
+    "import numpy as np, fastnet; from fastnet import _cores, kernels; "
+    "x = np.arange(12, dtype=np.float32).reshape(3, 4); W = np.ones((4, 2), np.float32); "
+    "out = kernels.affine_forward(x, W, np.zeros(2, np.float32), np.empty((3, 2), np.float32)); "
+    "print(_cores.BACKEND, out[:, 0].tolist())"
+)
 
 
 def run_probe(**env):
-    return subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
 
 
 def test_openblas_forced_gives_the_same_products():

@@ -1,4 +1,5 @@
 """IDX parsing, checksums, the fetch path (against a local HTTP server), the safe unpickler, CSV."""
+
 import gzip
 import hashlib
 import http.server
@@ -16,21 +17,25 @@ SUBSET = Path(__file__).parent / "data" / "mnist-subset"
 
 # -- IDX ----------------------------------------------------------------------
 
+
 def test_idx_round_trip():
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     np.testing.assert_array_equal(D.parse_idx(D.encode_idx(a)), a)
 
 
-@pytest.mark.parametrize("mutate,words", [
-    (lambda b: b[:-1], "truncated"),
-    (lambda b: b[:6], "truncated header"),
-    (lambda b: b + b"\0", "trailing bytes"),
-    (lambda b: b"\x00\x01" + b[2:], "wrong magic number"),
-    (lambda b: b[:2] + b"\x07" + b[3:], "wrong magic number"),
-    (lambda b: b"PK\x03\x04" + b[4:], "wrong magic number"),
-    (lambda b: b[:4] + np.array([5, 3, 4], ">u4").tobytes() + b[16:], "truncated"),  # wrong count
-    (lambda b: b"", "too short"),
-])
+@pytest.mark.parametrize(
+    "mutate,words",
+    [
+        (lambda b: b[:-1], "truncated"),
+        (lambda b: b[:6], "truncated header"),
+        (lambda b: b + b"\0", "trailing bytes"),
+        (lambda b: b"\x00\x01" + b[2:], "wrong magic number"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "wrong magic number"),
+        (lambda b: b"PK\x03\x04" + b[4:], "wrong magic number"),
+        (lambda b: b[:4] + np.array([5, 3, 4], ">u4").tobytes() + b[16:], "truncated"),  # wrong count
+        (lambda b: b"", "too short"),
+    ],
+)
 def test_idx_rejects_bad_bytes(mutate, words):
     good = D.encode_idx(np.zeros((2, 3, 4), np.uint8))
     with pytest.raises(D.DataError, match=words):
@@ -56,13 +61,16 @@ def test_real_subset_reads():
 
 # -- checksums and the cache ---------------------------------------------------
 
+
 def _tiny_dataset(directory, mirrors=()):
     """A Dataset whose four files are small, with their real hashes, written to ``directory``."""
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, 6).astype(np.uint8),
-              "test_images": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, 3).astype(np.uint8)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 6).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 3).astype(np.uint8),
+    }
     md5, sha = {}, {}
     for part, a in arrays.items():
         raw = D.encode_idx(a)
@@ -187,9 +195,11 @@ def test_bad_download_leaves_no_file_and_next_attempt_starts_clean(server, cache
 
 # -- the safe unpickler -------------------------------------------------------
 
+
 class _Evil:
     def __reduce__(self):
         import os
+
         return (os.system, ("echo pwned",))
 
 
@@ -207,12 +217,14 @@ def test_safe_unpickler_reads_arrays_and_mnist_layout():
     blob = gzip.compress(pickle.dumps(tuple(zip(images, labels)), protocol=4))
     arrays = D.mnist_from_pickle(blob)
     assert arrays["train_images"].shape == (6, 28, 28) and arrays["test_images"].shape == (3, 28, 28)
-    np.testing.assert_array_equal(arrays["train_images"].reshape(6, -1),
-                                  np.rint(np.concatenate(images[:2]) * 256).astype(np.uint8))
+    np.testing.assert_array_equal(
+        arrays["train_images"].reshape(6, -1), np.rint(np.concatenate(images[:2]) * 256).astype(np.uint8)
+    )
     np.testing.assert_array_equal(arrays["test_labels"], labels[2])
 
 
 # -- CSV ----------------------------------------------------------------------
+
 
 def test_csv_with_header(tmp_path):
     path = tmp_path / "trainset.csv"
@@ -224,14 +236,17 @@ def test_csv_with_header(tmp_path):
     assert x.max() == 1.0 and t.shape == (2, 4)
 
 
-@pytest.mark.parametrize("text,words", [
-    ("1,2,3\n4,5\n", "2 columns, expected 3"),
-    ("1,2,3\n4,x,6\n", "line 2: not a number"),
-    ("1.5,2,3\n", "labels"),
-    ("-1,2,3\n", "labels"),
-    ("1,nan,3\n", "NaN"),
-    ("", "no data rows"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("1,2,3\n4,5\n", "2 columns, expected 3"),
+        ("1,2,3\n4,x,6\n", "line 2: not a number"),
+        ("1.5,2,3\n", "labels"),
+        ("-1,2,3\n", "labels"),
+        ("1,nan,3\n", "NaN"),
+        ("", "no data rows"),
+    ],
+)
 def test_csv_errors(tmp_path, text, words):
     path = tmp_path / "bad.csv"
     path.write_text(text)

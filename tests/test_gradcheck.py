@@ -1,4 +1,5 @@
 """Backprop against central differences, float64: the reference and fastnet's net."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,7 @@ from fastnet import TwoLayerNet, gradcheck, reference
 
 
 def _nets(D, H, C, seed):
-    return [reference.TwoLayerNet(D, H, C, seed=seed),
-            TwoLayerNet(D, H, C, dtype=np.float64, seed=seed)]
+    return [reference.TwoLayerNet(D, H, C, seed=seed), TwoLayerNet(D, H, C, dtype=np.float64, seed=seed)]
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["reference", "fastnet"])
@@ -35,6 +35,7 @@ def test_gradcheck_small_random_shapes(which, D, H, C, B):
 
 def test_gradcheck_catches_the_set_to_one_trap():
     """A seed's integer-label backward sets the target entry to 1 instead of subtracting 1."""
+
     class Broken(reference.SoftmaxWithLoss):
         def backward(self, dout=1):
             dx = self.y.copy()
@@ -52,7 +53,7 @@ def test_gradcheck_catches_the_set_to_one_trap():
 def test_numerical_gradient_restores_every_entry():
     x = np.arange(6.0).reshape(2, 3)
     before = x.copy()
-    grad = gradcheck.numerical_gradient(lambda a: float(np.sum(a ** 2)), x)
+    grad = gradcheck.numerical_gradient(lambda a: float(np.sum(a**2)), x)
     np.testing.assert_array_equal(x, before)
     np.testing.assert_allclose(grad, 2 * before, rtol=1e-8)
 

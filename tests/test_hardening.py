@@ -1,6 +1,9 @@
 """Bad input, interruptions, crashes mid-save, concurrency: nothing crashes, nothing is lost."""
+
+import importlib
 import json
 import math
+import pkgutil
 import random
 import signal
 import subprocess
@@ -15,6 +18,7 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 from fastnet import TwoLayerNet, kernels, load_weights, save_weights
+from fastnet.kernels import step
 from fastnet.weights import WeightsError
 
 HERE = Path(__file__).parent
@@ -23,10 +27,15 @@ SUBSET = "idx:" + str(HERE / "data" / "mnist-subset")
 
 # -- adversarial inputs, in a subprocess so that a crash fails instead of killing the run --
 
+
 def test_adversarial_inputs_fail_only_in_the_documented_way(tmp_path):
     tally = tmp_path / "tally.json"
-    result = subprocess.run([sys.executable, str(HERE / "adversarial.py"), "--examples", "100", "--json", str(tally)],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(HERE / "adversarial.py"), "--examples", "100", "--json", str(tally)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
     counts = json.loads(tally.read_text())
     assert sum(counts["tried"].values()) > 700 and sum(counts["wrong"].values()) == 0
@@ -35,10 +44,19 @@ def test_adversarial_inputs_fail_only_in_the_documented_way(tmp_path):
 
 # -- NaN checks cannot be optimised away --------------------------------------
 
+
 def test_no_kernel_uses_fastmath():
-    """fastmath assumes no NaN and may delete isfinite checks; fastnet's checks rely on it being off."""
-    dispatchers = [v for v in vars(kernels).values() if isinstance(v, CPUDispatcher)]
-    assert len(dispatchers) > 10
+    """fastmath assumes no NaN and may delete isfinite checks; fastnet's checks rely on it being off.
+    Every compiled function of every module of the kernels package is looked at."""
+    modules = [importlib.import_module(f"fastnet.kernels.{m.name}") for m in pkgutil.iter_modules(kernels.__path__)]
+    dispatchers = [
+        v
+        for m in modules
+        for v in vars(m).values()
+        if isinstance(v, CPUDispatcher) and v.py_func.__module__ == m.__name__
+    ]
+    assert {m.__name__.rsplit(".", 1)[1] for m in modules} >= {"layers", "step", "api", "forward", "codes"}
+    assert len(dispatchers) > 40
     for d in dispatchers:
         assert not d.targetoptions.get("fastmath"), d.py_func.__name__
 
@@ -46,7 +64,7 @@ def test_no_kernel_uses_fastmath():
 def test_divergence_is_still_caught_when_the_step_is_compiled_with_fastmath():
     """Under fastmath the kernel's own finite-loss guard may vanish, but the training loop
     tests the returned loss in Python, where fastmath cannot reach."""
-    fast_step = njit(fastmath=True)(kernels.train_step_unchecked.py_func)
+    fast_step = njit(fastmath=True, parallel=True)(step._train_step.py_func)  # the step's whole body
     net = TwoLayerNet(20, 8, 3, weight_init_std=1.0, dtype=np.float32, seed=0)
     x = np.random.default_rng(0).standard_normal((50, 20)).astype(np.float32) * 100
     t = np.random.default_rng(1).integers(0, 3, 50)
@@ -54,13 +72,15 @@ def test_divergence_is_still_caught_when_the_step_is_compiled_with_fastmath():
     losses = []
     for i in range(200):
         idx = np.arange(i % 5 * 10, i % 5 * 10 + 10)
-        losses.append(fast_step(x, t, idx, net._live_params(), net._grads, ws.work, 1e30))
+        params, grads = kernels.Params(*net._live_params()), kernels.Grads(*net._grads)
+        losses.append(fast_step(x, t, idx, params, grads, ws.work, 1e30, 1.0, None))
         if not math.isfinite(losses[-1]):
             break
     assert not math.isfinite(losses[-1]), "a huge lr must make the loss non-finite"
 
 
 # -- weights files --------------------------------------------------------------
+
 
 def test_weights_from_another_architecture_or_corrupt_are_rejected(tmp_path):
     path = tmp_path / "w.npz"
@@ -117,11 +137,30 @@ def test_killing_a_saving_process_never_leaves_a_broken_file(tmp_path):
 
 # -- Ctrl-C during training ----------------------------------------------------
 
+
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.6])  # evaluations run every 10 steps here: some land in one
 def test_ctrl_c_stops_after_the_step_and_saves(tmp_path, delay):
-    proc = subprocess.Popen([sys.executable, "-m", "fastnet", "train", "--dataset", SUBSET, "--iters", "100000000",
-                             "--out", str(tmp_path), "--no-plot", "--no-progress", "--seed", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastnet",
+            "train",
+            "--dataset",
+            SUBSET,
+            "--iters",
+            "100000000",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+            "--no-progress",
+            "--seed",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert "training" in proc.stdout.readline()
     assert "train acc" in proc.stdout.readline()  # the first evaluation is done: steps are running
     time.sleep(delay)
@@ -137,6 +176,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path, delay):
 
 # -- concurrency ------------------------------------------------------------------
 
+
 def _train(net, x, t, seed, steps=30):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
@@ -150,8 +190,10 @@ def test_two_nets_in_two_threads_match_sequential_training():
     t = rng.integers(0, 10, 500)
     sequential = [_train(TwoLayerNet(784, 50, 10, seed=s), x, t, s) for s in (1, 2)]
     results = {}
-    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, _train(TwoLayerNet(784, 50, 10, seed=s), x, t, s)))
-               for s in (1, 2)]
+    threads = [
+        threading.Thread(target=lambda s=s: results.__setitem__(s, _train(TwoLayerNet(784, 50, 10, seed=s), x, t, s)))
+        for s in (1, 2)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -185,7 +227,14 @@ def test_one_net_shared_by_two_threads_gives_each_its_own_gradients():
 
 def test_nan_in_training_data_is_named_before_training(tmp_path):
     from fastnet.train import train
+
     x = np.ones((20, 4), np.float32)
     x[7, 2] = np.nan
     with pytest.raises(ValueError, match="training inputs.*NaN"):
-        train(TwoLayerNet(4, 3, 2), (x, np.zeros(20, np.int64)), (x[:5], np.zeros(5, np.int64)), iters=5, log=lambda s: None)
+        train(
+            TwoLayerNet(4, 3, 2),
+            (x, np.zeros(20, np.int64)),
+            (x[:5], np.zeros(5, np.int64)),
+            iters=5,
+            log=lambda s: None,
+        )

@@ -1,6 +1,8 @@
 """Bad arguments to the checked kernels raise TypeError/ValueError naming the argument."""
+
 import numpy as np
 import pytest
+from numba import njit
 
 from fastnet import kernels
 
@@ -61,14 +63,17 @@ def test_affine_output_aliasing_input():
         kernels.affine_forward(buf[:12].reshape(4, 3), np.ones((3, 2)), np.ones(2), buf[10:18].reshape(4, 2))
 
 
-@pytest.mark.parametrize("t,error,words", [
-    (np.array([0, 1, 3]), ValueError, "labels must lie in [0, C)"),
-    (np.array([0, -1, 2]), ValueError, "labels must lie in [0, C)"),
-    (np.array([0.0, 1.0, 2.0]), TypeError, "'t' holds class labels and must have an integer dtype"),
-    (np.array([True, False, True]), TypeError, "integer dtype"),
-    (np.array([0, 1]), ValueError, "'t' must have one label per row"),
-    (np.array([[0, 1, 0]]), ValueError, "'t' must be 1-D"),
-])
+@pytest.mark.parametrize(
+    "t,error,words",
+    [
+        (np.array([0, 1, 3]), ValueError, "labels must lie in [0, C)"),
+        (np.array([0, -1, 2]), ValueError, "labels must lie in [0, C)"),
+        (np.array([0.0, 1.0, 2.0]), TypeError, "'t' holds class labels and must have an integer dtype"),
+        (np.array([True, False, True]), TypeError, "integer dtype"),
+        (np.array([0, 1]), ValueError, "'t' must have one label per row"),
+        (np.array([[0, 1, 0]]), ValueError, "'t' must be 1-D"),
+    ],
+)
 def test_softmax_bad_labels(t, error, words):
     z = np.zeros((3, 3))
     with pytest.raises(error) as info:
@@ -104,7 +109,44 @@ def test_sgd_bad_arguments():
         kernels.sgd_update(p, np.ones((2, 3)), 0.1)
     with pytest.raises(ValueError, match="overlap"):
         kernels.sgd_update(p, p, 0.1)
-    with pytest.raises(ValueError, match="'lr' must be finite"):
-        kernels.sgd_update(p, np.ones((3, 2)), float("nan"))
-    with pytest.raises(TypeError, match="'lr' must be a real number"):
-        kernels.sgd_update(p, np.ones((3, 2)), "0.1")
+
+
+LR_ENTRY_POINTS = {
+    "sgd_update": lambda net, x, t, lr: kernels.sgd_update(np.ones(3), np.ones(3), lr),
+    "TwoLayerNet.step": lambda net, x, t, lr: net.step(x, t, lr),
+    "TwoLayerNet.step_indices": lambda net, x, t, lr: net.step_indices(x, t, np.arange(3), lr),
+    "TwoLayerNet.steps": lambda net, x, t, lr: net.steps(x, t, np.arange(6).reshape(2, 3), lr),
+}
+
+
+@pytest.mark.parametrize(
+    "lr,error,words",
+    [
+        ("0.1", TypeError, "lr must be a real number"),
+        (None, TypeError, "lr must be a real number"),
+        (float("nan"), ValueError, "lr must be a finite number >= 0"),
+        (float("inf"), ValueError, "lr must be a finite number >= 0"),
+        (-0.1, ValueError, "lr must be a finite number >= 0"),
+    ],
+)
+@pytest.mark.parametrize("entry", list(LR_ENTRY_POINTS))
+def test_one_learning_rate_check_everywhere(entry, lr, error, words):
+    from fastnet import TwoLayerNet
+
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    x, t = np.ones((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
+    before = {k: v.copy() for k, v in net.params.items()}
+    with pytest.raises(error, match=f"^{entry}: {words}"):
+        LR_ENTRY_POINTS[entry](net, x, t, lr)
+    for k in before:
+        np.testing.assert_array_equal(net.params[k], before[k])
+
+
+@njit
+def _user_sgd(p, g, lr):
+    return kernels.sgd_update(p, g, lr)
+
+
+def test_learning_rate_check_from_njit_code():
+    with pytest.raises(ValueError, match="^sgd_update: lr must be a finite number >= 0"):
+        _user_sgd(np.ones(3), np.ones(3), -1.0)

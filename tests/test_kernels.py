@@ -1,10 +1,11 @@
 """Each kernel against the numpy reference, on many shapes, float32 and float64."""
+
 import numpy as np
 import pytest
 from numba import njit
+from support import FLOAT_DTYPES, SHAPES, assert_matches_reference
 
 from fastnet import kernels, reference
-from support import FLOAT_DTYPES, SHAPES, assert_matches_reference
 
 
 def _layer_inputs(rng, B, D, H, dtype):
@@ -119,6 +120,7 @@ def test_strided_input_views_give_the_right_answer(rng):
 
 # -- called from the user's own @njit code -----------------------------------
 
+
 @njit
 def _user_loss(x, W1, b1, W2, b2, t):
     hidden = np.empty((x.shape[0], W1.shape[1]), x.dtype)
@@ -186,6 +188,7 @@ def test_prefetching_the_next_batch_changes_nothing(rng, x_kind):
     """train_step_unchecked's next_idx is a cache hint: with it (any rows, the last row of X,
     none at all) the step gives the same bits as without it."""
     from fastnet import TwoLayerNet
+
     dtype = np.float64 if x_kind == "float64" else np.float32
     codes = rng.integers(0, 256, (40, 12)).astype(np.uint8)
     x, divisor = (codes, 255.0) if x_kind == "uint8 codes" else (codes.astype(dtype) / 255, 1.0)
@@ -195,7 +198,8 @@ def test_prefetching_the_next_batch_changes_nothing(rng, x_kind):
     for next_idx in (None, np.array([39, 0, 39, 17]), rng.integers(0, 40, 19), idx[:0]):
         net = TwoLayerNet(12, 7, 3, weight_init_std=0.5, dtype=dtype, seed=1)
         args = (x, t, idx, net._live_params(), net._grads, net._workspace(19).work, 0.3, divisor)
-        loss = kernels.train_step_unchecked(*args) if next_idx is None else \
-            kernels.train_step_unchecked(*args, next_idx)
+        loss = (
+            kernels.train_step_unchecked(*args) if next_idx is None else kernels.train_step_unchecked(*args, next_idx)
+        )
         results.append((loss, b"".join(p.tobytes() for p in net._live_params())))
     assert all(r == results[0] for r in results[1:])

@@ -1,13 +1,14 @@
 """fastnet.TwoLayerNet: the reference's interface, no allocation per step, determinism, training."""
+
 import tracemalloc
 
 import numba
 import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python, rtsys
+from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import TwoLayerNet, reference
-from support import FLOAT_DTYPES, assert_matches_reference
 
 
 def blobs(n=600, d=20, classes=4, seed=0):
@@ -89,8 +90,8 @@ def _nrt_allocations(func, *args):
 
 def test_step_allocates_no_array_memory():
     """No buffer is allocated per step: the count of NRT allocations per step is the
-    same for tiny and huge batches (within each of the step's two code paths) (Numba's parallel launcher wraps each array a
-    parallel region touches in a small meminfo, a constant per step; any buffer
+    same for tiny and huge batches (within each of the step's two code paths) (Numba's
+    parallel launcher wraps each array a parallel region touches in a small meminfo, a constant per step; any buffer
     sized by the batch, or a copy made by np.dot per block, would change the count),
     all of it is freed, and numpy/Python allocate nothing that peaks above 4 KiB."""
     x, t = blobs(1000, 784, 10)
@@ -106,8 +107,10 @@ def test_step_allocates_no_array_memory():
             xb, tb = x[:batch].copy(), t[:batch].copy()
             net.step_indices(x, t, idx, 0.1)
             net.step(xb, tb, 0.1)  # workspaces exist from here on
-            counts[batch, hidden] = (_nrt_allocations(net.step_indices, x, t, idx, 0.1),
-                                     _nrt_allocations(net.step, xb, tb, 0.1))
+            counts[batch, hidden] = (
+                _nrt_allocations(net.step_indices, x, t, idx, 0.1),
+                _nrt_allocations(net.step, xb, tb, 0.1),
+            )
         tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
@@ -167,16 +170,19 @@ def test_training_lowers_loss_and_tracks_the_reference():
 
 
 @pytest.mark.parametrize("call", ["step", "loss", "gradient", "accuracy"])
-@pytest.mark.parametrize("x,t,error,words", [
-    (np.ones((3, 5)), np.array([0, 1, 2]), ValueError, "x must have shape (N, 4)"),
-    (np.ones((3, 4), np.int64), np.array([0, 1, 2]), TypeError, "x must hold floats"),
-    (np.ones((3, 4)), np.array([0, 1, 3]), ValueError, "labels must lie in [0, C)"),
-    (np.ones((3, 4)), np.array([0, -1, 1]), ValueError, "labels must lie in [0, C)"),
-    (np.ones((3, 4)), np.array([0.0, 1.0, 2.0]), TypeError, "integer dtype"),
-    (np.ones((3, 4)), np.array([0, 1]), ValueError, "t must have shape (3,)"),
-    (np.ones((3, 4)), np.full((3, 3), 0.5), ValueError, "must be one-hot"),
-    (np.ones((0, 4)), np.array([], np.int64), ValueError, "N >= 1"),
-])
+@pytest.mark.parametrize(
+    "x,t,error,words",
+    [
+        (np.ones((3, 5)), np.array([0, 1, 2]), ValueError, "x must have shape (N, 4)"),
+        (np.ones((3, 4), np.int64), np.array([0, 1, 2]), TypeError, "x must hold floats"),
+        (np.ones((3, 4)), np.array([0, 1, 3]), ValueError, "labels must lie in [0, C)"),
+        (np.ones((3, 4)), np.array([0, -1, 1]), ValueError, "labels must lie in [0, C)"),
+        (np.ones((3, 4)), np.array([0.0, 1.0, 2.0]), TypeError, "integer dtype"),
+        (np.ones((3, 4)), np.array([0, 1]), ValueError, "t must have shape (3,)"),
+        (np.ones((3, 4)), np.full((3, 3), 0.5), ValueError, "must be one-hot"),
+        (np.ones((0, 4)), np.array([], np.int64), ValueError, "N >= 1"),
+    ],
+)
 def test_net_bad_inputs(call, x, t, error, words):
     net = TwoLayerNet(4, 3, 3, seed=0)
     args = (x, t, 0.1) if call == "step" else (x, t)
@@ -190,7 +196,7 @@ def test_step_indices_out_of_range():
     x, t = np.ones((5, 4), np.float32), np.array([0, 1, 2, 0, 1])
     with pytest.raises(ValueError, match="batch index lies outside"):
         net.step_indices(x, t, np.array([0, 5]), 0.1)
-    with pytest.raises(ValueError, match="lr must be a finite"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         net.step(x, t, float("inf"))
 
 
@@ -254,6 +260,7 @@ def test_accuracy_names_a_non_finite_input_row():
 @pytest.mark.parametrize("divisor", [255, 1])
 def test_pixel_codes_give_the_same_training_bit_for_bit(dtype, divisor):
     from fastnet.train import pixel_codes
+
     rng = np.random.default_rng(divisor)
     pixels = rng.integers(0, 256, (1500, 30), dtype=np.uint8)
     x = pixels.astype(dtype) / dtype(divisor)  # the book's normalize when divisor = 255
@@ -270,6 +277,7 @@ def test_pixel_codes_give_the_same_training_bit_for_bit(dtype, divisor):
 
 def test_pixel_codes_refuse_data_they_cannot_reproduce():
     from fastnet.train import pixel_codes
+
     x = np.random.default_rng(0).integers(0, 256, (2000, 8)).astype(np.float32) / 255
     assert pixel_codes(x)[1] == 255
     x[1500, 3] = np.nextafter(x[1500, 3], 2)  # one value off the grid, after the probe rows

@@ -1,4 +1,5 @@
 """The reference must not have the traps the seeds show."""
+
 import numpy as np
 
 from fastnet import reference

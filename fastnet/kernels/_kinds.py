@@ -3,9 +3,7 @@
 The *kind* of each argument (dtype, ndim, contiguity, writability) is checked
 before any compiled code runs: in Python for Python callers, at typing time for
 ``@njit`` callers (the overload then compiles to a ``raise``). Values (shapes,
-label ranges, overlap) are checked in compiled code, in ``fastnet.kernels``
-(kept in one module with the kernels: Numba's cache only notices changes
-within a function's own file).
+label ranges, overlap) are checked in compiled code (``checks``).
 
 Each argument is described by a role:
 
@@ -13,6 +11,7 @@ Each argument is described by a role:
 * ``OUT``: float output, must be C-contiguous and writable;
 * ``LABELS``: integer class indices.
 """
+
 import numpy as np
 from numba import types
 from numba.np.numpy_support import as_dtype
@@ -30,8 +29,10 @@ def _kind_problem(func, name, role, ndim, want_ndim, dtype, float_dtype, c_conti
     elif dtype not in FLOAT_DTYPES:
         return TypeError, f"{where} must be float32 or float64, not {dtype}"
     elif dtype != float_dtype:
-        return TypeError, (f"{where} is {dtype} but the other float arguments are {float_dtype}; "
-                           "all float arrays of one call must share a dtype")
+        return TypeError, (
+            f"{where} is {dtype} but the other float arguments are {float_dtype}; "
+            "all float arrays of one call must share a dtype"
+        )
     if want_ndim is not None and ndim != want_ndim:
         return ValueError, f"{where} must be {want_ndim}-D, got a {ndim}-D array"
     if want_ndim is None and ndim not in (1, 2):
@@ -64,8 +65,9 @@ def python_args(func, spec, args):
     float_dtype = _first_float_dtype([a.dtype for a in arrays], [r for _, _, r in spec])
     ready = []
     for (name, ndim, role), a in zip(spec, arrays):
-        problem = _kind_problem(func, name, role, a.ndim, ndim, a.dtype, float_dtype,
-                                a.flags.c_contiguous, a.flags.writeable)
+        problem = _kind_problem(
+            func, name, role, a.ndim, ndim, a.dtype, float_dtype, a.flags.c_contiguous, a.flags.writeable
+        )
         if problem:
             error, message = problem
             raise error(message)
@@ -86,10 +88,18 @@ def typing_problem(func, spec, arg_types):
         dtypes.append(as_dtype(ty.dtype))
     float_dtype = _first_float_dtype(dtypes, [r for _, _, r in spec])
     for (name, ndim, role), ty, dtype in zip(spec, arg_types, dtypes):
-        problem = _kind_problem(func, name, role, ty.ndim, ndim, dtype, float_dtype,
-                                ty.layout == "C", ty.mutable)
+        problem = _kind_problem(func, name, role, ty.ndim, ndim, dtype, float_dtype, ty.layout == "C", ty.mutable)
         if problem:
             return problem[1]
         if role != OUT and ty.layout != "C":
             return f"{func}: argument {name!r} must be C-contiguous in compiled code (np.ascontiguousarray)"
     return None
+
+
+def learning_rate(func, lr):
+    """``lr`` as a float, for every entry point that takes one: a real number, finite, >= 0."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: lr must be a real number, not {type(lr).__name__} {lr!r}")
+    if not (np.isfinite(lr) and lr >= 0):
+        raise ValueError(f"{func}: lr must be a finite number >= 0, got {lr!r}")
+    return float(lr)

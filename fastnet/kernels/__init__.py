@@ -1,0 +1,115 @@
+"""Fused Numba kernels for the two-layer network, and their checked entry points.
+
+Every kernel takes its inputs and its output buffers, writes the outputs and
+returns them (or the scalar loss). Shapes: ``B`` batch rows, ``D`` inputs, ``H``
+hidden units, ``C`` classes. All float arrays of one call share one dtype,
+float32 or float64; labels are integer class indices.
+
+Two names per kernel:
+
+* ``affine_relu_forward`` etc. are **checked**: from Python or from your own
+  ``@njit`` functions, they check kinds (dtype, ndim, layout) and values
+  (shapes, label range, aliasing, NaN) before touching any data, and raise
+  ``TypeError`` / ``ValueError`` naming the argument.
+* ``affine_relu_forward_unchecked`` etc. are the raw ``@njit(parallel=True)``
+  kernels. They trust their arguments: a wrong shape or label reads or writes
+  outside the arrays. Use them from compiled code that has already checked.
+  If you cache (``cache=True``) your own function that calls them, give it
+  ``parallel=True`` too (numba#8578).
+
+Where things are (one module per concern)::
+
+    _blas.py      gemm on blocks of arrays read in place (MKL or OpenBLAS), prefetch hint
+    partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
+    checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
+    _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
+    layers.py     the layers' raw kernels, each forward next to its backward
+    codes.py      8-bit pixel codes, the batch gather
+    forward.py    the network's forward pass for predict and accuracy
+    step.py       the fused training step, many steps per call, their named buffers
+    api.py        the checked entry points
+    _cache.py     Numba's on-disk cache, invalidated when any module here changes
+
+Results are bitwise identical with 1 thread or many: each parallel loop splits
+its work into blocks by the shapes only (``partition``), each block owns the
+rows it writes, and scalar sums run in a fixed order.
+"""
+
+import warnings
+
+# Wrappers that call a parallel kernel are parallel=True without a prange, on purpose
+# (see above); silence Numba's note about them, and only about them.
+warnings.filterwarnings(
+    "ignore",
+    message=r"(?s).*no transformation for parallel execution was possible"
+    r".*fastnet[/\\]kernels[/\\]",
+)
+
+from . import _cache  # noqa: E402, F401  first: every cached kernel below is stamped with the package's hash
+from ._blas import AS_IS, TRANSPOSED, blas_gemm, gemm, prefetch_row  # noqa: E402
+from .api import (  # noqa: E402
+    affine_backward_params,
+    affine_forward,
+    affine_relu_backward,
+    affine_relu_forward,
+    sgd_update,
+    softmax_cross_entropy,
+    train_step,
+    train_steps,
+)
+from .checks import require, require_disjoint, require_finite, require_labels, require_lr, span  # noqa: E402
+from .codes import gather_unchecked, input_value, pixel_codes_unchecked  # noqa: E402
+from .forward import correct_count_unchecked, forward_unchecked  # noqa: E402
+from .layers import (  # noqa: E402
+    affine_backward_params_unchecked,
+    affine_forward_unchecked,
+    affine_relu_backward_unchecked,
+    affine_relu_forward_unchecked,
+    sgd_update_unchecked,
+    softmax_cross_entropy_unchecked,
+)
+from .partition import block_bounds, num_blocks, product_split  # noqa: E402
+from .step import MAX_PARTS, Grads, Params, StepWork, new_step_work, train_step_unchecked, train_steps_unchecked  # noqa: E402
+
+__all__ = [
+    "affine_relu_forward",
+    "affine_forward",
+    "affine_relu_backward",
+    "affine_backward_params",
+    "softmax_cross_entropy",
+    "sgd_update",
+    "train_step",
+    "train_steps",
+    "affine_relu_forward_unchecked",
+    "affine_forward_unchecked",
+    "affine_relu_backward_unchecked",
+    "affine_backward_params_unchecked",
+    "softmax_cross_entropy_unchecked",
+    "sgd_update_unchecked",
+    "train_step_unchecked",
+    "train_steps_unchecked",
+    "forward_unchecked",
+    "correct_count_unchecked",
+    "gather_unchecked",
+    "pixel_codes_unchecked",
+    "input_value",
+    "Params",
+    "Grads",
+    "StepWork",
+    "new_step_work",
+    "MAX_PARTS",
+    "gemm",
+    "blas_gemm",
+    "prefetch_row",
+    "AS_IS",
+    "TRANSPOSED",
+    "num_blocks",
+    "block_bounds",
+    "product_split",
+    "require",
+    "require_finite",
+    "require_labels",
+    "require_disjoint",
+    "require_lr",
+    "span",
+]
