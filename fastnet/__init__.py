@@ -4,6 +4,7 @@ from fastnet import TwoLayerNet, kernels, reference, load_mnist
 """
 
 from . import gradcheck, kernels, reference
+from ._cores import exclusive_cores
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .net import TwoLayerNet
 from .weights import load_weights, save_weights
@@ -18,5 +19,6 @@ __all__ = [
     "load_csv",
     "load_weights",
     "save_weights",
+    "exclusive_cores",
 ]
 __version__ = "0.1.0"

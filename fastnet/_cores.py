@@ -1,6 +1,7 @@
-"""Who owns the cores: which BLAS the kernels call, and Numba's threading layer.
+"""Who owns the cores: which BLAS the kernels call, how many blocks their loops split into,
+and Numba's threading layer.
 
-Both are settled once per process, when ``fastnet.kernels`` is imported.
+All three are settled once per process, when ``fastnet.kernels`` is imported.
 
 BLAS
 ----
@@ -28,6 +29,27 @@ reference uses, is a third library and is left alone.
 ``FASTNET_BLAS=mkl`` or ``FASTNET_BLAS=openblas`` forces the choice (``mkl``
 fails loudly if MKL cannot be used).
 
+Blocks
+------
+Every parallel loop splits its work into at most ``BLOCKS`` blocks (fewer where
+the work is small: ``fastnet.kernels.partition``): by default the threads Numba
+is configured for (``NUMBA_NUM_THREADS``, the machine's cores), or
+``FASTNET_BLOCKS``. Results depend on the block count, never on the number of
+threads that run the blocks; so weights are bitwise identical with 1 thread or
+many on one machine, and may differ in the last bits between machines with
+different core counts (set ``FASTNET_BLOCKS`` alike to make them agree). The
+count reaches compiled code through the symbol ``fastnet_max_blocks``, read at
+run time: a cache compiled on one machine stays right on another.
+
+Sharing the cores
+-----------------
+Numba's OpenMP workers spin after each parallel region; so do NumPy's OpenBLAS
+workers after each product. In a user's loop that alternates the two, each
+pool's spinning takes the core the other needs and both slowed 20x on 2 cores.
+``start_threads`` starts Numba's pool at import with a short GNU OpenMP spin
+(``QUIET_OPENMP``) unless the user set one; ``exclusive_cores()`` holds the
+other BLAS pools at one thread for a loop that wants the cores to itself.
+
 Threading layer
 ---------------
 Numba picks TBB first when it is installed, and the ``mkl`` wheel brings TBB
@@ -37,6 +59,7 @@ asks for the order omp, tbb, workqueue. This holds for the whole process (Numba
 has one layer, started at the first parallel call, by fastnet or anyone else).
 """
 
+import contextlib
 import ctypes
 import importlib.metadata
 import os
@@ -120,3 +143,86 @@ def select_blas():
     llvm.add_symbol("fastnet_sgemm", addresses[0])
     llvm.add_symbol("fastnet_dgemm", addresses[1])
     return BACKEND
+
+
+# -- How many blocks the parallel loops split into --------------------------------
+
+BLOCKS = None  # the most blocks a parallel loop uses, once select_blocks() has run
+_blocks_cell = ctypes.c_int64(0)  # what compiled code reads, through the symbol fastnet_max_blocks
+
+
+def select_blocks():
+    """Bind ``fastnet_max_blocks`` to the block count (once): FASTNET_BLOCKS, else the threads
+    Numba is configured for (NUMBA_NUM_THREADS: by default the machine's cores). Returns it."""
+    global BLOCKS
+    if BLOCKS is not None:
+        return BLOCKS
+    import numba
+
+    text = os.environ.get("FASTNET_BLOCKS")
+    if text is None:
+        blocks = numba.config.NUMBA_NUM_THREADS
+    else:
+        try:
+            blocks = int(text.strip())
+        except ValueError:
+            blocks = 0
+        if blocks < 1:
+            raise ValueError(
+                f"FASTNET_BLOCKS must be a positive integer (the most blocks a parallel loop "
+                f"splits its work into), not {text!r}"
+            )
+    _blocks_cell.value = blocks
+    llvm.add_symbol("fastnet_max_blocks", ctypes.addressof(_blocks_cell))
+    BLOCKS = blocks
+    return BLOCKS
+
+
+# -- Sharing the cores with other thread pools in the process ------------------------------
+
+# GNU OpenMP (Numba's omp layer on Linux) reads these when it loads, which is when Numba
+# starts its thread pool. Its default keeps each worker spinning for ~300,000 pauses after a
+# parallel region: on a machine with few cores that spinning takes the core another pool's
+# thread (NumPy's OpenBLAS, say) needs, and the two pools stall each other by a scheduler
+# slice per call. A short spin keeps the workers warm between the regions of one step and lets
+# them sleep soon after it.
+QUIET_OPENMP = {"GOMP_SPINCOUNT": "1000"}
+USER_OPENMP_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+OPENMP_SETTINGS = None  # what Numba's pool started with: fastnet's quiet settings, "user", or "too late"
+
+
+@contextlib.contextmanager
+def exclusive_cores():
+    """Inside: other BLAS libraries of the process (NumPy's OpenBLAS, ...) run one thread per call.
+
+    For a training loop that calls numpy products of its own between fastnet calls, on a machine
+    with few cores: the other library's workers then never spin on a core that fastnet's blocks
+    need. Restored on exit. (It changes those libraries for the whole process while inside.)
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def start_threads():
+    """Start Numba's thread pool now, with QUIET_OPENMP in the environment while it starts, unless
+    the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT or the pool is already running. The
+    environment is restored afterwards: child processes see what the user set, nothing more."""
+    global OPENMP_SETTINGS
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:
+        OPENMP_SETTINGS = OPENMP_SETTINGS or "too late"
+        return
+    if any(name in os.environ for name in USER_OPENMP_SETTINGS):
+        OPENMP_SETTINGS = "user"
+        parallel._launch_threads()
+        return
+    os.environ.update(QUIET_OPENMP)
+    try:
+        parallel._launch_threads()
+    finally:
+        for name in QUIET_OPENMP:
+            os.environ.pop(name, None)
+    OPENMP_SETTINGS = dict(QUIET_OPENMP)

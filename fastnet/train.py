@@ -88,6 +88,7 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
             test_size=x_test.shape[0],
             pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
             blas=_cores.BACKEND,
+            blocks=_cores.BLOCKS,  # results are bitwise reproducible for one BLAS and block count
         )
     )
     step_losses = np.full(iters, np.nan)

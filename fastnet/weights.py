@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 
+from . import _cores
 from ._atomic import atomic_path
 from .net import TwoLayerNet
 
@@ -29,6 +30,8 @@ def save_weights(path, net, **meta):
         "hidden_size": net.hidden_size,
         "output_size": net.output_size,
         "dtype": net.dtype.name,
+        "blas": _cores.BACKEND,  # with the block count, what the trained bits depend on
+        "blocks": _cores.BLOCKS,
         **meta,
     }
     arrays = {name: net.params[name] for name in PARAM_NAMES}

@@ -24,12 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_pytest(json_path, select=None):
+MIXED = ROOT / "benchmarks" / "test_bench_mixed.py"  # run on its own, after the others
+
+
+def run_pytest(json_path, select=None, target=None):
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        str(ROOT / "benchmarks"),
+        *([str(target)] if target else [str(ROOT / "benchmarks"), f"--ignore={MIXED}"]),
         "-q",
         "-p",
         "no:cacheprovider",
@@ -54,6 +57,30 @@ def load(json_path):
     info = dict(data.get("machine_info", {}))
     info["fastnet_blas"] = next((b["extra_info"].get("fastnet_blas") for b in data["benchmarks"]), None)
     return results, info
+
+
+def load_mixed(json_path):
+    """{(group, timed, setting): median seconds} of the numpy-loop benchmarks."""
+    data = json.loads(Path(json_path).read_text())
+    return {
+        (b["group"], b["params"]["timed"], b["params"]["setting"]): b["stats"]["median"] for b in data["benchmarks"]
+    }
+
+
+def mixed_table(mixed):
+    """Each side of the user's numpy loop: its median alone, mixed with the other, and the ratio."""
+    lines = [
+        "| loop | timed side | alone µs | mixed µs | mixed/alone |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for group in sorted({g for g, _, _ in mixed}):
+        for timed in ("fastnet", "numpy"):
+            alone, together = mixed.get((group, timed, "alone")), mixed.get((group, timed, "mixed"))
+            if alone and together:
+                lines.append(
+                    f"| {group} | {timed} | {alone * 1e6:,.1f} | {together * 1e6:,.1f} | {together / alone:.2f} |"
+                )
+    return "\n".join(lines)
 
 
 def peak_gflops(results):
@@ -202,7 +229,7 @@ def main():
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    alone, fastnet_alone, speeds = {}, None, {}
+    alone, fastnet_alone, speeds, mixed = {}, None, {}, {}
     if args.json:
         together, info = load(args.json)
     else:
@@ -211,9 +238,12 @@ def main():
             run_pytest(out / "together.json")
             run_pytest(out / "fastnet-alone.json", "fastnet or peak")
             run_pytest(out / "reference-alone.json", "reference")
+            run_pytest(out / "mixed.json", target=MIXED)
         together, info = load(out / "together.json")
         fastnet_alone = load(out / "fastnet-alone.json")[0]
         alone = {**fastnet_alone, **load(out / "reference-alone.json")[0]}
+        mixed_path = out / "mixed.json"
+        mixed = load_mixed(mixed_path) if mixed_path.exists() else {}
     # The floor must not flatter: take the best peak of the runs (the shared run's peak was
     # measured 151 GFLOP/s once while the fastnet-alone run's gave 212, minutes apart).
     peaks = [peak_gflops(together)] + ([peak_gflops(fastnet_alone)] if fastnet_alone else [])
@@ -231,6 +261,13 @@ def main():
         + "\n\n"
         + floor_table(together, peak)
         + "\n\n![time per step](steps.png)\n"
+        + (
+            "\n## fastnet inside a numpy loop\n\nA user's own float32 numpy product (NumPy's BLAS at its default "
+            "threads) between fastnet calls: each side's median alone and mixed with the other "
+            "(`benchmarks/test_bench_mixed.py`).\n\n" + mixed_table(mixed) + "\n"
+            if mixed
+            else ""
+        )
     )
     (out / "REPORT.md").write_text(text)
     print(text)

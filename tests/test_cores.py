@@ -1,10 +1,12 @@
 """fastnet._cores: which BLAS the kernels call, and the choice by FASTNET_BLAS (in fresh processes:
 the choice is made once, at import)."""
 
+import json
 import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -51,3 +53,54 @@ def test_mkl_forced_works_where_installed():
     result = run_probe(FASTNET_BLAS="mkl")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "mkl"
+
+
+# -- how many blocks: from the machine, or FASTNET_BLOCKS -----------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "2.5", ""])
+def test_a_bad_block_count_is_a_clear_error_at_import(value):
+    result = run_probe(FASTNET_BLOCKS=value)
+    assert result.returncode != 0
+    assert "FASTNET_BLOCKS must be a positive integer" in result.stderr and repr(value) in result.stderr
+    assert "Segmentation" not in result.stderr
+
+
+def test_blocks_default_to_numbas_threads():
+    expected = os.environ.get("FASTNET_BLOCKS") or numba.config.NUMBA_NUM_THREADS
+    assert _cores.BLOCKS == int(expected)
+
+
+EIGHT_THREADS = """
+import hashlib, json, numba, numpy as np
+from fastnet import TwoLayerNet, _cores, kernels
+x = np.random.default_rng(0).random((1200, 784)).astype(np.float32)
+t = np.random.default_rng(1).integers(0, 10, 1200)
+batches = np.random.default_rng(2).integers(0, 1200, (3, 1000))
+weights = {}
+for threads in (1, 3, 8):
+    numba.set_num_threads(threads)
+    net = TwoLayerNet(784, 1000, 10, weight_init_std=0.05, seed=0)
+    losses = net.steps(x, t, batches, 0.1).tolist()
+    weights[threads] = [losses, [hashlib.sha256(net.params[k].tobytes()).hexdigest() for k in net.PARAM_NAMES]]
+print(json.dumps({"blocks": _cores.BLOCKS, "split": kernels.product_split(1000, 784, 1000),
+                  "w1_split": kernels.product_split(784, 1000, 1000), "weights": weights}))
+"""
+
+
+def test_eight_blocks_bitwise_identical_with_1_3_or_8_threads():
+    """On 8 configured threads a (1000, 1000) step splits into 8 blocks, and the weights after
+    three steps are the same bits whatever number of threads runs them (oversubscribed here)."""
+    result = subprocess.run(
+        [sys.executable, "-c", EIGHT_THREADS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NUMBA_NUM_THREADS": "8"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["blocks"] == 8
+    for split in (out["split"], out["w1_split"]):
+        assert split[0] * split[1] == 8 and min(split) > 1, split  # a grid: little re-packing
+    assert out["weights"]["1"] == out["weights"]["3"] == out["weights"]["8"]

@@ -68,8 +68,8 @@ from .layers import (  # noqa: E402
     sgd_update_unchecked,
     softmax_cross_entropy_unchecked,
 )
-from .partition import block_bounds, num_blocks, product_split  # noqa: E402
-from .step import MAX_PARTS, Grads, Params, StepWork, new_step_work, train_step_unchecked, train_steps_unchecked  # noqa: E402
+from .partition import block_bounds, max_blocks, num_blocks, product_block, product_split  # noqa: E402
+from .step import Grads, Params, StepWork, new_step_work, train_step_unchecked, train_steps_unchecked  # noqa: E402
 
 __all__ = [
     "affine_relu_forward",
@@ -97,7 +97,6 @@ __all__ = [
     "Grads",
     "StepWork",
     "new_step_work",
-    "MAX_PARTS",
     "gemm",
     "blas_gemm",
     "prefetch_row",
@@ -106,6 +105,8 @@ __all__ = [
     "num_blocks",
     "block_bounds",
     "product_split",
+    "product_block",
+    "max_blocks",
     "require",
     "require_finite",
     "require_labels",

@@ -17,6 +17,7 @@ from .. import _cores
 
 _cores.select_blas()
 _cores.prefer_openmp()
+_cores.start_threads()  # after prefer_openmp: the pool starts with the layer and spin fastnet asks for
 
 # BLAS's transpose flags: the operand as it is in memory, or transposed.
 AS_IS, TRANSPOSED = ord("n"), ord("t")

@@ -12,6 +12,8 @@ Each argument is described by a role:
 * ``LABELS``: integer class indices.
 """
 
+import math
+
 import numpy as np
 from numba import types
 from numba.np.numpy_support import as_dtype
@@ -100,6 +102,6 @@ def learning_rate(func, lr):
     """``lr`` as a float, for every entry point that takes one: a real number, finite, >= 0."""
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
         raise TypeError(f"{func}: lr must be a real number, not {type(lr).__name__} {lr!r}")
-    if not (np.isfinite(lr) and lr >= 0):
+    if not (math.isfinite(lr) and lr >= 0):  # math, not numpy: this runs on every step
         raise ValueError(f"{func}: lr must be a finite number >= 0, got {lr!r}")
     return float(lr)

@@ -60,14 +60,15 @@ def forward_unchecked(x, params, hid, z):
     B, D = x.shape
     one_zero = np.zeros(2, x.dtype)
     one_zero[0] = 1
-    by_columns, nb = product_split(B, D, W1.shape[1])
-    if by_columns:
-        for k in prange(nb):
-            _affine_block(x, W1, b1, hid, one_zero, True, nb, k, True)
+    split = product_split(B, D, W1.shape[1])
+    if split[1] > 1:  # layer 1 by columns or tiles, then layer 2 by rows
+        for k in prange(split[0] * split[1]):
+            _affine_block(x, W1, b1, hid, one_zero, split, k, True)
         nr = num_blocks(B, B * W2.shape[0] * W2.shape[1])
         for k in prange(nr):
-            _affine_block(hid, W2, b2, z, one_zero, False, nr, k, False)
-    else:
+            _affine_block(hid, W2, b2, z, one_zero, (nr, 1), k, False)
+    else:  # by rows: each row block through both layers
+        nb = split[0]
         for k in prange(nb):
             r0, r1 = block_bounds(B, nb, k)
             _forward_rows(x, params, hid, z, one_zero, r0, r1)
@@ -99,9 +100,10 @@ def correct_count_unchecked(x, t, params, hid, z):
     """
     W1 = params[0]
     B, D = x.shape
-    by_columns, nb = product_split(B, D, W1.shape[1])
-    if by_columns:
+    split = product_split(B, D, W1.shape[1])
+    if split[1] > 1:
         return _count_correct(forward_unchecked(x, params, hid, z), t)
+    nb = split[0]
     one_zero = np.zeros(2, x.dtype)
     one_zero[0] = 1
     counts = np.empty(nb, np.int64)

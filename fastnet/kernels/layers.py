@@ -22,14 +22,14 @@ from .partition import block_bounds, num_blocks, product_block, product_split
 
 
 @njit(cache=True)
-def _affine_block(x, W, b, out, alpha_beta, by_columns, nb, k, relu):
-    """Block k of out = x @ W + b (then max(., 0) if relu), by rows or by columns.
+def _affine_block(x, W, b, out, alpha_beta, split, k, relu):
+    """Block k of out = x @ W + b (then max(., 0) if relu); ``split`` = (row blocks, column blocks).
 
     alpha_beta[0:2] must hold (1, 0).
     """
     B, D = x.shape
     H = W.shape[1]
-    r0, r1, h0, h1 = product_block(B, H, by_columns, nb, k)
+    r0, r1, h0, h1 = product_block(B, H, split, k)
     if r1 <= r0 or h1 <= h0:
         return
     gemm(AS_IS, AS_IS, r1 - r0, h1 - h0, D, alpha_beta, x[r0:], D, W[:, h0:], H, out[r0:, h0:], H)
@@ -44,11 +44,11 @@ def _affine_block(x, W, b, out, alpha_beta, by_columns, nb, k, relu):
 @njit(parallel=True, cache=True)
 def _affine_forward(x, W, b, out, relu):
     B, D = x.shape
-    by_columns, nb = product_split(B, D, W.shape[1])
+    split = product_split(B, D, W.shape[1])
     one_zero = np.zeros(2, x.dtype)
     one_zero[0] = 1
-    for k in prange(nb):
-        _affine_block(x, W, b, out, one_zero, by_columns, nb, k, relu)
+    for k in prange(split[0] * split[1]):
+        _affine_block(x, W, b, out, one_zero, split, k, relu)
     return out
 
 
@@ -65,14 +65,15 @@ def affine_forward_unchecked(x, W, b, out):
 
 
 @njit(cache=True)
-def _weight_grad_block(x, dout, alpha_beta, out, by_columns, nb, k):
-    """Block k of out := alpha * x.T @ dout + beta * out (alpha, beta = alpha_beta[0:2]).
+def _weight_grad_block(x, dout, alpha_beta, out, split, k):
+    """Block k of out := alpha * x.T @ dout + beta * out (alpha, beta = alpha_beta[0:2]), out split
+    as ``split`` = (row blocks, column blocks).
 
     With alpha = -lr and beta = 1 on out = W this is the SGD update itself.
     """
     B, D = x.shape
     H = dout.shape[1]
-    d0, d1, h0, h1 = product_block(D, H, by_columns, nb, k)
+    d0, d1, h0, h1 = product_block(D, H, split, k)
     if d1 > d0 and h1 > h0:
         gemm(TRANSPOSED, AS_IS, d1 - d0, h1 - h0, B, alpha_beta, x[:, d0:], D, dout[:, h0:], H, out[d0:, h0:], H)
 
@@ -140,11 +141,11 @@ def affine_backward_params_unchecked(x, dout, dW, db):
     one BLAS call reading x and dout in place.
     """
     B, D = x.shape
-    by_columns, nb = product_split(D, B, dout.shape[1])
+    split = product_split(D, B, dout.shape[1])
     one_zero = np.zeros(2, x.dtype)
     one_zero[0] = 1
-    for k in prange(nb):
-        _weight_grad_block(x, dout, one_zero, dW, by_columns, nb, k)
+    for k in prange(split[0] * split[1]):
+        _weight_grad_block(x, dout, one_zero, dW, split, k)
     _column_sums(dout, db, np.empty(db.shape[0]))
     return dW, db
 

@@ -22,10 +22,11 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from .. import _cores
 from ._blas import AS_IS, TRANSPOSED, gemm, prefetch_row
 from .codes import _gather_rows, gather_unchecked
 from .layers import _affine_block, _relu_input_grad_rows, _sgd_vector, _softmax_ce_row, _weight_grad_block
-from .partition import BLOCKS, block_bounds, num_blocks, product_split
+from .partition import block_bounds, num_blocks, product_split
 
 Params = namedtuple("Params", "W1 b1 W2 b2")
 Grads = namedtuple("Grads", "dW1 db1 dW2 db2")
@@ -41,12 +42,11 @@ StepWork = namedtuple(
         "row_loss",  # (B,) float64, each row's loss
         "row_check",  # (B,) float64, 0 where the gathered row is finite
         "alpha_beta",  # (4,) BLAS's alpha, beta: (1, 0) for plain products, then (-lr, 1) for the W1 update
-        "parts",  # (MAX_PARTS, H, C) each row block's share of dW2
-        "col_parts",  # (MAX_PARTS, H + C) float64, each row block's share of db1, db2
+        "parts",  # (blocks, H, C) each row block's share of dW2
+        "col_parts",  # (blocks, H + C) float64, each row block's share of db1, db2
     ],
 )
 
-MAX_PARTS = BLOCKS  # row blocks of the layer-2 region, at most
 # Next-batch bytes a block prefetches at most: a fraction of a core's L2, so that the
 # prefetched rows do not evict what the W1 update is using.
 PREFETCH_BYTES = 1 << 17
@@ -65,8 +65,8 @@ def new_step_work(batch, input_size, hidden_size, output_size, dtype):
         row_loss=np.empty(B),
         row_check=np.empty(B),
         alpha_beta=np.zeros(4, dtype),
-        parts=np.empty((MAX_PARTS, H, C), dtype),
-        col_parts=np.empty((MAX_PARTS, H + C)),
+        parts=np.empty((_cores.BLOCKS, H, C), dtype),
+        col_parts=np.empty((_cores.BLOCKS, H + C)),
     )
 
 
@@ -87,7 +87,7 @@ def _layer2_rows(params, work, inv_batch, nb, k):
     B, H = hid.shape
     C = dz.shape[1]
     r0, r1 = block_bounds(B, nb, k)
-    _affine_block(hid, W2, params.b2, work.z, work.alpha_beta, False, nb, k, False)
+    _affine_block(hid, W2, params.b2, work.z, work.alpha_beta, (nb, 1), k, False)
     for i in range(r0, r1):
         work.row_loss[i] = _softmax_ce_row(work.z, work.tb, dz, i, inv_batch)
     _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1, work.alpha_beta)
@@ -150,10 +150,10 @@ def train_step_unchecked(X, T, idx, params, grads, work, lr, x_divisor=1.0, next
     fused into the BLAS call (W1 := W1 - lr * xbᵀ dhid). ``work`` is a
     ``StepWork`` for B = len(idx) rows.
 
-    Two parallel regions when layer 1 splits by rows (B >= H): gather, both
+    Two parallel regions when layer 1 splits by rows only: gather, both
     layers, softmax-CE and the hidden gradient, row block by row block; then
-    W1, by blocks. Four when it splits by columns: gather; layer 1; the per-row
-    rest; W1. The layer-2 weight gradient and both bias gradients are summed
+    W1, by blocks. Four when it splits by columns too: gather; layer 1; the
+    per-row rest; W1. The layer-2 weight gradient and both bias gradients are summed
     per row block inside the per-row region and then over the blocks, in block
     order.
 
@@ -177,20 +177,21 @@ def _train_step(X, T, idx, params, grads, work, lr, x_divisor, next_idx):
 
     alpha_beta[0] = 1  # (1, 0): plain products
     alpha_beta[1] = 0
-    by_columns, nb = product_split(B, D, W1.shape[1])
-    if not by_columns:
+    split = product_split(B, D, W1.shape[1])
+    if split[1] == 1:
         # Layer 1 splits by rows: then everything up to the weight gradients is
         # row-local, and one region does it, each block on its own rows.
+        nb = split[0]
         for k in prange(nb):
             r0, r1 = block_bounds(B, nb, k)
             _gather_rows(X, T, idx, xb, work.tb, work.row_check, r0, r1, x_divisor)
-            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, False, nb, k, True)
+            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, True)
             _layer2_rows(params, work, inv_batch, nb, k)
         nparts = nb
     else:
         gather_unchecked(X, T, idx, xb, work.tb, work.row_check, x_divisor)
-        for k in prange(nb):
-            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, True, nb, k, True)
+        for k in prange(split[0] * split[1]):
+            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, True)
         nr = num_blocks(B)
         for k in prange(nr):
             _layer2_rows(params, work, inv_batch, nr, k)
@@ -214,11 +215,12 @@ def _train_step(X, T, idx, params, grads, work, lr, x_divisor, next_idx):
         alpha_beta[2] = 1
         alpha_beta[3] = 0
         target = grads.dW1
-    by_columns, nd = product_split(D, B, W1.shape[1])
+    split = product_split(D, B, W1.shape[1])
+    nd = split[0] * split[1]
     for k in prange(nd):
         if next_idx is not None:
             _prefetch_block(X, next_idx, nd, k)
-        _weight_grad_block(xb, dhid, alpha_beta[2:], target, by_columns, nd, k)
+        _weight_grad_block(xb, dhid, alpha_beta[2:], target, split, k)
 
     _sum_parts(work, nparts, grads)
     if lr != 0:
