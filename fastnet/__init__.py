@@ -1,16 +1,19 @@
-"""fastnet: the two-layer network of Deep Learning from Scratch ch. 5 as fused Numba kernels.
+"""fastnet: the networks of Deep Learning from Scratch (ch. 5 and 6) as fused Numba kernels.
 
-from fastnet import TwoLayerNet, kernels, reference, load_mnist
+from fastnet import TwoLayerNet, MultiLayerNet, optim, kernels, reference, load_mnist
 """
 
-from . import gradcheck, kernels, reference
+from . import gradcheck, kernels, optim, reference
 from ._cores import exclusive_cores
 from .datasets import load_csv, load_fashion_mnist, load_mnist
+from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
 from .weights import load_weights, save_weights
 
 __all__ = [
     "TwoLayerNet",
+    "MultiLayerNet",
+    "optim",
     "kernels",
     "reference",
     "gradcheck",

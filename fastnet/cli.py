@@ -37,11 +37,42 @@ def load_dataset(spec, data_dir=None):
     raise ValueError(f"unknown dataset {spec!r}: use mnist, fashion-mnist, idx:DIR or csv:PATH")
 
 
-def cmd_train(args):
+def build_network(args, inputs, classes, seed):
+    """(network, optimizer) from the train command's options: the book's TwoLayerNet with SGD for one
+    hidden layer and no chapter-6 option, else a MultiLayerNet with the optimizer asked for."""
+    from .multilayer import MultiLayerNet
     from .net import TwoLayerNet
+    from .optim import OPTIMIZERS
+
+    hidden = parse_sizes(args.hidden)
+    chapter6 = [args.optimizer, args.activation, args.init, args.weight_decay]
+    dtype = np.dtype(args.dtype)
+    if len(hidden) == 1 and all(option is None for option in chapter6):
+        std = 0.01 if args.weight_init_std is None else args.weight_init_std
+        net = TwoLayerNet(inputs, hidden[0], classes, weight_init_std=std, dtype=dtype, seed=seed)
+        return net, OPTIMIZERS["sgd"](0.1 if args.lr is None else args.lr)
+    init = args.init or (args.weight_init_std if args.weight_init_std is not None else "he")
+    net = MultiLayerNet(inputs, hidden, classes, activation=args.activation or "relu", weight_init_std=init,
+                        weight_decay_lambda=args.weight_decay or 0.0, dtype=dtype, seed=seed)  # fmt: skip
+    optimizer_class = OPTIMIZERS[args.optimizer or "sgd"]
+    return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+def parse_sizes(text):
+    """'100,100,100' -> [100, 100, 100] (each at least 1)."""
+    try:
+        sizes = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden {text!r}: expected sizes separated by commas, e.g. 100,100") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--hidden {text!r}: every size must be at least 1")
+    return sizes
+
+
+def cmd_train(args):
     from .plot import plot_history
     from .train import resolve_seed, train
-    from .weights import save_weights
+    from .weights import describe, save_weights
 
     if args.threads:
         import numba
@@ -53,19 +84,12 @@ def cmd_train(args):
         iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))
     # one seed for the initial weights and the batches, drawn if not given and kept in the history
     seed = resolve_seed(args.seed)
-    net = TwoLayerNet(
-        x_train.shape[1],
-        args.hidden,
-        classes,
-        weight_init_std=args.weight_init_std,
-        dtype=np.dtype(args.dtype),
-        seed=seed,
-    )
+    net, optimizer = build_network(args, x_train.shape[1], classes, seed)
     out = Path(args.out)
     history_path = Path(args.history) if args.history else out / "history.json"
     print(
-        f"training {x_train.shape[1]}-{args.hidden}-{classes} ({args.dtype}) on {args.dataset}: "
-        f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, lr {args.lr}"
+        f"training {type(net).__name__} {describe(net)} ({args.dtype}) on {args.dataset}: "
+        f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, {optimizer}"
     )
     history = train(
         net,
@@ -73,9 +97,9 @@ def cmd_train(args):
         (x_test, t_test),
         iters=iters,
         batch_size=args.batch_size,
-        lr=args.lr,
         seed=seed,
         progress=args.progress,
+        optimizer=optimizer,
     )
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
@@ -90,7 +114,7 @@ def cmd_train(args):
             plot_history(
                 history,
                 out / "training.png",
-                title=f"fastnet {x_train.shape[1]}-{args.hidden}-{classes} on {args.dataset}",
+                title=f"fastnet {describe(net)} on {args.dataset}",
             )
     except KeyboardInterrupt:
         print("fastnet: interrupted while saving; files already written are complete", file=sys.stderr)
@@ -106,13 +130,13 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .weights import load_weights
+    from .weights import describe, load_weights
 
     net = load_weights(args.weights)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
         raise ValueError(
-            f"{args.weights}: a {net.input_size}-{net.hidden_size}-{net.output_size} network "
+            f"{args.weights}: a {describe(net)} network "
             f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)"
         )
     test_acc = net.accuracy(x_test, t_test)
@@ -160,14 +184,20 @@ def build_parser():
         )
         sp.add_argument("--data-dir", help="a directory holding the IDX files (else the cache, else download)")
 
-    t = sub.add_parser("train", help="train TwoLayerNet with the book's settings")
+    t = sub.add_parser("train", help="train a network (by default the book's TwoLayerNet run)")
     data_options(t)
-    t.add_argument("--hidden", type=int, default=50, help="hidden units (50)")
+    t.add_argument("--hidden", default="50", help="hidden sizes, e.g. 50 or 100,100,100 (50)")
     t.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")
-    t.add_argument("--lr", type=float, default=0.1, help="learning rate (0.1)")
+    t.add_argument("--lr", type=float, help="learning rate (0.1 for the book's run, else the optimizer's default)")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],
+                   help="the optimizer (a MultiLayerNet; default sgd)")  # fmt: skip
+    t.add_argument("--activation", choices=["relu", "sigmoid"], help="hidden activation (a MultiLayerNet; relu)")
+    t.add_argument("--init", choices=["he", "relu", "xavier", "sigmoid"],
+                   help="weight initialisation (a MultiLayerNet; he, or --weight-init-std)")  # fmt: skip
+    t.add_argument("--weight-decay", type=float, help="weight decay lambda (a MultiLayerNet; 0)")
     t.add_argument("--iters", type=int, default=10_000, help="iterations (10000)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
-    t.add_argument("--weight-init-std", type=float, default=0.01, help="initial weight std (0.01)")
+    t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument(
         "--seed", type=int, help="seed for weights and batches (drawn and recorded in the history if not given)"
@@ -207,7 +237,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1 or getattr(args, "hidden", 1) < 1:
+    hidden = getattr(args, "hidden", 1)  # train parses its list itself (parse_sizes)
+    if getattr(args, "batch_size", 1) < 1 or (isinstance(hidden, int) and hidden < 1):
         print("fastnet: error: --batch-size and --hidden must be at least 1", file=sys.stderr)
         return EXIT_ERROR
     try:

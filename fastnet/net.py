@@ -70,6 +70,11 @@ class TwoLayerNet:
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
         self._lock = threading.RLock()
 
+    @property
+    def multiply_adds(self):
+        """Multiply-adds of one example's forward pass (the step does about three times as many)."""
+        return self.input_size * self.hidden_size + self.hidden_size * self.output_size
+
     # -- argument handling -------------------------------------------------
 
     def _live_params(self):
@@ -92,31 +97,35 @@ class TwoLayerNet:
     def prepare_inputs(self, x):
         """x as the net computes with it: a C-contiguous (N, input_size) array of its dtype (checked)."""
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"TwoLayerNet: x must be a numpy array, not {type(x).__name__}")
+            raise TypeError(f"{type(self).__name__}: x must be a numpy array, not {type(x).__name__}")
         if x.dtype.kind != "f":
-            raise TypeError(f"TwoLayerNet: x must hold floats (float32 or float64), not {x.dtype}")
+            raise TypeError(f"{type(self).__name__}: x must hold floats (float32 or float64), not {x.dtype}")
         if x.ndim != 2 or x.shape[1] != self.input_size or x.shape[0] == 0:
-            raise ValueError(f"TwoLayerNet: x must have shape (N, {self.input_size}) with N >= 1, got {x.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: x must have shape (N, {self.input_size}) with N >= 1, got {x.shape}"
+            )
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def prepare_labels(self, t, n):
         """t as the net computes with it: int64 class indices (n,), from integer labels or one-hot
         rows (checked; the range of the labels is checked where they are used)."""
         if not isinstance(t, np.ndarray):
-            raise TypeError(f"TwoLayerNet: t must be a numpy array, not {type(t).__name__}")
+            raise TypeError(f"{type(self).__name__}: t must be a numpy array, not {type(t).__name__}")
         if t.ndim == 2:
             if t.shape != (n, self.output_size):
-                raise ValueError(f"TwoLayerNet: one-hot t must have shape ({n}, {self.output_size}), got {t.shape}")
+                raise ValueError(
+                    f"{type(self).__name__}: one-hot t must have shape ({n}, {self.output_size}), got {t.shape}"
+                )
             if t.dtype.kind not in "iuf" or not (((t == 0) | (t == 1)).all() and (t.sum(axis=1) == 1).all()):
-                raise ValueError("TwoLayerNet: a 2-D t must be one-hot: each row one 1, zeros elsewhere")
+                raise ValueError(f"{type(self).__name__}: a 2-D t must be one-hot: each row one 1, zeros elsewhere")
             return np.argmax(t, axis=1)
         if t.ndim != 1 or t.shape[0] != n:
             raise ValueError(
-                f"TwoLayerNet: t must have shape ({n},) (integer labels) or ({n}, "
+                f"{type(self).__name__}: t must have shape ({n},) (integer labels) or ({n}, "
                 f"{self.output_size}) (one-hot), got {t.shape}"
             )
         if t.dtype.kind not in "iu":
-            raise TypeError(f"TwoLayerNet: integer labels t must have an integer dtype, not {t.dtype}")
+            raise TypeError(f"{type(self).__name__}: integer labels t must have an integer dtype, not {t.dtype}")
         return np.ascontiguousarray(t, dtype=np.int64)
 
     def _workspace(self, batch):
@@ -211,7 +220,7 @@ class TwoLayerNet:
 
     def step(self, x, t, lr):
         """One SGD update on the batch (x, t) in place; returns the loss before the update."""
-        return self._step(x, t, learning_rate("TwoLayerNet.step", lr))
+        return self._step(x, t, _sgd_rate("TwoLayerNet.step", lr))
 
     def step_indices(self, x, t, idx, lr):
         """One SGD update on rows ``idx`` of the whole training set (x, t); returns the loss.
@@ -231,7 +240,7 @@ class TwoLayerNet:
                 self._live_params(),
                 self._grads,
                 ws.buffers,
-                learning_rate("TwoLayerNet.step_indices", lr),
+                _sgd_rate("TwoLayerNet.step_indices", lr),
                 1.0,
             )
 
@@ -268,7 +277,7 @@ class TwoLayerNet:
                 self._live_params(),
                 self._grads,
                 ws.buffers,
-                learning_rate("TwoLayerNet.steps", lr),
+                _sgd_rate("TwoLayerNet.steps", lr),
                 losses,
                 1.0 if x_divisor is None else float(x_divisor),
             )
@@ -280,6 +289,17 @@ class TwoLayerNet:
         with self._lock:
             ws = self._workspace(x.shape[0])
             return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.buffers, lr, 1.0)
+
+
+def _sgd_rate(func, lr):
+    """The learning rate of a step: ``lr`` itself (checked), or the rate of a ``fastnet.optim.SGD``."""
+    from . import optim
+
+    if isinstance(lr, optim.Optimizer):
+        if type(lr) is not optim.SGD:
+            raise TypeError(f"{func}: TwoLayerNet trains with SGD; for {type(lr).__name__} use MultiLayerNet")
+        return lr.lr
+    return learning_rate(func, lr)
 
 
 class _explained_memory_error:

@@ -206,3 +206,174 @@ class TwoLayerNet:
         for key in ("W1", "b1", "W2", "b2"):
             self.params[key] -= lr * grads[key]
         return loss
+
+
+# -- Chapter 6: deeper networks and the optimizers ---------------------------------------
+
+
+class SGD:
+    """W -= lr * g."""
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for key in params:
+            params[key] -= self.lr * grads[key]
+
+
+class Momentum:
+    """v = momentum * v - lr * g; W += v."""
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+            params[key] += self.v[key]
+
+
+class Nesterov:
+    """W += m·m·v; W -= (1+m)·lr·g; v = m·v - lr·g (v from before the step), as the book."""
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        m = self.momentum
+        for key in params:
+            params[key] += m * m * self.v[key]
+            params[key] -= (1 + m) * self.lr * grads[key]
+            self.v[key] = m * self.v[key] - self.lr * grads[key]
+
+
+class AdaGrad:
+    """h += g²; W -= lr·g / (√h + 1e-7)."""
+
+    def __init__(self, lr=0.01):
+        self.lr, self.h = lr, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.h[key] += grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class RMSprop:
+    """h = d·h + (1-d)·g²; W -= lr·g / (√h + 1e-7)."""
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr, self.decay_rate, self.h = lr, decay_rate, None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self.h = {key: np.zeros_like(val) for key, val in params.items()}
+        for key in params:
+            self.h[key] = self.decay_rate * self.h[key] + (1 - self.decay_rate) * grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+
+class Adam:
+    """The book's Adam: ε on the uncorrected √v, bias correction folded into lr_t."""
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr, self.beta1, self.beta2 = lr, beta1, beta2
+        self.iter, self.m, self.v = 0, None, None
+
+    def update(self, params, grads):
+        if self.m is None:
+            self.m = {key: np.zeros_like(val) for key, val in params.items()}
+            self.v = {key: np.zeros_like(val) for key, val in params.items()}
+        self.iter += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        for key in params:
+            self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
+            self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
+            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
+
+
+def init_std(weight_init_std, n_in):
+    """The book's initial weight scale: 'relu'/'he' √(2/n_in), 'sigmoid'/'xavier' √(1/n_in), or a number."""
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() in ("relu", "he"):
+            return np.sqrt(2.0 / n_in)
+        if weight_init_std.lower() in ("sigmoid", "xavier"):
+            return np.sqrt(1.0 / n_in)
+        raise ValueError(f"unknown weight_init_std {weight_init_std!r}")
+    return float(weight_init_std)
+
+
+class MultiLayerNet:
+    """The book's MultiLayerNet: (Affine → activation) × hidden layers → Affine → SoftmaxWithLoss,
+    with weight decay ½·λ·Σ‖W‖² in the loss and λ·W in each weight gradient.
+
+    Initial weights are drawn layer by layer, W1 first, from ``np.random.default_rng(seed)``.
+    """
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size_list,
+        output_size,
+        activation="relu",
+        weight_init_std="relu",
+        weight_decay_lambda=0,
+        dtype=np.float64,
+        seed=None,
+    ):
+        sizes = [input_size, *hidden_size_list, output_size]
+        rng = np.random.default_rng(seed)
+        self.weight_decay_lambda = weight_decay_lambda
+        self.num_layers = len(sizes) - 1
+        self.params = {}
+        for i in range(1, len(sizes)):
+            std = init_std(weight_init_std, sizes[i - 1])
+            self.params[f"W{i}"] = (std * rng.standard_normal((sizes[i - 1], sizes[i]))).astype(dtype)
+            self.params[f"b{i}"] = np.zeros(sizes[i], dtype=dtype)
+        activation_layer = {"relu": Relu, "sigmoid": Sigmoid}[activation]
+        self.layers = OrderedDict()
+        for i in range(1, self.num_layers + 1):
+            self.layers[f"Affine{i}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"])
+            if i < self.num_layers:
+                self.layers[f"Activation_function{i}"] = activation_layer()
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        decay = sum(
+            0.5 * self.weight_decay_lambda * np.sum(self.params[f"W{i}"] ** 2) for i in range(1, self.num_layers + 1)
+        )
+        return self.last_layer.forward(self.predict(x), t) + decay
+
+    def accuracy(self, x, t):
+        y = np.argmax(self.predict(x), axis=1)
+        if np.ndim(t) != 1:
+            t = np.argmax(t, axis=1)
+        return np.sum(y == t) / float(x.shape[0])
+
+    def numerical_gradient(self, x, t):
+        loss_w = lambda w: self.loss(x, t)  # noqa: E731
+        return {key: numerical_gradient(loss_w, self.params[key]) for key in self.params}
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for i in range(1, self.num_layers + 1):
+            affine = self.layers[f"Affine{i}"]
+            grads[f"W{i}"] = affine.dW + self.weight_decay_lambda * affine.W
+            grads[f"b{i}"] = affine.db
+        return grads

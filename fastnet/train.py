@@ -1,4 +1,4 @@
-"""The book's minibatch SGD loop on fastnet's TwoLayerNet, with per-epoch evaluation.
+"""The book's minibatch loop on fastnet's networks (TwoLayerNet, MultiLayerNet), with per-epoch evaluation.
 
 Batches are drawn as the book draws them (``batch_size`` indices with
 replacement, each step), and train/test accuracy is evaluated whenever
@@ -21,6 +21,7 @@ import numpy as np
 from . import _cores
 from ._atomic import atomic_write_text
 from .kernels import pixel_codes_unchecked, require_finite, require_labels
+from .weights import describe
 
 
 @dataclass
@@ -57,15 +58,19 @@ def resolve_seed(seed=None):
     return int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
 
 
-def train(net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print):
+def train(
+    net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
+    optimizer=None,
+):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
     in ``history.stopped`` and ``history.message``."""
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
-        return _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c)
+        update = optimizer if optimizer is not None else lr
+        return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c)
 
 
-def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, log, ctrl_c):
+def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c):
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     # The steps gather 1 byte per input instead of 4 or 8, where that is exact
@@ -80,9 +85,11 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
         config=dict(
             iters=iters,
             batch_size=batch_size,
-            lr=lr,
+            lr=getattr(update, "lr", update),
+            optimizer=type(update).__name__ if not isinstance(update, (int, float)) else "SGD",
             seed=seed,
-            hidden_size=net.hidden_size,
+            network=type(net).__name__,
+            layers=describe(net),
             dtype=net.dtype.name,
             train_size=train_size,
             test_size=x_test.shape[0],
@@ -111,7 +118,7 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
 
     # Compile (or load from Numba's cache) what the loop calls, before the clock
     # starts: lr=0 computes gradients without touching the weights.
-    net.steps(train_x, t_train, np.zeros((1, batch_size), np.int64), 0.0, train_divisor)
+    net.steps(train_x, t_train, np.zeros((0, batch_size), np.int64), update, train_divisor)  # no step taken
     net.accuracy(x_test[:1], t_test[:1])
 
     since = 0
@@ -130,7 +137,7 @@ def _train(net, train_data, test_data, iters, batch_size, lr, seed, progress, lo
             while stop < min(i + chunk, iters) and stop % iter_per_epoch != 0:
                 stop += 1
             batches = rng.integers(0, train_size, (stop - i, batch_size))  # the book's draws, in bulk
-            losses = net.steps(train_x, t_train, batches, lr, train_divisor)
+            losses = net.steps(train_x, t_train, batches, update, train_divisor)
             step_losses[i : i + len(losses)] = losses
             i += len(losses)
             history.steps_done = i
@@ -214,7 +221,7 @@ def pixel_codes(x, divisors=(255, 1)):
 def _steps_per_call(batch_size, net):
     """Steps per compiled call: about 2 GFLOP of work (~10-20 ms here), at most 100 steps, so that
     Ctrl-C and the progress bar answer within a fraction of a second."""
-    flops_per_step = 4 * batch_size * net.input_size * net.hidden_size
+    flops_per_step = 4 * batch_size * net.multiply_adds  # the forward and weight-gradient products
     return int(min(100, max(1, 2e9 // flops_per_step)))
 
 

@@ -1,6 +1,7 @@
-"""Saving and loading a TwoLayerNet's weights as ``.npz``: atomic writes, no pickles.
+"""Saving and loading a network's weights as ``.npz``: atomic writes, no pickles.
 
-The file holds W1, b1, W2, b2 and a small JSON ``meta`` string. Loading checks
+The file holds the parameters (W1, b1, ..., Wn, bn) and a small JSON ``meta``
+string with the architecture (``TwoLayerNet`` or ``MultiLayerNet`` of any depth). Loading checks
 keys, shapes and dtypes before anything is used and never unpickles.
 """
 
@@ -11,9 +12,8 @@ import numpy as np
 
 from . import _cores
 from ._atomic import atomic_path
+from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
-
-PARAM_NAMES = TwoLayerNet.PARAM_NAMES
 
 FORMAT = "fastnet-weights-1"
 
@@ -22,19 +22,38 @@ class WeightsError(ValueError):
     """A weights file is unreadable, corrupt, or does not fit the network."""
 
 
+def architecture(net):
+    """What rebuilds ``net``: the class and its constructor's arguments (JSON-able)."""
+    if isinstance(net, MultiLayerNet):
+        return {
+            "network": "MultiLayerNet", "input_size": net.input_size, "hidden_size_list": net.hidden_size_list,
+            "output_size": net.output_size, "activation": net.activation,
+            "weight_decay_lambda": net.weight_decay_lambda, "dtype": net.dtype.name,
+        }  # fmt: skip
+    return {"network": "TwoLayerNet", "input_size": net.input_size, "hidden_size": net.hidden_size,
+            "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
+
+
+def describe(net):
+    """'784-100-100-10': the layer sizes."""
+    hidden = net.hidden_size_list if isinstance(net, MultiLayerNet) else [net.hidden_size]
+    return "-".join(str(n) for n in [net.input_size, *hidden, net.output_size])
+
+
+def build(meta):
+    """A new network with the architecture ``meta`` describes (``architecture``'s dict)."""
+    dtype = np.dtype(meta["dtype"])
+    if meta.get("network", "TwoLayerNet") == "MultiLayerNet":
+        return MultiLayerNet(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]],
+                             int(meta["output_size"]), activation=meta["activation"],
+                             weight_decay_lambda=float(meta["weight_decay_lambda"]), dtype=dtype)  # fmt: skip
+    return TwoLayerNet(int(meta["input_size"]), int(meta["hidden_size"]), int(meta["output_size"]), dtype=dtype)
+
+
 def save_weights(path, net, **meta):
-    """Write ``net``'s parameters to ``path`` atomically (old file or new one, never a broken one)."""
-    info = {
-        "format": FORMAT,
-        "input_size": net.input_size,
-        "hidden_size": net.hidden_size,
-        "output_size": net.output_size,
-        "dtype": net.dtype.name,
-        "blas": _cores.BACKEND,  # with the block count, what the trained bits depend on
-        "blocks": _cores.BLOCKS,
-        **meta,
-    }
-    arrays = {name: net.params[name] for name in PARAM_NAMES}
+    """Write ``net``'s parameters and architecture to ``path`` atomically (old file or new one)."""
+    info = {"format": FORMAT, **architecture(net), "blas": _cores.BACKEND, "blocks": _cores.BLOCKS, **meta}
+    arrays = dict(net.params)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(info)), **arrays)
@@ -44,12 +63,10 @@ def read_weights(path):
     """(meta dict, {name: array}) from a weights file, checked for structure."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            expected = set(PARAM_NAMES) | {"meta"}
-            if keys != expected:
-                raise WeightsError(f"{path}: expected arrays {sorted(expected)}, found {sorted(keys)}")
+            if "meta" not in data.files:
+                raise WeightsError(f"{path}: expected arrays with a 'meta' entry, found {sorted(data.files)}")
             meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in PARAM_NAMES}
+            arrays = {name: data[name] for name in data.files if name != "meta"}
     except WeightsError:
         raise
     except FileNotFoundError:
@@ -64,22 +81,24 @@ def read_weights(path):
 
 
 def load_weights(path, net=None):
-    """Load a weights file into ``net`` (checked against its architecture), or into a new net."""
+    """Load a weights file into ``net`` (checked against its architecture), or into a new net of the
+    file's architecture (TwoLayerNet or MultiLayerNet of any depth)."""
     meta, arrays = read_weights(path)
     try:
-        sizes = (int(meta["input_size"]), int(meta["hidden_size"]), int(meta["output_size"]))
-        dtype = np.dtype(meta["dtype"])
+        saved = build(meta)
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{path}: bad meta data: {e}") from e
     if net is None:
-        net = TwoLayerNet(*sizes, dtype=dtype)
-    elif sizes != (net.input_size, net.hidden_size, net.output_size):
+        net = saved
+    elif describe(saved) != describe(net) or type(saved) is not type(net):
+        kinds = f" ({type(saved).__name__} vs {type(net).__name__})" if type(saved) is not type(net) else ""
         raise WeightsError(
-            f"{path}: architecture {sizes[0]}-{sizes[1]}-{sizes[2]} does not match the "
-            f"network's {net.input_size}-{net.hidden_size}-{net.output_size}"
+            f"{path}: architecture {describe(saved)} does not match the network's {describe(net)}{kinds}"
         )
-    for name in PARAM_NAMES:
-        target = net.params[name]
+    expected = set(net.params)
+    if set(arrays) != expected:
+        raise WeightsError(f"{path}: expected arrays {sorted(expected | {'meta'})}, found {sorted(arrays)}")
+    for name, target in net.params.items():
         a = arrays[name]
         if a.shape != target.shape:
             raise WeightsError(f"{path}: {name} has shape {a.shape}, expected {target.shape}")
@@ -87,6 +106,6 @@ def load_weights(path, net=None):
             raise WeightsError(f"{path}: {name} has dtype {a.dtype}, expected floats")
         if not np.all(np.isfinite(a)):
             raise WeightsError(f"{path}: {name} contains NaN or infinite values")
-    for name in PARAM_NAMES:
+    for name in net.params:
         net.params[name][...] = arrays[name]
     return net

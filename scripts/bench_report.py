@@ -117,7 +117,7 @@ def table(together, alone, peak):
 
 
 def _group_order(group):
-    order = ["training_step", "affine_relu_forward", "backward", "softmax_cross_entropy", "predict"]
+    order = ["training_step", "multilayer_step", "affine_relu_forward", "backward", "softmax_cross_entropy", "predict"]
     name = group.split()[0]
     return (order.index(name) if name in order else 99, group)
 
@@ -159,9 +159,10 @@ def floor_table(together, peak):
     """fastnet's training step against its floor: the step's FLOPs at the measured peak."""
     lines = ["| training step | fastnet median µs | floor µs (FLOPs / peak) | × floor |", "|---|---:|---:|---:|"]
     for (group, impl), (median, flops) in sorted(together.items(), key=lambda kv: _group_order(kv[0][0])):
-        if group.startswith("training_step") and impl == "fastnet-f32":
+        if group.startswith(("training_step", "multilayer_step")) and impl == "fastnet-f32":
             floor = flops / (peak * 1e9)
-            lines.append(f"| {group.split()[1]} | {median * 1e6:,.1f} | {floor * 1e6:,.1f} | {median / floor:.2f} |")
+            name = group.split(maxsplit=1)[1]
+            lines.append(f"| {name} | {median * 1e6:,.1f} | {floor * 1e6:,.1f} | {median / floor:.2f} |")
     return "\n".join(lines)
 
 

@@ -169,3 +169,27 @@ def test_training_on_pixel_codes_equals_training_on_floats(monkeypatch):
     assert coded.step_losses.tolist() == floats.step_losses.tolist()
     for key in coded_net.params:
         assert coded_net.params[key].tobytes() == float_net.params[key].tobytes(), key
+
+
+def test_train_a_deeper_network_with_adam_then_evaluate_it(tmp_path, capsys):
+    out = tmp_path / "deep"
+    args = ["train", "--dataset", SUBSET, "--hidden", "64,32", "--optimizer", "adam", "--activation", "relu",
+            "--init", "he", "--weight-decay", "1e-4", "--epochs", "5", "--seed", "1", "--out", str(out),
+            "--no-progress", "--no-plot"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "MultiLayerNet 784-64-32-10" in printed and "Adam(lr=0.001)" in printed
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["optimizer"] == "Adam" and history["config"]["layers"] == "784-64-32-10"
+    assert history["config"]["blocks"] >= 1 and history["epochs"][-1]["test_acc"] > 0.7  # 1,000 images, 5 epochs
+    net = load_weights(out / "weights.npz")
+    assert type(net).__name__ == "MultiLayerNet" and net.hidden_size_list == [64, 32]
+    assert net.weight_decay_lambda == 1e-4
+    assert main(["evaluate", str(out / "weights.npz"), "--dataset", SUBSET]) == 0
+    assert f"{history['epochs'][-1]['test_acc']:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("hidden", ["0", "100,x", "100,,5"])
+def test_bad_hidden_sizes_are_one_line_errors(hidden, capsys):
+    assert main(["train", "--dataset", SUBSET, "--hidden", hidden, "--iters", "1", "--no-plot"]) == 1
+    assert "--hidden" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import pytest
 from numba import njit
 from numba.core.registry import CPUDispatcher
 
-from fastnet import TwoLayerNet, kernels, load_weights, save_weights
+from fastnet import MultiLayerNet, TwoLayerNet, kernels, load_weights, save_weights
 from fastnet.kernels import step
 from fastnet.weights import WeightsError
 
@@ -87,6 +87,13 @@ def test_weights_from_another_architecture_or_corrupt_are_rejected(tmp_path):
     save_weights(path, TwoLayerNet(6, 4, 3, seed=0))
     with pytest.raises(WeightsError, match="architecture 6-4-3 does not match"):
         load_weights(path, TwoLayerNet(6, 5, 3))
+    with pytest.raises(
+        WeightsError, match=r"6-4-3 does not match the network's 6-4-3 \(TwoLayerNet vs MultiLayerNet\)"
+    ):
+        load_weights(path, MultiLayerNet(6, [4], 3))
+    save_weights(tmp_path / "deep.npz", MultiLayerNet(6, [4, 5], 3, activation="sigmoid", seed=0))
+    deep = load_weights(tmp_path / "deep.npz")
+    assert deep.hidden_size_list == [4, 5] and deep.activation == "sigmoid"
     data = path.read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="not a readable"):

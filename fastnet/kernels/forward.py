@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
-from .layers import _affine_block
+from .layers import IDENTITY, RELU, _affine_block
 from .partition import block_bounds, num_blocks, product_split
 
 ROWS_PER_PASS = 512  # rows a forward block takes through both layers at a time
@@ -63,10 +63,10 @@ def forward_unchecked(x, params, hid, z):
     split = product_split(B, D, W1.shape[1])
     if split[1] > 1:  # layer 1 by columns or tiles, then layer 2 by rows
         for k in prange(split[0] * split[1]):
-            _affine_block(x, W1, b1, hid, one_zero, split, k, True)
+            _affine_block(x, W1, b1, hid, one_zero, split, k, RELU)
         nr = num_blocks(B, B * W2.shape[0] * W2.shape[1])
         for k in prange(nr):
-            _affine_block(hid, W2, b2, z, one_zero, (nr, 1), k, False)
+            _affine_block(hid, W2, b2, z, one_zero, (nr, 1), k, IDENTITY)
     else:  # by rows: each row block through both layers
         nb = split[0]
         for k in prange(nb):

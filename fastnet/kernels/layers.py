@@ -18,12 +18,14 @@ from numba import njit, prange
 from ._blas import AS_IS, TRANSPOSED, gemm
 from .partition import block_bounds, num_blocks, product_block, product_split
 
-# -- Affine (+ ReLU) ------------------------------------------------------------
+IDENTITY, RELU, SIGMOID = 0, 1, 2  # the activations a block's product can end with
+
+# -- Affine (+ activation) ------------------------------------------------------
 
 
 @njit(cache=True)
-def _affine_block(x, W, b, out, alpha_beta, split, k, relu):
-    """Block k of out = x @ W + b (then max(., 0) if relu); ``split`` = (row blocks, column blocks).
+def _affine_block(x, W, b, out, alpha_beta, split, k, activation):
+    """Block k of out = activation(x @ W + b); ``split`` = (row blocks, column blocks).
 
     alpha_beta[0:2] must hold (1, 0).
     """
@@ -37,31 +39,33 @@ def _affine_block(x, W, b, out, alpha_beta, split, k, relu):
         for j in range(h0, h1):
             v = out[i, j] + b[j]
             out[i, j] = v
-            if relu and v < 0:  # not "v > 0 else 0": NaN must stay NaN
+            if activation == RELU and v < 0:  # not "v > 0 else 0": NaN must stay NaN
                 out[i, j] = 0  # a store, so the literal cannot widen v's type
+            elif activation == SIGMOID:
+                out[i, j] = 1 / (1 + np.exp(-v))
 
 
 @njit(parallel=True, cache=True)
-def _affine_forward(x, W, b, out, relu):
+def _affine_forward(x, W, b, out, activation):
     B, D = x.shape
     split = product_split(B, D, W.shape[1])
     one_zero = np.zeros(2, x.dtype)
     one_zero[0] = 1
     for k in prange(split[0] * split[1]):
-        _affine_block(x, W, b, out, one_zero, split, k, relu)
+        _affine_block(x, W, b, out, one_zero, split, k, activation)
     return out
 
 
 @njit(parallel=True, cache=True)
 def affine_relu_forward_unchecked(x, W, b, out):
     """out = max(x @ W + b, 0). x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
-    return _affine_forward(x, W, b, out, True)
+    return _affine_forward(x, W, b, out, RELU)
 
 
 @njit(parallel=True, cache=True)
 def affine_forward_unchecked(x, W, b, out):
     """out = x @ W + b. x (B,D), W (D,H), b (H,), out (B,H). Unchecked."""
-    return _affine_forward(x, W, b, out, False)
+    return _affine_forward(x, W, b, out, IDENTITY)
 
 
 @njit(cache=True)
@@ -79,8 +83,9 @@ def _weight_grad_block(x, dout, alpha_beta, out, split, k):
 
 
 @njit(cache=True)
-def _relu_input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta):
-    """dh[r0:r1] = (dout[r0:r1] @ W.T) * [h[r0:r1] > 0]: affine backward with the ReLU mask fused.
+def _input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta, activation):
+    """dh[r0:r1] = (dout[r0:r1] @ W.T) * activation'(.): affine backward with the derivative of
+    the activation below fused, read from its output h: [h > 0] for RELU, h (1 - h) for SIGMOID.
 
     alpha_beta[0:2] must hold (1, 0).
     """
@@ -90,8 +95,10 @@ def _relu_input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta):
     gemm(AS_IS, TRANSPOSED, r1 - r0, H, C, alpha_beta, dout[r0:], C, W, C, dh[r0:], H)
     for i in range(r0, r1):
         for j in range(dh.shape[1]):
-            if not h[i, j] > 0:
+            if activation == RELU and not h[i, j] > 0:
                 dh[i, j] = 0
+            elif activation == SIGMOID:
+                dh[i, j] *= h[i, j] * (1 - h[i, j])
 
 
 @njit(cache=True)
@@ -126,7 +133,7 @@ def affine_relu_backward_unchecked(dout, h, W, dW, db, dh):
     nb = num_blocks(B)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        _relu_input_grad_rows(dout, W, h, dh, r0, r1, one_zero)
+        _input_grad_rows(dout, W, h, dh, r0, r1, one_zero, RELU)
     gemm(TRANSPOSED, AS_IS, H, C, B, one_zero, h, H, dout, C, dW, C)
     _column_sums(dout, db, np.empty(db.shape[0]))
     return dW, db, dh

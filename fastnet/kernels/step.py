@@ -25,7 +25,7 @@ from numba import njit, prange
 from .. import _cores
 from ._blas import AS_IS, TRANSPOSED, gemm, prefetch_row
 from .codes import _gather_rows, gather_unchecked
-from .layers import _affine_block, _relu_input_grad_rows, _sgd_vector, _softmax_ce_row, _weight_grad_block
+from .layers import IDENTITY, RELU, _affine_block, _input_grad_rows, _sgd_vector, _softmax_ce_row, _weight_grad_block
 from .partition import block_bounds, num_blocks, product_split
 
 Params = namedtuple("Params", "W1 b1 W2 b2")
@@ -87,10 +87,10 @@ def _layer2_rows(params, work, inv_batch, nb, k):
     B, H = hid.shape
     C = dz.shape[1]
     r0, r1 = block_bounds(B, nb, k)
-    _affine_block(hid, W2, params.b2, work.z, work.alpha_beta, (nb, 1), k, False)
+    _affine_block(hid, W2, params.b2, work.z, work.alpha_beta, (nb, 1), k, IDENTITY)
     for i in range(r0, r1):
         work.row_loss[i] = _softmax_ce_row(work.z, work.tb, dz, i, inv_batch)
-    _relu_input_grad_rows(dz, W2, hid, dhid, r0, r1, work.alpha_beta)
+    _input_grad_rows(dz, W2, hid, dhid, r0, r1, work.alpha_beta, RELU)
     if r1 > r0:
         gemm(TRANSPOSED, AS_IS, H, C, r1 - r0, work.alpha_beta, hid[r0:], H, dz[r0:], C, work.parts[k], C)
     else:
@@ -185,13 +185,13 @@ def _train_step(X, T, idx, params, grads, work, lr, x_divisor, next_idx):
         for k in prange(nb):
             r0, r1 = block_bounds(B, nb, k)
             _gather_rows(X, T, idx, xb, work.tb, work.row_check, r0, r1, x_divisor)
-            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, True)
+            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, RELU)
             _layer2_rows(params, work, inv_batch, nb, k)
         nparts = nb
     else:
         gather_unchecked(X, T, idx, xb, work.tb, work.row_check, x_divisor)
         for k in prange(split[0] * split[1]):
-            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, True)
+            _affine_block(xb, W1, params.b1, work.hid, alpha_beta, split, k, RELU)
         nr = num_blocks(B)
         for k in prange(nr):
             _layer2_rows(params, work, inv_batch, nr, k)

@@ -1,0 +1,228 @@
+"""A network of any depth (``MultiLayerNet``): its forward pass and its training step, one call each.
+
+The layers' sizes are ``sizes`` = (D, n_1, ..., n_{L-1}, C): L affine layers,
+an activation (``layers.RELU`` or ``layers.SIGMOID``) after each but the last,
+softmax-with-cross-entropy at the end. All parameters live in one flat vector,
+W1, b1, W2, b2, ... in that order (``layer_params`` gives the views): the
+optimizer's update is then one pass over one vector (``optimizer``), and
+weight decay adds λ·W to each weight gradient. The activations of layers
+1..L of a batch of B rows live in one flat buffer too (``layer_rows``), and
+so do their gradients.
+
+One step::
+
+    X[idx] --gather--> x
+    for each layer l: h_l = act(h_{l-1} W_l + b_l)       (no act on the last: logits)
+    logits, t --softmax-CE--> loss, d_L
+    for l = L..1: dW_l = h_{l-1}ᵀ d_l (+ λ W_l), db_l = Σ d_l,
+                  d_{l-1} = (d_l W_lᵀ) ⊙ act'(h_{l-1})
+    parameters -= the optimizer's update
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+
+from .codes import _gather_rows
+from .forward import _count_correct
+from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
+from .optimizer import next_rate, update_range
+from .partition import block_bounds, num_blocks, product_split
+
+MultiLayerWork = namedtuple(
+    "MultiLayerWork",
+    [
+        "x",  # (B, D) the gathered inputs
+        "tb",  # (B,) int64 the gathered labels
+        "acts",  # flat: layers 1..L's outputs for B rows (``layer_rows``)
+        "deltas",  # flat: their gradients, the same layout
+        "row_loss",  # (B,) float64
+        "row_check",  # (B,) float64, 0 where the gathered row is finite
+        "alpha_beta",  # (2,) BLAS's (1, 0)
+        "col_acc",  # float64 scratch for the bias gradients, max(sizes) entries
+    ],
+)
+
+
+def new_multilayer_work(batch, sizes, dtype):
+    """A ``MultiLayerWork`` for batches of ``batch`` rows of a network of these ``sizes``."""
+    hidden_rows = batch * int(sum(sizes[1:]))
+    alpha_beta = np.zeros(2, dtype)
+    alpha_beta[0] = 1
+    return MultiLayerWork(
+        x=np.empty((batch, sizes[0]), dtype), tb=np.empty(batch, np.int64), acts=np.empty(hidden_rows, dtype),
+        deltas=np.empty(hidden_rows, dtype), row_loss=np.empty(batch), row_check=np.empty(batch),
+        alpha_beta=alpha_beta, col_acc=np.empty(int(max(sizes))),
+    )  # fmt: skip
+
+
+def num_params(sizes):
+    """How many numbers W1, b1, ..., WL, bL hold."""
+    return int(sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1)))
+
+
+@njit(cache=True)
+def layer_params(flat, sizes, l):
+    """W_l (n_{l-1}, n_l) and b_l (n_l,) of layer l = 1..L, as views of the flat vector."""
+    o = 0
+    for j in range(l - 1):
+        o += sizes[j] * sizes[j + 1] + sizes[j + 1]
+    n, m = sizes[l - 1], sizes[l]
+    return flat[o : o + n * m].reshape((n, m)), flat[o + n * m : o + n * m + m]
+
+
+@njit(cache=True)
+def layer_rows(buf, sizes, rows, l):
+    """Layer l's outputs (rows, n_l), l = 1..L, as a view of a flat buffer holding all of them."""
+    o = 0
+    for j in range(1, l):
+        o += rows * sizes[j]
+    return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, flat, sizes, activation, acts, alpha_beta):
+    """Every layer's output for the rows of x into ``acts``; returns the logits' view."""
+    B = x.shape[0]
+    L = sizes.shape[0] - 1
+    h = x
+    for l in range(1, L + 1):
+        W, b = layer_params(flat, sizes, l)
+        out = layer_rows(acts, sizes, B, l)
+        split = product_split(B, sizes[l - 1], sizes[l])
+        act = activation if l < L else IDENTITY
+        for k in prange(split[0] * split[1]):
+            _affine_block(h, W, b, out, alpha_beta, split, k, act)
+        h = out
+    return h
+
+
+@njit(parallel=True, cache=True)
+def multilayer_forward_unchecked(x, flat, sizes, activation, acts):
+    """Logits (a view of ``acts``, B×C) of the network on x (B×D). Unchecked."""
+    alpha_beta = np.zeros(2, x.dtype)
+    alpha_beta[0] = 1
+    return _forward(x, flat, sizes, activation, acts, alpha_beta)
+
+
+@njit(parallel=True, cache=True)
+def multilayer_correct_count_unchecked(x, t, flat, sizes, activation, acts):
+    """How many rows of x the network classifies as t; -1 if a logit is not finite. Unchecked."""
+    return _count_correct(multilayer_forward_unchecked(x, flat, sizes, activation, acts), t)
+
+
+@njit(cache=True)
+def weight_decay_loss(flat, sizes, decay):
+    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order."""
+    total = 0.0
+    for l in range(1, sizes.shape[0]):
+        W, _ = layer_params(flat, sizes, l)
+        for v in W.reshape(W.size):
+            total += float(v) * float(v)
+    return 0.5 * decay * total
+
+
+@njit(parallel=True, cache=True)
+def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, update, x_divisor):
+    """One step on rows ``idx`` of (X, T); returns the loss before it (with weight decay). Unchecked.
+
+    ``flat``/``grad``: the parameters and their gradient, flat; ``optimizer`` =
+    (kind, hyper, s1, s2) as ``optimizer.update_unchecked`` takes them; with
+    ``update`` False only ``grad`` is written. A non-finite loss leaves the
+    parameters as they were. ``work`` is a ``MultiLayerWork`` (or a plain tuple
+    in its order) for B = len(idx) rows.
+    """
+    return _step(X, T, idx, flat, grad, sizes, activation, decay, MultiLayerWork(*work), optimizer, update, x_divisor)
+
+
+@njit(parallel=True, cache=True)
+def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, update, x_divisor):
+    B = idx.shape[0]
+    L = sizes.shape[0] - 1
+    inv_batch = 1.0 / B
+    x, tb, row_check = work.x, work.tb, work.row_check
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
+    for i in range(B):
+        if row_check[i] != 0.0:
+            raise ValueError("MultiLayerNet: x has NaN or infinity in row", idx[i])
+
+    z = _forward(work.x, flat, sizes, activation, work.acts, work.alpha_beta)
+    dz = layer_rows(work.deltas, sizes, B, L)
+    row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
+    for i in prange(B):
+        row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
+    loss = 0.0
+    for i in range(B):  # fixed order: the loss does not depend on the thread count
+        loss += row_loss[i]
+    loss *= inv_batch
+    if decay != 0:
+        loss += weight_decay_loss(flat, sizes, decay)
+    if update and not np.isfinite(loss):
+        return loss  # diverged: the parameters stay the last finite ones
+
+    for l in range(L, 0, -1):
+        h = work.x if l == 1 else layer_rows(work.acts, sizes, B, l - 1)
+        d = layer_rows(work.deltas, sizes, B, l)
+        W, _ = layer_params(flat, sizes, l)
+        dW, db = layer_params(grad, sizes, l)
+        split = product_split(sizes[l - 1], B, sizes[l])
+        for k in prange(split[0] * split[1]):
+            _weight_grad_block(h, d, work.alpha_beta, dW, split, k)
+        if decay != 0:
+            for i in range(W.shape[0]):
+                for j in range(W.shape[1]):
+                    dW[i, j] += decay * W[i, j]
+        _column_sums(d, db, work.col_acc)
+        if l > 1:
+            dh = layer_rows(work.deltas, sizes, B, l - 1)
+            nr = num_blocks(B, B * sizes[l - 1] * sizes[l])
+            for k in prange(nr):
+                r0, r1 = block_bounds(B, nr, k)
+                _input_grad_rows(d, W, h, dh, r0, r1, work.alpha_beta, activation)
+
+    if update:
+        kind, hyper, s1, s2 = optimizer
+        lr_t = next_rate(kind, hyper)
+        n = flat.shape[0]
+        nu = num_blocks(n)
+        for k in prange(nu):
+            lo, hi = block_bounds(n, nu, k)
+            update_range(kind, flat, grad, s1, s2, hyper, lr_t, lo, hi)
+    return loss
+
+
+@njit(parallel=True, cache=True)
+def multilayer_steps_unchecked(X, T, batches, flat, grad, sizes, activation, decay, work, optimizer, losses, x_divisor):
+    """``multilayer_step_unchecked`` on each row of ``batches`` in turn (updating); losses[s] = step s's.
+    Stops after a step whose loss is not finite. Returns the number of steps taken. Unchecked."""
+    named = MultiLayerWork(*work)
+    for s in range(batches.shape[0]):
+        losses[s] = _step(X, T, batches[s], flat, grad, sizes, activation, decay, named, optimizer, True, x_divisor)
+        if not np.isfinite(losses[s]):
+            return s + 1
+    return batches.shape[0]
+
+
+@njit(cache=True)
+def check_multilayer_batches(func, X, T, batches, sizes, batch):
+    """What the steps take from the caller, checked before the first one: the data's width,
+    one label per row, every batch index inside X and every label of a batch inside [0, C)."""
+    C = sizes[sizes.shape[0] - 1]
+    if X.shape[1] != sizes[0]:
+        raise ValueError(func + ": x must have input_size columns")
+    if T.shape[0] != X.shape[0]:
+        raise ValueError(func + ": t must have one label per row of x")
+    if batches.shape[1] != batch:
+        raise ValueError(func + ": the batch does not match the workspace")
+    for s in range(batches.shape[0]):
+        for i in range(batches.shape[1]):
+            row = batches[s, i]
+            if row < 0 or row >= X.shape[0]:
+                raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, row)
+            if T[row] < 0 or T[row] >= C:
+                raise ValueError(func + ": labels must lie in [0, C), C = number of classes; (row, label, C) =",
+                                 row, T[row], C)  # fmt: skip

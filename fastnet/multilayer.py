@@ -1,0 +1,289 @@
+"""MultiLayerNet: the book's network of any depth (ch. 6) on fastnet's kernels.
+
+(Affine → activation) × hidden layers → Affine → softmax-with-cross-entropy,
+with the book's weight initialisations and weight decay, trained by any
+optimizer of ``fastnet.optim``. All parameters live in one flat vector
+(``params`` holds live views into it); each training step is one call into
+compiled code (``kernels.multilayer``), which allocates nothing.
+"""
+
+import math
+import threading
+
+import numpy as np
+
+from . import optim
+from .gradcheck import network_numerical_gradient
+from .kernels import multilayer as compiled
+from .kernels.checks import require_finite, require_labels
+from .kernels.layers import RELU, SIGMOID
+from .net import PREDICT_CHUNK, TwoLayerNet
+
+ACTIVATIONS = {"relu": RELU, "sigmoid": SIGMOID}
+INIT_NAMES = {"relu": "he", "he": "he", "sigmoid": "xavier", "xavier": "xavier"}
+
+
+def init_std(weight_init_std, n_in):
+    """The initial weights' standard deviation for a layer with n_in inputs: 'relu'/'he'
+    √(2/n_in), 'sigmoid'/'xavier' √(1/n_in), or the number given."""
+    if isinstance(weight_init_std, str):
+        return math.sqrt((2.0 if INIT_NAMES[weight_init_std.lower()] == "he" else 1.0) / n_in)
+    return float(weight_init_std)
+
+
+def _check_arguments(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda):
+    where = "MultiLayerNet"
+    if isinstance(hidden_size_list, (str, bytes)) or not hasattr(hidden_size_list, "__len__"):
+        raise TypeError(f"{where}: hidden_size_list must be a list of integers, not {hidden_size_list!r}")
+    if len(hidden_size_list) == 0:
+        raise ValueError(f"{where}: hidden_size_list must not be empty (one size per hidden layer)")
+    for name, n in [("input_size", input_size), ("output_size", output_size)] + [
+        (f"hidden_size_list[{i}]", n) for i, n in enumerate(hidden_size_list)
+    ]:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"{where}: {name} must be an integer, got {n!r}")
+        if n < 1:
+            raise ValueError(f"{where}: {name} must be at least 1, got {n!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: activation must be 'relu' or 'sigmoid', not {activation!r}")
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() not in INIT_NAMES:
+            raise ValueError(f"{where}: weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier' or a "
+                             f"number, not {weight_init_std!r}")  # fmt: skip
+    elif isinstance(weight_init_std, bool) or not isinstance(weight_init_std, (int, float, np.number)):
+        raise TypeError(f"{where}: weight_init_std must be a name or a number, not {weight_init_std!r}")
+    elif not (math.isfinite(weight_init_std) and weight_init_std >= 0):
+        raise ValueError(f"{where}: weight_init_std must be finite and >= 0, got {weight_init_std!r}")
+    if isinstance(weight_decay_lambda, bool) or not isinstance(weight_decay_lambda, (int, float, np.number)):
+        raise TypeError(f"{where}: weight_decay_lambda must be a number, not {weight_decay_lambda!r}")
+    if not (math.isfinite(weight_decay_lambda) and weight_decay_lambda >= 0):
+        raise ValueError(f"{where}: weight_decay_lambda must be finite and >= 0, got {weight_decay_lambda!r}")
+
+
+class MultiLayerNet:
+    """The book's ``MultiLayerNet`` (ch. 6), with fastnet's fused, checked, deterministic step.
+
+    ``params`` holds W1, b1, ..., Wn, bn: live arrays (views into one flat
+    vector; assigning a new array copies its values in). ``predict``, ``loss``,
+    ``accuracy``, ``gradient``, ``numerical_gradient`` as the book; ``step``,
+    ``step_indices`` and ``steps`` train with an optimizer of ``fastnet.optim``
+    or a learning rate (plain SGD). Thread-safe as ``TwoLayerNet``.
+    """
+
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
+                 weight_decay_lambda=0, dtype=np.float32, seed=None):  # fmt: skip
+        _check_arguments(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"MultiLayerNet: dtype must be float32 or float64, not {self.dtype}")
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        self.hidden_size_list = [int(n) for n in hidden_size_list]
+        self.activation = activation
+        self.weight_init_std = weight_init_std
+        self.weight_decay_lambda = float(weight_decay_lambda)
+        self.sizes = np.array([self.input_size, *self.hidden_size_list, self.output_size], np.int64)
+        self.num_layers = len(self.sizes) - 1
+        total = compiled.num_params(self.sizes)
+        self._flat = np.zeros(total, self.dtype)
+        self._grad = np.zeros(total, self.dtype)
+        self._views, offset = {}, 0
+        for l in range(1, self.num_layers + 1):
+            n, m = int(self.sizes[l - 1]), int(self.sizes[l])
+            self._views[f"W{l}"] = self._flat[offset : offset + n * m].reshape(n, m)
+            self._views[f"b{l}"] = self._flat[offset + n * m : offset + n * m + m]
+            offset += n * m + m
+        rng = np.random.default_rng(seed)  # W1 first, as the reference draws them
+        for l in range(1, self.num_layers + 1):
+            W = self._views[f"W{l}"]
+            W[...] = init_std(weight_init_std, W.shape[0]) * rng.standard_normal(W.shape)
+        self.params = dict(self._views)
+        self.PARAM_NAMES = tuple(self._views)
+        self._grad_views = self._split(self._grad)
+        self._workspaces = {}
+        self._scratch = None
+        self._lock = threading.RLock()
+
+    def _split(self, flat):
+        """{key: view of ``flat``} in the parameters' layout."""
+        views, offset = {}, 0
+        for key, view in self._views.items():
+            views[key] = flat[offset : offset + view.size].reshape(view.shape)
+            offset += view.size
+        return views
+
+    @property
+    def multiply_adds(self):
+        """Multiply-adds of one example's forward pass (the step does about three times as many)."""
+        return int(sum(self.sizes[:-1] * self.sizes[1:]))
+
+    # -- arguments ----------------------------------------------------------------------------
+
+    def _sync_params(self):
+        """Make the flat vector hold ``params``: an array someone assigned is copied in (checked)."""
+        for key, view in self._views.items():
+            value = self.params[key]
+            if value is view:
+                continue
+            if not isinstance(value, np.ndarray) or value.shape != view.shape:
+                raise ValueError(f"MultiLayerNet: params[{key!r}] must be an array of shape {view.shape}")
+            view[...] = value
+            self.params[key] = view
+
+    prepare_inputs = TwoLayerNet.prepare_inputs
+    prepare_labels = TwoLayerNet.prepare_labels
+
+    def _workspace(self, batch):
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            ws = compiled.new_multilayer_work(batch, self.sizes, self.dtype)
+            self._workspaces[batch] = (ws, tuple(ws))  # the named tuple, and what compiled calls get
+        return self._workspaces[batch]
+
+    def _optimizer(self, optimizer_or_lr, func):
+        """(kind, hyper, s1, s2) for the compiled step, and the optimizer (its step count is kept)."""
+        if isinstance(optimizer_or_lr, optim.Optimizer):
+            opt = optimizer_or_lr
+        else:
+            opt = optim.SGD(optimizer_or_lr) if not isinstance(optimizer_or_lr, (str, type(None))) else None
+            if opt is None:
+                raise TypeError(f"{func}: give an optimizer of fastnet.optim or a learning rate, "
+                                f"not {optimizer_or_lr!r}")  # fmt: skip
+        s1, s2 = opt._bind(self.params)
+        if s1.dtype != self.dtype:
+            raise TypeError(f"{func}: the optimizer's state is {s1.dtype}, the network {self.dtype}")
+        kind, hyper = opt.hyper()
+        return (kind, hyper, s1, s2), opt
+
+    # -- the book's interface -----------------------------------------------------------------
+
+    def _logits_chunks(self, x):
+        """(r0, r1, logits view) over chunks of at most PREDICT_CHUNK rows of x."""
+        chunk = min(x.shape[0], PREDICT_CHUNK)
+        need = chunk * int(self.sizes[1:].sum())
+        if self._scratch is None or self._scratch.size < need:
+            self._scratch = np.empty(need, self.dtype)
+        for r0 in range(0, x.shape[0], chunk):
+            r1 = min(r0 + chunk, x.shape[0])
+            yield r0, r1
+
+    def predict(self, x, train_flg=False):
+        """Logits (N, output_size) for inputs x (N, input_size)."""
+        x = self.prepare_inputs(x)
+        z = np.empty((x.shape[0], self.output_size), self.dtype)
+        with self._lock:
+            self._sync_params()
+            for r0, r1 in self._logits_chunks(x):
+                z[r0:r1] = compiled.multilayer_forward_unchecked(
+                    x[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._scratch
+                )
+        if not np.isfinite(z).all():
+            self._explain_non_finite(x)
+        return z
+
+    def _explain_non_finite(self, x):
+        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if rows.size:
+            raise ValueError(f"MultiLayerNet: x contains NaN or infinity (row {rows[0]})")
+        for key, value in self.params.items():
+            require_finite("MultiLayerNet", f"params[{key!r}]", np.ascontiguousarray(value))
+        raise ValueError("MultiLayerNet: the logits overflowed (finite inputs and weights: has training diverged?)")
+
+    def loss(self, x, t, train_flg=False):
+        """Mean cross-entropy plus ½·λ·Σ‖W‖², a float."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        from .kernels import softmax_cross_entropy
+
+        z = self.predict(x)
+        decay = compiled.weight_decay_loss(self._flat, self.sizes, self.weight_decay_lambda)
+        return softmax_cross_entropy(z, t, np.empty_like(z)) + (decay if self.weight_decay_lambda else 0.0)
+
+    def accuracy(self, x, t):
+        """Fraction of rows whose largest logit is at the label t."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        require_labels("MultiLayerNet.accuracy", t, self.output_size)
+        correct = 0
+        with self._lock:
+            self._sync_params()
+            for r0, r1 in self._logits_chunks(x):
+                count = compiled.multilayer_correct_count_unchecked(
+                    x[r0:r1], t[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._scratch
+                )
+                if count < 0:
+                    self._explain_non_finite(x[r0:r1])
+                correct += count
+        return correct / x.shape[0]
+
+    def gradient(self, x, t):
+        """Backprop gradients of ``loss`` (weight decay included), as new arrays keyed like ``params``."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        with self._lock:
+            loss = self._run(x, t, np.arange(x.shape[0])[None, :], None, None, "MultiLayerNet.gradient", update=False)
+            grads = {key: g.copy() for key, g in self._grad_views.items()}
+        if not np.isfinite(loss[0]):
+            self._explain_non_finite(x)
+        return grads
+
+    def numerical_gradient(self, x, t):
+        """Central-difference gradients of ``loss`` (slow; for checking ``gradient``)."""
+        return network_numerical_gradient(self, x, t)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def step(self, x, t, optimizer):
+        """One update on the batch (x, t) with ``optimizer`` (or a learning rate); returns the loss before it."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        return self._run(x, t, np.arange(x.shape[0])[None, :], optimizer, None, "MultiLayerNet.step")[0]
+
+    def step_indices(self, x, t, idx, optimizer):
+        """One update on rows ``idx`` of the training set (x, t); returns the loss."""
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
+            raise ValueError("MultiLayerNet.step_indices: idx must be a non-empty 1-D integer array")
+        return self.steps(x, t, idx[None, :], optimizer)[0]
+
+    def steps(self, x, t, batches, optimizer, x_divisor=None):
+        """One update per row of ``batches`` (S, B), in one compiled call; returns the losses
+        (fewer if a step's loss is not finite: that step changed nothing). x in the net's dtype
+        and t int64, or x uint8 pixel codes with ``x_divisor``, as ``TwoLayerNet.steps``."""
+        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
+                or batches.shape[1] == 0:  # fmt: skip
+            raise ValueError("MultiLayerNet.steps: batches must be a 2-D integer array, one batch per row")
+        if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
+            raise ValueError("MultiLayerNet.steps: x_divisor goes with uint8 pixel codes x, and only with them")
+        if x.dtype != np.uint8 and x.dtype != self.dtype:
+            raise TypeError(f"MultiLayerNet.steps: x must be {self.dtype} (see prepare_inputs), not {x.dtype}")
+        return self._run(x, t, batches, optimizer, x_divisor, "MultiLayerNet.steps")
+
+    def _run(self, x, t, batches, optimizer, x_divisor, func, update=True):
+        batches = np.ascontiguousarray(batches, np.int64)
+        if not isinstance(t, np.ndarray) or t.dtype != np.int64:
+            raise TypeError(f"{func}: t must be int64 class indices (see prepare_labels)")
+        x = np.ascontiguousarray(x)
+        divisor = 1.0 if x_divisor is None else float(x_divisor)
+        if not (math.isfinite(divisor) and divisor > 0):
+            raise ValueError(f"{func}: x_divisor must be finite and positive")
+        with self._lock:
+            self._sync_params()
+            if update:
+                opt_args, opt = self._optimizer(optimizer, func)
+            else:  # gradients only: no optimizer runs (its arguments only need the right types)
+                opt_args = (0, np.zeros(4), self._grad, self._grad)
+            ws, buffers = self._workspace(batches.shape[1])
+            compiled.check_multilayer_batches(func, x, t, batches, self.sizes, batches.shape[1])
+            act = ACTIVATIONS[self.activation]
+            if not update:
+                loss = compiled.multilayer_step_unchecked(
+                    x, t, batches[0], self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers,
+                    opt_args, False, divisor,
+                )  # fmt: skip
+                return np.array([loss])
+            losses = np.empty(batches.shape[0])
+            taken = compiled.multilayer_steps_unchecked(
+                x, t, batches, self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers, opt_args,
+                losses, divisor,
+            )  # fmt: skip
+            opt.iter = int(opt_args[1][3])
+        return losses[:taken]
