@@ -100,6 +100,8 @@ def cmd_train(args):
         seed=seed,
         progress=args.progress,
         optimizer=optimizer,
+        validation=args.validation,
+        early_stopping=args.early_stopping,
     )
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
@@ -195,6 +197,14 @@ def build_parser():
     t.add_argument("--init", choices=["he", "relu", "xavier", "sigmoid"],
                    help="weight initialisation (a MultiLayerNet; he, or --weight-init-std)")  # fmt: skip
     t.add_argument("--weight-decay", type=float, help="weight decay lambda (a MultiLayerNet; 0)")
+    t.add_argument(
+        "--validation", type=float, default=0.0,
+        help="hold out this fraction of the training set and report its accuracy (0)",
+    )  # fmt: skip
+    t.add_argument(
+        "--early-stopping", type=int, metavar="N",
+        help="stop after N evaluations without a better validation accuracy; keep the best weights",
+    )  # fmt: skip
     t.add_argument("--iters", type=int, default=10_000, help="iterations (10000)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")

@@ -31,6 +31,7 @@ class EpochRecord:
     train_acc: float
     test_acc: float
     loss: float  # mean training loss over the steps since the previous record
+    val_acc: float = None  # accuracy on the validation split, when there is one
 
 
 @dataclass
@@ -40,7 +41,8 @@ class History:
     train_seconds: float = 0.0  # wall time of the whole loop: steps and evaluations
     eval_seconds: float = 0.0  # of which evaluations
     steps_done: int = 0
-    stopped: str = "completed"  # or "interrupted", "diverged"
+    stopped: str = "completed"  # or "interrupted", "diverged", "early-stopped"
+    best_epoch: float = None  # with early stopping: the epoch whose weights were kept
     message: str = ""
     step_losses: np.ndarray = None  # per step, for the plot (not written to JSON)
 
@@ -60,26 +62,51 @@ def resolve_seed(seed=None):
 
 def train(
     net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
-    optimizer=None,
+    optimizer=None, validation=0.0, early_stopping=None,
 ):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
-    in ``history.stopped`` and ``history.message``."""
+    in ``history.stopped`` and ``history.message``.
+
+    ``validation`` (a fraction in [0, 1)) holds out that share of the training set, drawn with
+    the seed, and records its accuracy at every evaluation; ``early_stopping=N`` then stops after
+    N evaluations without a better validation accuracy and restores the best weights."""
+    if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
+        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
+    if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
+        raise ValueError(f"early_stopping must be a positive number of evaluations, got {early_stopping!r}")
+    if early_stopping is not None and validation == 0:
+        raise ValueError("early_stopping needs a validation split (validation > 0)")
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         update = optimizer if optimizer is not None else lr
-        return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c)
+        return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c,
+                      validation, early_stopping)  # fmt: skip
 
 
-def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c):
+def split_validation(x, t, fraction, seed):
+    """(train x, train t, validation x, validation t): a random ``fraction`` of the rows held out."""
+    n_val = int(round(len(x) * fraction))
+    if fraction and not 0 < n_val < len(x):
+        raise ValueError(f"validation {fraction} of {len(x)} rows leaves no training or no validation rows")
+    order = np.random.default_rng([seed, 1]).permutation(len(x))  # not the batches' stream
+    val, keep = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return x[keep], t[keep], x[val], t[val]
+
+
+def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c, validation,
+           early_stopping):  # fmt: skip
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
+    seed = resolve_seed(seed)
+    x_val = t_val = None
+    if validation:
+        x_train, t_train, x_val, t_val = split_validation(x_train, t_train, validation, seed)
     # The steps gather 1 byte per input instead of 4 or 8, where that is exact
     train_x, train_divisor = pixel_codes(x_train) or (x_train, None)
     train_size = x_train.shape[0]
     if batch_size < 1 or iters < 0:
         raise ValueError("batch_size must be >= 1 and iters >= 0")
     iter_per_epoch = max(train_size / batch_size, 1)
-    seed = resolve_seed(seed)
     rng = np.random.default_rng(seed)
     history = History(
         config=dict(
@@ -93,6 +120,8 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             dtype=net.dtype.name,
             train_size=train_size,
             test_size=x_test.shape[0],
+            validation_size=0 if x_val is None else x_val.shape[0],
+            early_stopping=early_stopping,
             pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
             blas=_cores.BACKEND,
             blocks=_cores.BLOCKS,  # results are bitwise reproducible for one BLAS and block count
@@ -104,17 +133,30 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
     bar = _progress_bar(iters) if progress else None
     say = bar.write if bar is not None else log
 
+    best = {"val_acc": -1.0, "params": None, "epoch": None, "waited": 0}
+
     def evaluate(i):
         nonlocal since
         t0 = time.perf_counter()
         train_acc = net.accuracy(x_train, t_train)
         test_acc = net.accuracy(x_test, t_test)
+        val_acc = None if x_val is None else net.accuracy(x_val, t_val)
         history.eval_seconds += time.perf_counter() - t0
         recent = step_losses[since:i]
         loss = float(np.mean(recent)) if len(recent) else float("nan")
         since = i
-        history.epochs.append(EpochRecord(i / iter_per_epoch, i, train_acc, test_acc, loss))
+        history.epochs.append(EpochRecord(i / iter_per_epoch, i, train_acc, test_acc, loss, val_acc))
+        if val_acc is not None:
+            if val_acc > best["val_acc"]:
+                best.update(val_acc=val_acc, epoch=i / iter_per_epoch, waited=0,
+                            params={k: v.copy() for k, v in net.params.items()})  # fmt: skip
+            else:
+                best["waited"] += 1
         return train_acc, test_acc
+
+    def line(train_acc, test_acc):
+        val = "" if x_val is None else f", val acc {history.epochs[-1].val_acc:.4f}"
+        return f"train acc, test acc | {train_acc:.4f}, {test_acc:.4f}{val}"
 
     # Compile (or load from Numba's cache) what the loop calls, before the clock
     # starts: lr=0 computes gradients without touching the weights.
@@ -128,9 +170,11 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         i = 0
         while i < iters and not ctrl_c.requested:
             if i % iter_per_epoch == 0:
-                train_acc, test_acc = evaluate(i)
-                say(f"train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
+                say(line(*evaluate(i)))
                 if ctrl_c.requested:
+                    break
+                if early_stopping is not None and best["waited"] >= early_stopping:
+                    history.stopped = "early-stopped"
                     break
             # Steps up to the next evaluation, at most `chunk`, in one compiled call.
             stop = i + 1
@@ -160,8 +204,15 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         history.stopped = "interrupted"
         history.message = f"interrupted after {history.steps_done} steps"
     elif history.stopped != "diverged":
-        train_acc, test_acc = evaluate(history.steps_done)
-        say(f"final: train acc, test acc | {train_acc:.4f}, {test_acc:.4f}")
+        if history.stopped != "early-stopped":
+            say("final: " + line(*evaluate(history.steps_done)))
+        if early_stopping is not None and best["params"] is not None:
+            for key, value in best["params"].items():
+                net.params[key][...] = value
+            history.best_epoch = best["epoch"]
+            history.message = (f"best validation accuracy {best['val_acc']:.4f} at epoch {best['epoch']:g}: "
+                               "those weights were restored")  # fmt: skip
+            say(history.message)
     history.train_seconds = time.perf_counter() - start
     history.step_losses = step_losses[: history.steps_done]
     return history

@@ -39,7 +39,8 @@ def test_train_writes_history_plot_weights(tmp_path, capsys):
     assert history["stopped"] == "completed" and history["steps_done"] == 300
     assert history["train_seconds"] > 0
     first, last = history["epochs"][0], history["epochs"][-1]
-    assert set(first) == {"epoch", "iteration", "train_acc", "test_acc", "loss"}
+    assert set(first) == {"epoch", "iteration", "train_acc", "test_acc", "loss", "val_acc"}
+    assert first["val_acc"] is None  # no validation split asked for
     assert last["test_acc"] > 0.75 and last["train_acc"] > first["train_acc"]
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     net = load_weights(out / "weights.npz")
@@ -193,3 +194,33 @@ def test_train_a_deeper_network_with_adam_then_evaluate_it(tmp_path, capsys):
 def test_bad_hidden_sizes_are_one_line_errors(hidden, capsys):
     assert main(["train", "--dataset", SUBSET, "--hidden", hidden, "--iters", "1", "--no-plot"]) == 1
     assert "--hidden" in capsys.readouterr().err
+
+
+def test_validation_split_and_early_stopping_keep_the_best_weights(tmp_path, capsys):
+    out = tmp_path / "early"
+    args = ["train", "--dataset", SUBSET, "--hidden", "32", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "40",
+            "--validation", "0.2", "--early-stopping", "2", "--seed", "3", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["validation_size"] == 200 and history["config"]["train_size"] == 800
+    vals = [r["val_acc"] for r in history["epochs"]]
+    assert all(v is not None for v in vals) and ", val acc " in printed
+    best = max(vals)
+    # stopped early: the last two evaluations brought nothing better than the best
+    assert history["stopped"] == "early-stopped" and max(vals[-2:]) <= best and len(vals) < 41
+    net = load_weights(out / "weights.npz")  # the best epoch's weights were kept and saved
+    assert history["best_epoch"] == history["epochs"][vals.index(best)]["epoch"]
+    assert f"best validation accuracy {best:.4f}" in printed
+    assert (out / "training.png").exists() and net.hidden_size_list == [32]
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--validation", "1.5"], "validation must be a fraction in [0, 1)"),
+    (["--early-stopping", "3"], "early_stopping needs a validation split"),
+    (["--validation", "0.2", "--early-stopping", "0"], "early_stopping must be a positive number"),
+])  # fmt: skip
+def test_bad_validation_options(extra, words, capsys):
+    assert main(["train", "--dataset", SUBSET, "--iters", "1", "--no-plot", *extra]) == 1
+    assert words in capsys.readouterr().err
