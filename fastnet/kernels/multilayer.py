@@ -27,7 +27,7 @@ from numba import njit, prange
 from .codes import _gather_rows
 from .forward import _count_correct
 from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
-from .optimizer import next_rate, update_range
+from .optimizer import update_unchecked
 from .partition import block_bounds, num_blocks, product_split
 
 MultiLayerWork = namedtuple(
@@ -186,12 +186,7 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, upda
 
     if update:
         kind, hyper, s1, s2 = optimizer
-        lr_t = next_rate(kind, hyper)
-        n = flat.shape[0]
-        nu = num_blocks(n)
-        for k in prange(nu):
-            lo, hi = block_bounds(n, nu, k)
-            update_range(kind, flat, grad, s1, s2, hyper, lr_t, lo, hi)
+        update_unchecked(kind, flat, grad, s1, s2, hyper)
     return loss
 
 

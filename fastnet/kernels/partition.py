@@ -18,7 +18,7 @@ from .. import _cores
 _cores.select_blocks()  # binds the symbol max_blocks() reads, before anything compiles or loads
 
 MIN_BLOCK = 8  # rows (or columns) per block at least
-WORK_PER_BLOCK = 1 << 20  # multiply-adds per block at least, so that each BLAS call pays off
+WORK_PER_BLOCK = 1 << 19  # multiply-adds per block at least, so that each BLAS call pays off
 
 
 @intrinsic
