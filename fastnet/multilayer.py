@@ -15,6 +15,7 @@ import numpy as np
 from . import optim
 from .gradcheck import network_numerical_gradient
 from .kernels import multilayer as compiled
+from .kernels import softmax_cross_entropy
 from .kernels.checks import require_finite, require_labels
 from .kernels.layers import RELU, SIGMOID
 from .net import PREDICT_CHUNK, TwoLayerNet
@@ -29,6 +30,17 @@ def init_std(weight_init_std, n_in):
     if isinstance(weight_init_std, str):
         return math.sqrt((2.0 if INIT_NAMES[weight_init_std.lower()] == "he" else 1.0) / n_in)
     return float(weight_init_std)
+
+
+def param_views(flat, sizes):
+    """{'W1': ..., 'b1': ..., ...}: views of a flat vector in the layout ``kernels.multilayer`` uses."""
+    views, offset = {}, 0
+    for l in range(1, len(sizes)):
+        n, m = int(sizes[l - 1]), int(sizes[l])
+        views[f"W{l}"] = flat[offset : offset + n * m].reshape(n, m)
+        views[f"b{l}"] = flat[offset + n * m : offset + n * m + m]
+        offset += n * m + m
+    return views
 
 
 def _check_arguments(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda):
@@ -86,30 +98,17 @@ class MultiLayerNet:
         total = compiled.num_params(self.sizes)
         self._flat = np.zeros(total, self.dtype)
         self._grad = np.zeros(total, self.dtype)
-        self._views, offset = {}, 0
-        for l in range(1, self.num_layers + 1):
-            n, m = int(self.sizes[l - 1]), int(self.sizes[l])
-            self._views[f"W{l}"] = self._flat[offset : offset + n * m].reshape(n, m)
-            self._views[f"b{l}"] = self._flat[offset + n * m : offset + n * m + m]
-            offset += n * m + m
+        self._views = param_views(self._flat, self.sizes)
         rng = np.random.default_rng(seed)  # W1 first, as the reference draws them
         for l in range(1, self.num_layers + 1):
             W = self._views[f"W{l}"]
             W[...] = init_std(weight_init_std, W.shape[0]) * rng.standard_normal(W.shape)
         self.params = dict(self._views)
         self.PARAM_NAMES = tuple(self._views)
-        self._grad_views = self._split(self._grad)
+        self._grad_views = param_views(self._grad, self.sizes)
         self._workspaces = {}
         self._scratch = None
         self._lock = threading.RLock()
-
-    def _split(self, flat):
-        """{key: view of ``flat``} in the parameters' layout."""
-        views, offset = {}, 0
-        for key, view in self._views.items():
-            views[key] = flat[offset : offset + view.size].reshape(view.shape)
-            offset += view.size
-        return views
 
     @property
     def multiply_adds(self):
@@ -192,8 +191,6 @@ class MultiLayerNet:
         """Mean cross-entropy plus ½·λ·Σ‖W‖², a float."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
-        from .kernels import softmax_cross_entropy
-
         z = self.predict(x)
         decay = compiled.weight_decay_loss(self._flat, self.sizes, self.weight_decay_lambda)
         return softmax_cross_entropy(z, t, np.empty_like(z)) + (decay if self.weight_decay_lambda else 0.0)
