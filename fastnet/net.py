@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from . import kernels
+from . import kernels, optim
 from .gradcheck import network_numerical_gradient
 from .kernels import Params, new_step_work, require_finite, require_labels, train_step, train_steps
 from .kernels._kinds import learning_rate
@@ -293,8 +293,6 @@ class TwoLayerNet:
 
 def _sgd_rate(func, lr):
     """The learning rate of a step: ``lr`` itself (checked), or the rate of a ``fastnet.optim.SGD``."""
-    from . import optim
-
     if isinstance(lr, optim.Optimizer):
         if type(lr) is not optim.SGD:
             raise TypeError(f"{func}: TwoLayerNet trains with SGD; for {type(lr).__name__} use MultiLayerNet")
