@@ -107,6 +107,8 @@ class MultiLayerNet:
         self.PARAM_NAMES = tuple(self._views)
         self._grad_views = param_views(self._grad, self.sizes)
         self._workspaces = {}
+        self._sgd = None  # the SGD that a plain learning rate trains with
+        self._bound_optimizer = None  # the optimizer whose state was last checked against params
         self._scratch = None
         self._lock = threading.RLock()
 
@@ -132,26 +134,32 @@ class MultiLayerNet:
     prepare_labels = TwoLayerNet.prepare_labels
 
     def _workspace(self, batch):
+        """(work for compiled calls, as a plain tuple; the batch's own rows as one batch) for ``batch`` rows."""
         ws = self._workspaces.get(batch)
         if ws is None:
-            ws = compiled.new_multilayer_work(batch, self.sizes, self.dtype)
-            self._workspaces[batch] = (ws, tuple(ws))  # the named tuple, and what compiled calls get
-        return self._workspaces[batch]
+            work = compiled.new_multilayer_work(batch, self.sizes, self.dtype)
+            ws = self._workspaces[batch] = (tuple(work), np.arange(batch)[None, :])
+        return ws
 
-    def _optimizer(self, optimizer_or_lr, func):
-        """(kind, hyper, s1, s2) for the compiled step, and the optimizer (its step count is kept)."""
+    def _optimizer_args(self, optimizer_or_lr, func):
+        """(kind, hyperparameters, s1, s2) for the compiled step: the optimizer's, or for a plain
+        learning rate the net's own SGD's. The optimizer's state is checked against the parameters
+        once, when it is first used with this net (``_sync_params`` keeps their layout)."""
         if isinstance(optimizer_or_lr, optim.Optimizer):
             opt = optimizer_or_lr
+        elif isinstance(optimizer_or_lr, (str, type(None))):
+            raise TypeError(f"{func}: give an optimizer of fastnet.optim or a learning rate, not {optimizer_or_lr!r}")
         else:
-            opt = optim.SGD(optimizer_or_lr) if not isinstance(optimizer_or_lr, (str, type(None))) else None
-            if opt is None:
-                raise TypeError(f"{func}: give an optimizer of fastnet.optim or a learning rate, "
-                                f"not {optimizer_or_lr!r}")  # fmt: skip
-        s1, s2 = opt._bind(self.params)
-        if s1.dtype != self.dtype:
-            raise TypeError(f"{func}: the optimizer's state is {s1.dtype}, the network {self.dtype}")
-        kind, hyper = opt.hyper()
-        return (kind, hyper, s1, s2), opt
+            if self._sgd is None:
+                self._sgd = optim.SGD(optimizer_or_lr)
+            self._sgd.lr = optimizer_or_lr
+            opt = self._sgd
+        if opt is not self._bound_optimizer:
+            kind, hyper, s1, s2 = opt.compiled_args(self.params)
+            if s1.dtype != self.dtype:
+                raise TypeError(f"{func}: the optimizer's state is {s1.dtype}, the network {self.dtype}")
+            self._bound_optimizer = opt
+        return opt.compiled_args_bound()
 
     # -- the book's interface -----------------------------------------------------------------
 
@@ -217,7 +225,7 @@ class MultiLayerNet:
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         with self._lock:
-            loss = self._run(x, t, np.arange(x.shape[0])[None, :], None, None, "MultiLayerNet.gradient", update=False)
+            loss = self._run(x, t, self._workspace(x.shape[0])[1], None, None, "MultiLayerNet.gradient", update=False)
             grads = {key: g.copy() for key, g in self._grad_views.items()}
         if not np.isfinite(loss[0]):
             self._explain_non_finite(x)
@@ -233,7 +241,9 @@ class MultiLayerNet:
         """One update on the batch (x, t) with ``optimizer`` (or a learning rate); returns the loss before it."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
-        return self._run(x, t, np.arange(x.shape[0])[None, :], optimizer, None, "MultiLayerNet.step")[0]
+        with self._lock:
+            rows = self._workspace(x.shape[0])[1]
+        return self._run(x, t, rows, optimizer, None, "MultiLayerNet.step")[0]
 
     def step_indices(self, x, t, idx, optimizer):
         """One update on rows ``idx`` of the training set (x, t); returns the loss."""
@@ -265,10 +275,10 @@ class MultiLayerNet:
         with self._lock:
             self._sync_params()
             if update:
-                opt_args, opt = self._optimizer(optimizer, func)
+                opt_args = self._optimizer_args(optimizer, func)
             else:  # gradients only: no optimizer runs (its arguments only need the right types)
                 opt_args = (0, np.zeros(4), self._grad, self._grad)
-            ws, buffers = self._workspace(batches.shape[1])
+            buffers, _ = self._workspace(batches.shape[1])
             compiled.check_multilayer_batches(func, x, t, batches, self.sizes, batches.shape[1])
             act = ACTIVATIONS[self.activation]
             if not update:
@@ -282,5 +292,4 @@ class MultiLayerNet:
                 x, t, batches, self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers, opt_args,
                 losses, divisor,
             )  # fmt: skip
-            opt.iter = int(opt_args[1][3])
         return losses[:taken]

@@ -19,19 +19,10 @@ its update is fused into the compiled step, its state (v, h, m, t) preallocated 
 optimizer's state belongs to one network: using it for a network of another shape is an error.
 """
 
-import math
-
 import numpy as np
 
 from .kernels import optimizer as compiled
-
-
-def _check_lr(name, lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: lr must be a real number, not {type(lr).__name__} {lr!r}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"{name}: lr must be a finite number > 0, got {lr!r}")
-    return float(lr)
+from .kernels._kinds import learning_rate
 
 
 def _check_rate(name, what, value):
@@ -48,10 +39,10 @@ class Optimizer:
     KIND = None  # the compiled update's code (fastnet.kernels.optimizer)
 
     def __init__(self, lr, rate=0.0, beta2=0.0):
-        name = type(self).__name__
-        self.lr = _check_lr(name, lr)
+        # (lr, rate, beta2, steps taken): what the compiled update reads, and counts the steps in
+        self._hyper = np.array([0.0, rate, beta2, 0.0])
+        self.lr = lr
         self._rate, self._beta2 = rate, beta2
-        self.iter = 0  # steps taken (Adam's t)
         self._layout = None  # the shapes of the parameters the state belongs to
         self._state = None  # (s1, s2): flat state arrays, as the compiled update wants them
         self._views = None  # {key: (s1 view, s2 view)} for update()
@@ -78,28 +69,47 @@ class Optimizer:
             )
         return self._state
 
-    def hyper(self):
-        """(kind, hyperparameters array) for the compiled update: lr, rate, beta2, steps taken."""
-        return self.KIND, np.array([self.lr, self._rate, self._beta2, float(self.iter)])
+    @property
+    def lr(self):
+        """The learning rate; it may be changed between steps (a schedule), checked as at creation."""
+        return self._hyper[0]
+
+    @lr.setter
+    def lr(self, value):
+        self._hyper[0] = learning_rate(type(self).__name__, value, positive=True)
+
+    @property
+    def iter(self):
+        """Steps taken (Adam's t)."""
+        return int(self._hyper[3])
+
+    def compiled_args(self, params):
+        """(kind, hyperparameters, s1, s2) for the compiled update of ``params``' flat vector; the
+        state is made, or checked against ``params``' layout."""
+        self._bind(params)
+        return self.compiled_args_bound()
+
+    def compiled_args_bound(self):
+        """``compiled_args`` for the parameters the state is already bound to (no check)."""
+        return (self.KIND, self._hyper, *self._state)
 
     # -- the book's interface -----------------------------------------------------------------
 
     def update(self, params, grads):
         """Update the arrays of ``params`` in place from ``grads`` (dicts with the same keys)."""
         self._bind(params)
-        kind, hyper = self.hyper()
+        steps_before = self._hyper[3]
         for key, param in params.items():
             grad = np.ascontiguousarray(grads[key], dtype=param.dtype)
             s1, s2 = self._views[key]
             flat = param.reshape(-1)
             if not np.shares_memory(flat, param):
                 raise ValueError(f"{type(self).__name__}.update: params[{key!r}] must be contiguous")
-            step_hyper = hyper.copy()  # each call counts the step: every parameter sees the same t
-            compiled.update_unchecked(kind, flat, grad.reshape(-1), s1.reshape(-1), s2.reshape(-1), step_hyper)
-        self.iter += 1
+            self._hyper[3] = steps_before  # each call counts the step: every parameter sees the same t
+            compiled.update_unchecked(self.KIND, flat, grad.reshape(-1), s1.reshape(-1), s2.reshape(-1), self._hyper)
 
     def __repr__(self):
-        return f"{type(self).__name__}(lr={self.lr})"
+        return f"{type(self).__name__}(lr={self.lr:g})"
 
 
 class SGD(Optimizer):

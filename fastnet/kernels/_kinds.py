@@ -98,10 +98,11 @@ def typing_problem(func, spec, arg_types):
     return None
 
 
-def learning_rate(func, lr):
-    """``lr`` as a float, for every entry point that takes one: a real number, finite, >= 0."""
+def learning_rate(func, lr, positive=False):
+    """``lr`` as a float, for every entry point that takes one: a real number, finite, >= 0
+    (> 0 where ``positive``: an optimizer's rate; a step's lr of 0 computes gradients only)."""
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
         raise TypeError(f"{func}: lr must be a real number, not {type(lr).__name__} {lr!r}")
-    if not (math.isfinite(lr) and lr >= 0):  # math, not numpy: this runs on every step
-        raise ValueError(f"{func}: lr must be a finite number >= 0, got {lr!r}")
+    if not (math.isfinite(lr) and (lr > 0 if positive else lr >= 0)):  # math, not numpy: this runs on every step
+        raise ValueError(f"{func}: lr must be a finite number {'>' if positive else '>='} 0, got {lr!r}")
     return float(lr)
