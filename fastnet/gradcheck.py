@@ -83,13 +83,15 @@ def compare_gradients(analytic, numeric, threshold=DEFAULT_THRESHOLD, tiny=TINY)
     return GradcheckReport(rows, threshold)
 
 
-def network_numerical_gradient(net, x, t, h=DEFAULT_H):
-    """Central-difference gradients of ``net.loss(x, t)`` for every parameter in ``net.params``."""
-    loss = lambda _: net.loss(x, t)  # noqa: E731  (reads the perturbed params live)
+def network_numerical_gradient(net, x, t, h=DEFAULT_H, **loss_options):
+    """Central-difference gradients of ``net.loss(x, t, **loss_options)`` for every parameter in
+    ``net.params`` (``train_flg=True`` for a net with dropout or batch norm, as the book)."""
+    loss = lambda _: net.loss(x, t, **loss_options)  # noqa: E731  (reads the perturbed params live)
     return {name: numerical_gradient(loss, param, h) for name, param in net.params.items()}
 
 
-def check_network(net, x, t, threshold=DEFAULT_THRESHOLD, h=DEFAULT_H):
+def check_network(net, x, t, threshold=DEFAULT_THRESHOLD, h=DEFAULT_H, **loss_options):
     """Backprop ``net.gradient(x, t)`` against central differences of ``net.loss``, any net with
     the book's interface (fastnet's or the reference)."""
-    return compare_gradients(net.gradient(x, t), network_numerical_gradient(net, x, t, h), threshold)
+    numerical = network_numerical_gradient(net, x, t, h, **loss_options)
+    return compare_gradients(net.gradient(x, t), numerical, threshold)

@@ -1,8 +1,8 @@
 """MultiLayerNet: the book's network of any depth (ch. 6) on fastnet's kernels.
 
-(Affine → activation) × hidden layers → Affine → softmax-with-cross-entropy,
-with the book's weight initialisations and weight decay, trained by any
-optimizer of ``fastnet.optim``. All parameters live in one flat vector
+(Affine → [BatchNorm] → activation → [Dropout]) × hidden layers → Affine →
+softmax-with-cross-entropy, with the book's weight initialisations and weight
+decay, trained by any optimizer of ``fastnet.optim``. All parameters live in one flat vector
 (``params`` holds live views into it); each training step is one call into
 compiled code (``kernels.multilayer``), which allocates nothing.
 """
@@ -32,15 +32,45 @@ def init_std(weight_init_std, n_in):
     return float(weight_init_std)
 
 
-def param_views(flat, sizes):
-    """{'W1': ..., 'b1': ..., ...}: views of a flat vector in the layout ``kernels.multilayer`` uses."""
+def param_views(flat, sizes, batchnorm=False):
+    """{'W1': ..., 'b1': ..., ..., 'gamma1': ..., 'beta1': ...}: views of a flat vector in the layout
+    ``kernels.multilayer`` uses."""
     views, offset = {}, 0
     for l in range(1, len(sizes)):
         n, m = int(sizes[l - 1]), int(sizes[l])
         views[f"W{l}"] = flat[offset : offset + n * m].reshape(n, m)
         views[f"b{l}"] = flat[offset + n * m : offset + n * m + m]
         offset += n * m + m
+    for l in range(1, len(sizes) - 1) if batchnorm else ():
+        m = int(sizes[l])
+        views[f"gamma{l}"] = flat[offset : offset + m]
+        views[f"beta{l}"] = flat[offset + m : offset + 2 * m]
+        offset += 2 * m
     return views
+
+
+def running_views(running_mean, running_var, sizes):
+    """{'running_mean1': ..., 'running_var1': ..., ...}: each hidden layer's batch-norm statistics."""
+    views, offset = {}, 0
+    for l in range(1, len(sizes) - 1):
+        m = int(sizes[l])
+        views[f"running_mean{l}"] = running_mean[offset : offset + m]
+        views[f"running_var{l}"] = running_var[offset : offset + m]
+        offset += m
+    return views
+
+
+def _dropout_ratio(dropout_ration, dropout_ratio):
+    """The ratio given by either spelling (the book's ``dropout_ration``, or ``dropout_ratio``), checked."""
+    where = "MultiLayerNet"
+    if dropout_ratio is not None and dropout_ration != 0.5 and dropout_ratio != dropout_ration:
+        raise ValueError(f"{where}: dropout_ration and dropout_ratio disagree; give one of them")
+    ratio = dropout_ration if dropout_ratio is None else dropout_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)):
+        raise TypeError(f"{where}: dropout_ratio must be a number, not {ratio!r}")
+    if not (0 <= ratio < 1):
+        raise ValueError(f"{where}: dropout_ratio must lie in [0, 1), got {ratio!r}")
+    return float(ratio)
 
 
 def _check_arguments(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda):
@@ -73,18 +103,25 @@ def _check_arguments(input_size, hidden_size_list, output_size, activation, weig
 
 
 class MultiLayerNet:
-    """The book's ``MultiLayerNet`` (ch. 6), with fastnet's fused, checked, deterministic step.
+    """The book's ``MultiLayerNet`` (ch. 6; with ``use_dropout``/``use_batchnorm`` its
+    ``MultiLayerNetExtend``), with fastnet's fused, checked, deterministic step.
 
-    ``params`` holds W1, b1, ..., Wn, bn: live arrays (views into one flat
-    vector; assigning a new array copies its values in). ``predict``, ``loss``,
-    ``accuracy``, ``gradient``, ``numerical_gradient`` as the book; ``step``,
-    ``step_indices`` and ``steps`` train with an optimizer of ``fastnet.optim``
-    or a learning rate (plain SGD). Thread-safe as ``TwoLayerNet``.
+    ``params`` holds W1, b1, ..., Wn, bn (and gamma1, beta1, ... with batch
+    norm): live arrays (views into one flat vector; assigning a new array copies
+    its values in). ``running`` holds batch norm's running statistics.
+    ``predict``, ``loss`` (both with ``train_flg``), ``accuracy``, ``gradient``,
+    ``numerical_gradient`` as the book; ``step``, ``step_indices`` and ``steps``
+    train with an optimizer of ``fastnet.optim`` or a learning rate (plain SGD).
+    Dropout masks are drawn from ``seed`` and the count of training steps taken
+    (``dropout_step``), so training is reproducible. Thread-safe as ``TwoLayerNet``.
     """
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
-                 weight_decay_lambda=0, dtype=np.float32, seed=None):  # fmt: skip
+                 weight_decay_lambda=0, use_dropout=False, dropout_ration=0.5, use_batchnorm=False,
+                 dtype=np.float32, seed=None, dropout_ratio=None):  # fmt: skip
         _check_arguments(input_size, hidden_size_list, output_size, activation, weight_init_std, weight_decay_lambda)
+        self.dropout_ratio = _dropout_ratio(dropout_ration, dropout_ratio)
+        self.use_dropout, self.use_batchnorm = bool(use_dropout), bool(use_batchnorm)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"MultiLayerNet: dtype must be float32 or float64, not {self.dtype}")
@@ -95,21 +132,29 @@ class MultiLayerNet:
         self.weight_decay_lambda = float(weight_decay_lambda)
         self.sizes = np.array([self.input_size, *self.hidden_size_list, self.output_size], np.int64)
         self.num_layers = len(self.sizes) - 1
-        total = compiled.num_params(self.sizes)
+        total = compiled.num_params(self.sizes, self.use_batchnorm)
         self._flat = np.zeros(total, self.dtype)
         self._grad = np.zeros(total, self.dtype)
-        self._views = param_views(self._flat, self.sizes)
+        self._views = param_views(self._flat, self.sizes, self.use_batchnorm)
         rng = np.random.default_rng(seed)  # W1 first, as the reference draws them
         for l in range(1, self.num_layers + 1):
             W = self._views[f"W{l}"]
             W[...] = init_std(weight_init_std, W.shape[0]) * rng.standard_normal(W.shape)
+        for l in range(1, self.num_layers) if self.use_batchnorm else ():
+            self._views[f"gamma{l}"][...] = 1
+        self.dropout_seed = int(rng.integers(2**63))  # drawn after the weights: they stay the reference's
+        self.dropout_step = 0  # training steps taken: numbers the next step's dropout masks
+        hidden_units = int(self.sizes[1:-1].sum()) if self.use_batchnorm else 0
+        self._running_mean = np.zeros(hidden_units, self.dtype)
+        self._running_var = np.zeros(hidden_units, self.dtype)
+        self.running = running_views(self._running_mean, self._running_var, self.sizes) if self.use_batchnorm else {}
         self.params = dict(self._views)
         self.PARAM_NAMES = tuple(self._views)
-        self._grad_views = param_views(self._grad, self.sizes)
+        self._grad_views = param_views(self._grad, self.sizes, self.use_batchnorm)
         self._workspaces = {}
+        self._forward_buffers = None  # (rows, work) of the last forward pass
         self._sgd = None  # the SGD that a plain learning rate trains with
         self._bound_optimizer = None  # the optimizer whose state was last checked against params
-        self._scratch = None
         self._lock = threading.RLock()
 
     @property
@@ -137,9 +182,18 @@ class MultiLayerNet:
         """(work for compiled calls, as a plain tuple; the batch's own rows as one batch) for ``batch`` rows."""
         ws = self._workspaces.get(batch)
         if ws is None:
-            work = compiled.new_multilayer_work(batch, self.sizes, self.dtype)
+            work = compiled.new_multilayer_work(batch, self.sizes, self.dtype, self.use_batchnorm)
             ws = self._workspaces[batch] = (tuple(work), np.arange(batch)[None, :])
         return ws
+
+    def _regularization(self, train):
+        """The compiled calls' ``Regularization``, as a plain tuple."""
+        return (self.use_batchnorm, self.dropout_ratio if self.use_dropout else -1.0, self.dropout_seed, train,
+                self._running_mean, self._running_var)  # fmt: skip
+
+    def _check_batch(self, rows, func):
+        if self.use_batchnorm and rows < 2:
+            raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows, got {rows}")
 
     def _optimizer_args(self, optimizer_or_lr, func):
         """(kind, hyperparameters, s1, s2) for the compiled step: the optimizer's, or for a plain
@@ -163,26 +217,36 @@ class MultiLayerNet:
 
     # -- the book's interface -----------------------------------------------------------------
 
-    def _logits_chunks(self, x):
-        """(r0, r1, logits view) over chunks of at most PREDICT_CHUNK rows of x."""
-        chunk = min(x.shape[0], PREDICT_CHUNK)
-        need = chunk * int(self.sizes[1:].sum())
-        if self._scratch is None or self._scratch.size < need:
-            self._scratch = np.empty(need, self.dtype)
-        for r0 in range(0, x.shape[0], chunk):
-            r1 = min(r0 + chunk, x.shape[0])
-            yield r0, r1
+    def _forward_work(self, rows):
+        """Buffers for a forward pass over ``rows`` rows (no gathered inputs: x is read in place)."""
+        if self._forward_buffers is None or self._forward_buffers[0] != rows:  # one size kept: predict's chunks
+            work = compiled.new_multilayer_work(rows, self.sizes, self.dtype, self.use_batchnorm)
+            self._forward_buffers = (rows, tuple(work._replace(x=work.x[:0])))
+        return self._forward_buffers[1]
+
+    def _chunks(self, n, train):
+        """(r0, r1) over chunks of at most PREDICT_CHUNK rows; one chunk in training (batch statistics)."""
+        chunk = n if train else min(n, PREDICT_CHUNK)
+        for r0 in range(0, n, max(chunk, 1)):
+            yield r0, min(r0 + chunk, n)
 
     def predict(self, x, train_flg=False):
-        """Logits (N, output_size) for inputs x (N, input_size)."""
+        """Logits (N, output_size) for inputs x (N, input_size). ``train_flg`` as the book: batch
+        statistics and the next training step's dropout masks (nothing is updated) instead of the
+        running statistics and scaling."""
         x = self.prepare_inputs(x)
+        train = bool(train_flg)
+        if train:
+            self._check_batch(x.shape[0], "MultiLayerNet.predict")
         z = np.empty((x.shape[0], self.output_size), self.dtype)
         with self._lock:
             self._sync_params()
-            for r0, r1 in self._logits_chunks(x):
+            reg = self._regularization(train)
+            for r0, r1 in self._chunks(x.shape[0], train):
                 z[r0:r1] = compiled.multilayer_forward_unchecked(
-                    x[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._scratch
-                )
+                    x[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._forward_work(r1 - r0), reg,
+                    self.dropout_step,
+                )  # fmt: skip
         if not np.isfinite(z).all():
             self._explain_non_finite(x)
         return z
@@ -196,10 +260,10 @@ class MultiLayerNet:
         raise ValueError("MultiLayerNet: the logits overflowed (finite inputs and weights: has training diverged?)")
 
     def loss(self, x, t, train_flg=False):
-        """Mean cross-entropy plus ½·λ·Σ‖W‖², a float."""
+        """Mean cross-entropy plus ½·λ·Σ‖W‖², a float (``train_flg`` as ``predict``)."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
-        z = self.predict(x)
+        z = self.predict(x, train_flg)
         decay = compiled.weight_decay_loss(self._flat, self.sizes, self.weight_decay_lambda)
         return softmax_cross_entropy(z, t, np.empty_like(z)) + (decay if self.weight_decay_lambda else 0.0)
 
@@ -211,17 +275,20 @@ class MultiLayerNet:
         correct = 0
         with self._lock:
             self._sync_params()
-            for r0, r1 in self._logits_chunks(x):
+            reg = self._regularization(False)
+            for r0, r1 in self._chunks(x.shape[0], False):
                 count = compiled.multilayer_correct_count_unchecked(
-                    x[r0:r1], t[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._scratch
-                )
+                    x[r0:r1], t[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation],
+                    self._forward_work(r1 - r0), reg,
+                )  # fmt: skip
                 if count < 0:
                     self._explain_non_finite(x[r0:r1])
                 correct += count
         return correct / x.shape[0]
 
     def gradient(self, x, t):
-        """Backprop gradients of ``loss`` (weight decay included), as new arrays keyed like ``params``."""
+        """Backprop gradients of ``loss(x, t, train_flg=True)`` (weight decay included), as new arrays
+        keyed like ``params``. Changes nothing (the running statistics stay)."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         with self._lock:
@@ -232,8 +299,8 @@ class MultiLayerNet:
         return grads
 
     def numerical_gradient(self, x, t):
-        """Central-difference gradients of ``loss`` (slow; for checking ``gradient``)."""
-        return network_numerical_gradient(self, x, t)
+        """Central-difference gradients of ``loss(x, t, train_flg=True)`` (slow; for checking ``gradient``)."""
+        return network_numerical_gradient(self, x, t, train_flg=True)
 
     # -- training -----------------------------------------------------------------------------
 
@@ -278,18 +345,20 @@ class MultiLayerNet:
                 opt_args = self._optimizer_args(optimizer, func)
             else:  # gradients only: no optimizer runs (its arguments only need the right types)
                 opt_args = (0, np.zeros(4), self._grad, self._grad)
+            self._check_batch(batches.shape[1], func)
             buffers, _ = self._workspace(batches.shape[1])
             compiled.check_multilayer_batches(func, x, t, batches, self.sizes, batches.shape[1])
-            act = ACTIVATIONS[self.activation]
+            act, reg = ACTIVATIONS[self.activation], self._regularization(True)
             if not update:
                 loss = compiled.multilayer_step_unchecked(
                     x, t, batches[0], self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers,
-                    opt_args, False, divisor,
+                    reg, self.dropout_step, opt_args, False, divisor,
                 )  # fmt: skip
                 return np.array([loss])
             losses = np.empty(batches.shape[0])
             taken = compiled.multilayer_steps_unchecked(
-                x, t, batches, self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers, opt_args,
-                losses, divisor,
+                x, t, batches, self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers, reg,
+                self.dropout_step, opt_args, losses, divisor,
             )  # fmt: skip
+            self.dropout_step += taken
         return losses[:taken]

@@ -299,6 +299,97 @@ class Adam:
             params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
 
 
+class Dropout:
+    """Training: keep each unit where a uniform draw exceeds the ratio (x·mask, no rescaling);
+    test: x·(1 - ratio). ``uniforms(shape)`` gives the draws: the book's ``np.random.rand`` by
+    default, or ``counter_uniforms`` for the masks fastnet's compiled step draws."""
+
+    def __init__(self, dropout_ratio=0.5, uniforms=None):
+        self.dropout_ratio = dropout_ratio
+        self.uniforms = uniforms if uniforms is not None else (lambda shape: np.random.rand(*shape))
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = self.uniforms(x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class BatchNormalization:
+    """y = γ·(x - mean)/√(var + 10e-7) + β over the batch (var with 1/N) in training, over the
+    running statistics (running = 0.9·running + 0.1·batch) at test time."""
+
+    def __init__(self, gamma, beta, momentum=0.9):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.running_mean = self.running_var = None
+        self.xc = self.xn = self.std = self.dgamma = self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        if self.running_mean is None:
+            self.running_mean = np.zeros(x.shape[1], x.dtype)
+            self.running_var = np.zeros(x.shape[1], x.dtype)
+        if train_flg:
+            mean = x.mean(axis=0)
+            self.xc = x - mean
+            var = np.mean(self.xc**2, axis=0)
+            self.std = np.sqrt(var + 10e-7)
+            self.xn = self.xc / self.std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+            xn = self.xn
+        else:
+            xn = (x - self.running_mean) / np.sqrt(self.running_var + 10e-7)
+        return self.gamma * xn + self.beta
+
+    def backward(self, dout):
+        """Through y = γ·xc/std with xc = x - mean and std = √(mean(xc²) + ε), step by step."""
+        n = dout.shape[0]
+        self.dbeta = dout.sum(axis=0)
+        self.dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -np.sum(dxn * self.xc / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc = dxc + (2.0 / n) * self.xc * dvar
+        return dxc - np.sum(dxc, axis=0) / n
+
+
+def _mix(z):
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def counter_uniforms(seed, step, layer, shape):
+    """The uniform draws in [0, 1) behind fastnet's dropout masks: for batch row i and unit j of
+    hidden layer ``layer`` at training step ``step``, a hash of (seed, step, layer, i, j)."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        key = _mix(np.array([seed], np.uint64) + golden)
+        key = _mix(key + np.uint64(step))
+        key = _mix(key + np.uint64(layer))
+        rows = _mix(key + np.arange(shape[0], dtype=np.uint64))
+        units = (np.arange(shape[1], dtype=np.uint64) + np.uint64(1)) * golden
+        bits = _mix(rows[:, None] + units[None, :]) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53
+
+
+class CounterMasks:
+    """Dropout draws as fastnet makes them, for ``MultiLayerNet(dropout_uniforms=...)``: set ``step``
+    to the training step's number (fastnet's ``net.dropout_step``) before each forward pass."""
+
+    def __init__(self, seed):
+        self.seed, self.step = seed, 0
+
+    def layer(self, l):
+        return lambda shape: counter_uniforms(self.seed, self.step, l, shape)
+
+
 def init_std(weight_init_std, n_in):
     """The book's initial weight scale: 'relu'/'he' √(2/n_in), 'sigmoid'/'xavier' √(1/n_in), or a number."""
     if isinstance(weight_init_std, str):
@@ -311,10 +402,13 @@ def init_std(weight_init_std, n_in):
 
 
 class MultiLayerNet:
-    """The book's MultiLayerNet: (Affine → activation) × hidden layers → Affine → SoftmaxWithLoss,
-    with weight decay ½·λ·Σ‖W‖² in the loss and λ·W in each weight gradient.
+    """The book's MultiLayerNet (and MultiLayerNetExtend): (Affine → [BatchNorm] → activation →
+    [Dropout]) × hidden layers → Affine → SoftmaxWithLoss, with weight decay ½·λ·Σ‖W‖² in the
+    loss and λ·W in each weight gradient.
 
-    Initial weights are drawn layer by layer, W1 first, from ``np.random.default_rng(seed)``.
+    Initial weights are drawn layer by layer, W1 first, from ``np.random.default_rng(seed)``;
+    gamma starts at 1, beta at 0. ``dropout_uniforms`` (a ``CounterMasks``) makes the dropout
+    draws fastnet's instead of ``np.random.rand``'s.
     """
 
     def __init__(
@@ -325,8 +419,12 @@ class MultiLayerNet:
         activation="relu",
         weight_init_std="relu",
         weight_decay_lambda=0,
+        use_dropout=False,
+        dropout_ration=0.5,
+        use_batchnorm=False,
         dtype=np.float64,
         seed=None,
+        dropout_uniforms=None,
     ):
         sizes = [input_size, *hidden_size_list, output_size]
         rng = np.random.default_rng(seed)
@@ -337,24 +435,35 @@ class MultiLayerNet:
             std = init_std(weight_init_std, sizes[i - 1])
             self.params[f"W{i}"] = (std * rng.standard_normal((sizes[i - 1], sizes[i]))).astype(dtype)
             self.params[f"b{i}"] = np.zeros(sizes[i], dtype=dtype)
+        for i in range(1, self.num_layers) if use_batchnorm else ():
+            self.params[f"gamma{i}"] = np.ones(sizes[i], dtype=dtype)
+            self.params[f"beta{i}"] = np.zeros(sizes[i], dtype=dtype)
         activation_layer = {"relu": Relu, "sigmoid": Sigmoid}[activation]
         self.layers = OrderedDict()
         for i in range(1, self.num_layers + 1):
             self.layers[f"Affine{i}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"])
             if i < self.num_layers:
+                if use_batchnorm:
+                    self.layers[f"BatchNorm{i}"] = BatchNormalization(self.params[f"gamma{i}"], self.params[f"beta{i}"])
                 self.layers[f"Activation_function{i}"] = activation_layer()
+                if use_dropout:
+                    uniforms = dropout_uniforms.layer(i) if dropout_uniforms is not None else None
+                    self.layers[f"Dropout{i}"] = Dropout(dropout_ration, uniforms)
         self.last_layer = SoftmaxWithLoss()
 
-    def predict(self, x):
+    def predict(self, x, train_flg=False):
         for layer in self.layers.values():
-            x = layer.forward(x)
+            if isinstance(layer, (Dropout, BatchNormalization)):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
         return x
 
-    def loss(self, x, t):
+    def loss(self, x, t, train_flg=False):
         decay = sum(
             0.5 * self.weight_decay_lambda * np.sum(self.params[f"W{i}"] ** 2) for i in range(1, self.num_layers + 1)
         )
-        return self.last_layer.forward(self.predict(x), t) + decay
+        return self.last_layer.forward(self.predict(x, train_flg), t) + decay
 
     def accuracy(self, x, t):
         y = np.argmax(self.predict(x), axis=1)
@@ -363,11 +472,11 @@ class MultiLayerNet:
         return np.sum(y == t) / float(x.shape[0])
 
     def numerical_gradient(self, x, t):
-        loss_w = lambda w: self.loss(x, t)  # noqa: E731
+        loss_w = lambda w: self.loss(x, t, train_flg=True)  # noqa: E731
         return {key: numerical_gradient(loss_w, self.params[key]) for key in self.params}
 
     def gradient(self, x, t):
-        self.loss(x, t)
+        self.last_loss = self.loss(x, t, train_flg=True)  # kept: the loss before the update, for curves
         dout = self.last_layer.backward(1)
         for layer in reversed(list(self.layers.values())):
             dout = layer.backward(dout)
@@ -376,4 +485,8 @@ class MultiLayerNet:
             affine = self.layers[f"Affine{i}"]
             grads[f"W{i}"] = affine.dW + self.weight_decay_lambda * affine.W
             grads[f"b{i}"] = affine.db
+        for i in range(1, self.num_layers):
+            if f"BatchNorm{i}" in self.layers:
+                grads[f"gamma{i}"] = self.layers[f"BatchNorm{i}"].dgamma
+                grads[f"beta{i}"] = self.layers[f"BatchNorm{i}"].dbeta
         return grads

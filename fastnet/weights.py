@@ -1,6 +1,7 @@
 """Saving and loading a network's weights as ``.npz``: atomic writes, no pickles.
 
-The file holds the parameters (W1, b1, ..., Wn, bn) and a small JSON ``meta``
+The file holds the parameters (W1, b1, ..., Wn, bn; gamma/beta and batch norm's
+running statistics where the net has them) and a small JSON ``meta``
 string with the architecture (``TwoLayerNet`` or ``MultiLayerNet`` of any depth). Loading checks
 keys, shapes and dtypes before anything is used and never unpickles.
 """
@@ -28,7 +29,9 @@ def architecture(net):
         return {
             "network": "MultiLayerNet", "input_size": net.input_size, "hidden_size_list": net.hidden_size_list,
             "output_size": net.output_size, "activation": net.activation,
-            "weight_decay_lambda": net.weight_decay_lambda, "dtype": net.dtype.name,
+            "weight_decay_lambda": net.weight_decay_lambda, "use_dropout": net.use_dropout,
+            "dropout_ratio": net.dropout_ratio, "use_batchnorm": net.use_batchnorm, "dropout_seed": net.dropout_seed,
+            "dropout_step": net.dropout_step, "dtype": net.dtype.name,
         }  # fmt: skip
     return {"network": "TwoLayerNet", "input_size": net.input_size, "hidden_size": net.hidden_size,
             "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
@@ -44,16 +47,27 @@ def build(meta):
     """A new network with the architecture ``meta`` describes (``architecture``'s dict)."""
     dtype = np.dtype(meta["dtype"])
     if meta.get("network", "TwoLayerNet") == "MultiLayerNet":
-        return MultiLayerNet(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]],
-                             int(meta["output_size"]), activation=meta["activation"],
-                             weight_decay_lambda=float(meta["weight_decay_lambda"]), dtype=dtype)  # fmt: skip
+        net = MultiLayerNet(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]],
+                            int(meta["output_size"]), activation=meta["activation"],
+                            weight_decay_lambda=float(meta["weight_decay_lambda"]),
+                            use_dropout=bool(meta.get("use_dropout", False)),
+                            dropout_ratio=float(meta.get("dropout_ratio", 0.5)),
+                            use_batchnorm=bool(meta.get("use_batchnorm", False)), dtype=dtype)  # fmt: skip
+        net.dropout_seed = int(meta.get("dropout_seed", net.dropout_seed))
+        net.dropout_step = int(meta.get("dropout_step", 0))
+        return net
     return TwoLayerNet(int(meta["input_size"]), int(meta["hidden_size"]), int(meta["output_size"]), dtype=dtype)
+
+
+def _arrays(net):
+    """The arrays a weights file holds: the parameters, and batch norm's running statistics."""
+    return {**net.params, **getattr(net, "running", {})}
 
 
 def save_weights(path, net, **meta):
     """Write ``net``'s parameters and architecture to ``path`` atomically (old file or new one)."""
     info = {"format": FORMAT, **architecture(net), "blas": _cores.BACKEND, "blocks": _cores.BLOCKS, **meta}
-    arrays = dict(net.params)
+    arrays = _arrays(net)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(info)), **arrays)
@@ -95,10 +109,10 @@ def load_weights(path, net=None):
         raise WeightsError(
             f"{path}: architecture {describe(saved)} does not match the network's {describe(net)}{kinds}"
         )
-    expected = set(net.params)
-    if set(arrays) != expected:
-        raise WeightsError(f"{path}: expected arrays {sorted(expected | {'meta'})}, found {sorted(arrays)}")
-    for name, target in net.params.items():
+    targets = _arrays(net)
+    if set(arrays) != set(targets):
+        raise WeightsError(f"{path}: expected arrays {sorted(set(targets) | {'meta'})}, found {sorted(arrays)}")
+    for name, target in targets.items():
         a = arrays[name]
         if a.shape != target.shape:
             raise WeightsError(f"{path}: {name} has shape {a.shape}, expected {target.shape}")
@@ -106,6 +120,6 @@ def load_weights(path, net=None):
             raise WeightsError(f"{path}: {name} has dtype {a.dtype}, expected floats")
         if not np.all(np.isfinite(a)):
             raise WeightsError(f"{path}: {name} contains NaN or infinite values")
-    for name in net.params:
-        net.params[name][...] = arrays[name]
+    for name, target in targets.items():
+        target[...] = arrays[name]
     return net

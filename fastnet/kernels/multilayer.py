@@ -5,18 +5,22 @@ an activation (``layers.RELU`` or ``layers.SIGMOID``) after each but the last,
 softmax-with-cross-entropy at the end. All parameters live in one flat vector,
 W1, b1, W2, b2, ... in that order (``layer_params`` gives the views): the
 optimizer's update is then one pass over one vector (``optimizer``), and
-weight decay adds λ·W to each weight gradient. The activations of layers
-1..L of a batch of B rows live in one flat buffer too (``layer_rows``), and
-so do their gradients.
+weight decay adds λ·W to each weight gradient. With batch normalization the
+vector goes on with gamma1, beta1, ..., gamma_{L-1}, beta_{L-1}
+(``batchnorm_params``). The activations of layers 1..L of a batch of B rows
+live in one flat buffer too (``layer_rows``), and so do their gradients.
+Batch norm and dropout (``regularize``) work on a hidden layer's outputs in
+place, inside the same parallel regions; ``Regularization`` says which run.
 
 One step::
 
     X[idx] --gather--> x
-    for each layer l: h_l = act(h_{l-1} W_l + b_l)       (no act on the last: logits)
+    for each layer l: h_l = drop(act(bn(h_{l-1} W_l + b_l)))   (the last: logits, no bn/act/drop)
     logits, t --softmax-CE--> loss, d_L
-    for l = L..1: dW_l = h_{l-1}ᵀ d_l (+ λ W_l), db_l = Σ d_l,
-                  d_{l-1} = (d_l W_lᵀ) ⊙ act'(h_{l-1})
-    parameters -= the optimizer's update
+    for l = L..1: d_l := bn'(d_l) (dgamma_l, dbeta_l on the way)
+                  dW_l = h_{l-1}ᵀ d_l (+ λ W_l), db_l = Σ d_l,
+                  d_{l-1} = (d_l W_lᵀ) ⊙ act'(h_{l-1})   (act' read from h: dropped units give 0)
+    running statistics move toward the batch's; parameters -= the optimizer's update
 """
 
 from collections import namedtuple
@@ -28,7 +32,14 @@ from .codes import _gather_rows
 from .forward import _count_correct
 from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_unchecked
-from .partition import block_bounds, num_blocks, product_split
+from .partition import block_bounds, num_blocks, product_block, product_split
+from .regularize import (
+    _activate_drop,
+    _batchnorm_backward_columns,
+    _batchnorm_test_block,
+    _batchnorm_train_columns,
+    update_running_statistics,
+)
 
 MultiLayerWork = namedtuple(
     "MultiLayerWork",
@@ -40,26 +51,43 @@ MultiLayerWork = namedtuple(
         "row_loss",  # (B,) float64
         "row_check",  # (B,) float64, 0 where the gathered row is finite
         "alpha_beta",  # (2,) BLAS's (1, 0)
-        "col_acc",  # float64 scratch for the bias gradients, max(sizes) entries
+        "col_acc",  # float64 scratch for the bias and batch-norm gradients, 2·max(sizes) entries
+        "normed",  # batch norm's x̂ of the hidden layers, flat as ``acts`` (empty without batch norm)
+        "batch_stats",  # float64 (3, hidden units): the batch's mean, variance and 1/√(var + ε)
+    ],
+)
+
+Regularization = namedtuple(
+    "Regularization",
+    [
+        "batchnorm",  # bool: a BatchNorm after each hidden affine layer
+        "dropout",  # the dropout ratio in [0, 1), or -1.0 for no dropout
+        "seed",  # int64: the dropout masks' seed
+        "train",  # bool: batch statistics and random masks (True) or running statistics and scaling
+        "running_mean",  # (hidden units,) in the net's dtype, flat over the hidden layers
+        "running_var",  # the same
     ],
 )
 
 
-def new_multilayer_work(batch, sizes, dtype):
+def new_multilayer_work(batch, sizes, dtype, batchnorm=False):
     """A ``MultiLayerWork`` for batches of ``batch`` rows of a network of these ``sizes``."""
+    hidden_units = int(sum(sizes[1:-1]))
     hidden_rows = batch * int(sum(sizes[1:]))
     alpha_beta = np.zeros(2, dtype)
     alpha_beta[0] = 1
     return MultiLayerWork(
         x=np.empty((batch, sizes[0]), dtype), tb=np.empty(batch, np.int64), acts=np.empty(hidden_rows, dtype),
         deltas=np.empty(hidden_rows, dtype), row_loss=np.empty(batch), row_check=np.empty(batch),
-        alpha_beta=alpha_beta, col_acc=np.empty(int(max(sizes))),
+        alpha_beta=alpha_beta, col_acc=np.empty(2 * int(max(sizes))),
+        normed=np.empty(hidden_rows if batchnorm else 0, dtype), batch_stats=np.empty((3, hidden_units)),
     )  # fmt: skip
 
 
-def num_params(sizes):
-    """How many numbers W1, b1, ..., WL, bL hold."""
-    return int(sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1)))
+def num_params(sizes, batchnorm=False):
+    """How many numbers W1, b1, ..., WL, bL (and gamma1, beta1, ... with batch norm) hold."""
+    total = int(sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1)))
+    return total + (2 * int(sum(sizes[1:-1])) if batchnorm else 0)
 
 
 @njit(cache=True)
@@ -73,6 +101,26 @@ def layer_params(flat, sizes, l):
 
 
 @njit(cache=True)
+def hidden_offset(sizes, l):
+    """Where hidden layer l's units start in vectors over all hidden units (n_1 + ... + n_{l-1})."""
+    o = 0
+    for j in range(1, l):
+        o += sizes[j]
+    return o
+
+
+@njit(cache=True)
+def batchnorm_params(flat, sizes, l):
+    """gamma_l and beta_l (n_l,) of hidden layer l, as views of the flat vector (after every W, b)."""
+    o = 0
+    for j in range(sizes.shape[0] - 1):
+        o += sizes[j] * sizes[j + 1] + sizes[j + 1]
+    o += 2 * hidden_offset(sizes, l)
+    n = sizes[l]
+    return flat[o : o + n], flat[o + n : o + 2 * n]
+
+
+@njit(cache=True)
 def layer_rows(buf, sizes, rows, l):
     """Layer l's outputs (rows, n_l), l = 1..L, as a view of a flat buffer holding all of them."""
     o = 0
@@ -82,34 +130,65 @@ def layer_rows(buf, sizes, rows, l):
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, flat, sizes, activation, acts, alpha_beta):
-    """Every layer's output for the rows of x into ``acts``; returns the logits' view."""
+def _forward(x, flat, sizes, activation, work, reg, step):
+    """Every layer's output for the rows of x into ``work.acts``; returns the logits' view.
+    In training (``reg.train``) batch norm keeps its x̂ and the batch's statistics in ``work``."""
     B = x.shape[0]
     L = sizes.shape[0] - 1
+    acts, alpha_beta, batch_stats = work.acts, work.alpha_beta, work.batch_stats
     h = x
     for l in range(1, L + 1):
         W, b = layer_params(flat, sizes, l)
         out = layer_rows(acts, sizes, B, l)
-        split = product_split(B, sizes[l - 1], sizes[l])
-        act = activation if l < L else IDENTITY
-        for k in prange(split[0] * split[1]):
-            _affine_block(h, W, b, out, alpha_beta, split, k, act)
+        n = sizes[l]
+        split = product_split(B, sizes[l - 1], n)
+        if l == L:
+            for k in prange(split[0] * split[1]):
+                _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
+        elif not reg.batchnorm:  # the activation in the product's epilogue, dropout on the block after it
+            for k in prange(split[0] * split[1]):
+                _affine_block(h, W, b, out, alpha_beta, split, k, activation)
+                if reg.dropout >= 0:
+                    r0, r1, c0, c1 = product_block(B, n, split, k)
+                    _activate_drop(out, r0, r1, c0, c1, IDENTITY, reg.dropout, reg.train, reg.seed, step, l)
+        elif not reg.train:  # running statistics: batch norm is a per-column scale and shift
+            gamma, beta = batchnorm_params(flat, sizes, l)
+            o = hidden_offset(sizes, l)
+            mean, var = reg.running_mean[o : o + n], reg.running_var[o : o + n]
+            for k in prange(split[0] * split[1]):
+                _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
+                r0, r1, c0, c1 = product_block(B, n, split, k)
+                _batchnorm_test_block(out, r0, r1, c0, c1, gamma, beta, mean, var)
+                _activate_drop(out, r0, r1, c0, c1, activation, reg.dropout, False, reg.seed, step, l)
+        else:  # batch statistics need every row: a second region, over blocks of columns
+            for k in prange(split[0] * split[1]):
+                _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
+            gamma, beta = batchnorm_params(flat, sizes, l)
+            o = hidden_offset(sizes, l)
+            normed = layer_rows(work.normed, sizes, B, l)
+            mean, var, inv_std = batch_stats[0, o : o + n], batch_stats[1, o : o + n], batch_stats[2, o : o + n]
+            nc = num_blocks(n)
+            for k in prange(nc):
+                c0, c1 = block_bounds(n, nc, k)
+                _batchnorm_train_columns(out, normed, mean, var, inv_std, gamma, beta, c0, c1)
+                _activate_drop(out, 0, B, c0, c1, activation, reg.dropout, True, reg.seed, step, l)
         h = out
     return h
 
 
 @njit(parallel=True, cache=True)
-def multilayer_forward_unchecked(x, flat, sizes, activation, acts):
-    """Logits (a view of ``acts``, B×C) of the network on x (B×D). Unchecked."""
-    alpha_beta = np.zeros(2, x.dtype)
-    alpha_beta[0] = 1
-    return _forward(x, flat, sizes, activation, acts, alpha_beta)
+def multilayer_forward_unchecked(x, flat, sizes, activation, work, reg, step):
+    """Logits (a view of ``work``'s acts, B×C) of the network on x (B×D). ``work`` and ``reg``
+    are a ``MultiLayerWork`` for B rows and a ``Regularization`` (or plain tuples in their order);
+    ``step`` numbers the dropout masks in training. Unchecked."""
+    return _forward(x, flat, sizes, activation, MultiLayerWork(*work), Regularization(*reg), step)
 
 
 @njit(parallel=True, cache=True)
-def multilayer_correct_count_unchecked(x, t, flat, sizes, activation, acts):
-    """How many rows of x the network classifies as t; -1 if a logit is not finite. Unchecked."""
-    return _count_correct(multilayer_forward_unchecked(x, flat, sizes, activation, acts), t)
+def multilayer_correct_count_unchecked(x, t, flat, sizes, activation, work, reg):
+    """How many rows of x the network (at test time) classifies as t; -1 if a logit is not finite.
+    Unchecked."""
+    return _count_correct(multilayer_forward_unchecked(x, flat, sizes, activation, work, reg, 0), t)
 
 
 @njit(cache=True)
@@ -124,20 +203,24 @@ def weight_decay_loss(flat, sizes, decay):
 
 
 @njit(parallel=True, cache=True)
-def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, update, x_divisor):
+def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, optimizer, update,
+                              x_divisor):  # fmt: skip
     """One step on rows ``idx`` of (X, T); returns the loss before it (with weight decay). Unchecked.
 
-    ``flat``/``grad``: the parameters and their gradient, flat; ``optimizer`` =
-    (kind, hyper, s1, s2) as ``optimizer.update_unchecked`` takes them; with
-    ``update`` False only ``grad`` is written. A non-finite loss leaves the
-    parameters as they were. ``work`` is a ``MultiLayerWork`` (or a plain tuple
-    in its order) for B = len(idx) rows.
+    ``flat``/``grad``: the parameters and their gradient, flat; ``reg``: a
+    ``Regularization`` (training: ``reg.train`` True); ``step`` numbers the
+    dropout masks; ``optimizer`` = (kind, hyper, s1, s2) as
+    ``optimizer.update_unchecked`` takes them. With ``update`` False only
+    ``grad`` is written (the running statistics stay). A non-finite loss leaves
+    the parameters and running statistics as they were. ``work`` is a
+    ``MultiLayerWork`` (or a plain tuple in its order) for B = len(idx) rows.
     """
-    return _step(X, T, idx, flat, grad, sizes, activation, decay, MultiLayerWork(*work), optimizer, update, x_divisor)
+    return _step(X, T, idx, flat, grad, sizes, activation, decay, MultiLayerWork(*work), Regularization(*reg), step,
+                 optimizer, update, x_divisor)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
-def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, update, x_divisor):
+def _step(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, optimizer, update, x_divisor):
     B = idx.shape[0]
     L = sizes.shape[0] - 1
     inv_batch = 1.0 / B
@@ -150,7 +233,7 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, upda
         if row_check[i] != 0.0:
             raise ValueError("MultiLayerNet: x has NaN or infinity in row", idx[i])
 
-    z = _forward(work.x, flat, sizes, activation, work.acts, work.alpha_beta)
+    z = _forward(work.x, flat, sizes, activation, work, reg, step)
     dz = layer_rows(work.deltas, sizes, B, L)
     row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
     for i in prange(B):
@@ -169,6 +252,17 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, upda
         d = layer_rows(work.deltas, sizes, B, l)
         W, _ = layer_params(flat, sizes, l)
         dW, db = layer_params(grad, sizes, l)
+        if l < L and reg.batchnorm:  # d: from the gradient at bn's output to the one at the affine output
+            gamma, _ = batchnorm_params(flat, sizes, l)
+            dgamma, dbeta = batchnorm_params(grad, sizes, l)
+            normed = layer_rows(work.normed, sizes, B, l)
+            o = hidden_offset(sizes, l)
+            inv_std = work.batch_stats[2, o : o + sizes[l]]
+            col_acc = work.col_acc
+            nc = num_blocks(sizes[l])
+            for k in prange(nc):
+                c0, c1 = block_bounds(sizes[l], nc, k)
+                _batchnorm_backward_columns(d, normed, inv_std, gamma, dgamma, dbeta, col_acc, c0, c1)
         split = product_split(sizes[l - 1], B, sizes[l])
         for k in prange(split[0] * split[1]):
             _weight_grad_block(h, d, work.alpha_beta, dW, split, k)
@@ -185,18 +279,24 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, optimizer, upda
                 _input_grad_rows(d, W, h, dh, r0, r1, work.alpha_beta, activation)
 
     if update:
+        if reg.batchnorm:
+            stats = work.batch_stats
+            update_running_statistics(reg.running_mean, reg.running_var, stats[0], stats[1])
         kind, hyper, s1, s2 = optimizer
         update_unchecked(kind, flat, grad, s1, s2, hyper)
     return loss
 
 
 @njit(parallel=True, cache=True)
-def multilayer_steps_unchecked(X, T, batches, flat, grad, sizes, activation, decay, work, optimizer, losses, x_divisor):
-    """``multilayer_step_unchecked`` on each row of ``batches`` in turn (updating); losses[s] = step s's.
-    Stops after a step whose loss is not finite. Returns the number of steps taken. Unchecked."""
-    named = MultiLayerWork(*work)
+def multilayer_steps_unchecked(X, T, batches, flat, grad, sizes, activation, decay, work, reg, first_step, optimizer,
+                               losses, x_divisor):  # fmt: skip
+    """``multilayer_step_unchecked`` on each row of ``batches`` in turn (updating), step s numbered
+    ``first_step + s``; losses[s] = step s's. Stops after a step whose loss is not finite.
+    Returns the number of steps taken. Unchecked."""
+    named, regularization = MultiLayerWork(*work), Regularization(*reg)
     for s in range(batches.shape[0]):
-        losses[s] = _step(X, T, batches[s], flat, grad, sizes, activation, decay, named, optimizer, True, x_divisor)
+        losses[s] = _step(X, T, batches[s], flat, grad, sizes, activation, decay, named, regularization,
+                          first_step + s, optimizer, True, x_divisor)  # fmt: skip
         if not np.isfinite(losses[s]):
             return s + 1
     return batches.shape[0]

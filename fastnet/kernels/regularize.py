@@ -1,0 +1,162 @@
+"""Batch normalization and dropout on a hidden layer's outputs, each forward next to its backward.
+
+A hidden block of ``MultiLayerNet`` is Affine → BatchNorm → activation →
+Dropout, as in the book. These serial pieces work on a block of rows or
+columns; ``multilayer`` runs them inside the parallel regions of its step, on
+the layer's output buffer in place.
+
+**Dropout masks** come from a counter-based generator: unit j of batch row i
+in hidden layer l at training step s is kept when a uniform draw, a hash of
+(seed, s, l, i, j), exceeds the ratio. No draw depends on which thread makes
+it, so training is bitwise the same with any number of threads, and the
+backward pass needs no stored mask: a dropped unit's output is 0, and the
+activation's derivative read from that output (``layers._input_grad_rows``)
+is 0 there too, for ReLU ([h > 0]) and sigmoid (h (1 - h)) alike.
+
+**Batch normalization** uses the batch's mean and variance (1/B) in training
+and the running ones at test time; ε = 10e-7 under the square root, running
+statistics ``0.9·running + 0.1·batch`` (the book's constants).
+"""
+
+import numpy as np
+from numba import njit
+
+from .layers import RELU, SIGMOID
+
+BN_EPS = 10e-7  # the book's ε (1e-6) under the square root
+BN_MOMENTUM = 0.9  # running = momentum·running + (1 - momentum)·batch
+
+# -- the dropout masks' generator: splitmix64's finaliser over a key built from the counters -----
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53: the top 53 bits of a hash as a float in [0, 1)
+
+
+@njit(cache=True)
+def _mix(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def dropout_row_key(seed, step, layer, row):
+    """The key of one batch row's draws in hidden layer ``layer`` at training step ``step``."""
+    k = _mix(np.uint64(seed) + _GOLDEN)
+    k = _mix(k + np.uint64(step))
+    k = _mix(k + np.uint64(layer))
+    return _mix(k + np.uint64(row))
+
+
+@njit(cache=True)
+def dropout_uniform(row_key, unit):
+    """Unit ``unit``'s uniform draw in [0, 1) under ``row_key``."""
+    return float(_mix(row_key + np.uint64(unit + 1) * _GOLDEN) >> np.uint64(11)) * _TO_UNIT
+
+
+@njit(cache=True)
+def dropout_mask_unchecked(seed, step, layer, ratio, mask):
+    """mask[i, j] = 1 where unit j of batch row i is kept, else 0: the mask the training step draws."""
+    for i in range(mask.shape[0]):
+        key = dropout_row_key(seed, step, layer, i)
+        for j in range(mask.shape[1]):
+            mask[i, j] = 1 if dropout_uniform(key, j) > ratio else 0
+    return mask
+
+
+# -- activation and dropout on a block of a layer's outputs --------------------------------------
+
+
+@njit(cache=True)
+def _activate_drop(out, r0, r1, c0, c1, activation, dropout, train, seed, step, layer):
+    """out[r0:r1, c0:c1] = dropout(activation(out)) in place. ``dropout`` is the ratio, or a
+    negative number for none; in training a unit is kept where its draw exceeds the ratio (and
+    zeroed otherwise), at test time every output is scaled by (1 - ratio)."""
+    scale = 1.0 - dropout
+    for i in range(r0, r1):
+        key = dropout_row_key(seed, step, layer, i) if train and dropout >= 0 else np.uint64(0)
+        for j in range(c0, c1):
+            v = float(out[i, j])
+            if activation == RELU and v < 0:  # not "v > 0 else 0": NaN must stay NaN
+                v = 0.0
+            elif activation == SIGMOID:
+                v = 1 / (1 + np.exp(-v))
+            if dropout >= 0:
+                if not train:
+                    v *= scale
+                elif not dropout_uniform(key, j) > dropout:
+                    v = 0.0
+            out[i, j] = v
+
+
+# -- batch normalization ------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _batchnorm_train_columns(a, normed, batch_mean, batch_var, inv_std, gamma, beta, c0, c1):
+    """Columns c0:c1 of a hidden layer's affine output a (B, n), normalised with the batch's
+    statistics: normed = x̂ = (a - mean)/√(var + ε), a := γ x̂ + β (the activation's input).
+    Keeps the mean, the variance and 1/√(var + ε) (float64) for the backward pass and the running
+    statistics. Sums run over the rows in order, in float64."""
+    B = a.shape[0]
+    for j in range(c0, c1):
+        batch_mean[j] = 0.0
+        batch_var[j] = 0.0
+    for i in range(B):
+        for j in range(c0, c1):
+            batch_mean[j] += a[i, j]
+    for j in range(c0, c1):
+        batch_mean[j] /= B
+    for i in range(B):  # two passes, as the book: the variance of the centred values
+        for j in range(c0, c1):
+            d = a[i, j] - batch_mean[j]
+            batch_var[j] += d * d
+    for j in range(c0, c1):
+        batch_var[j] /= B
+        inv_std[j] = 1.0 / np.sqrt(batch_var[j] + BN_EPS)
+    for i in range(B):
+        for j in range(c0, c1):
+            xhat = (a[i, j] - batch_mean[j]) * inv_std[j]
+            normed[i, j] = xhat
+            a[i, j] = gamma[j] * xhat + beta[j]
+
+
+@njit(cache=True)
+def update_running_statistics(running_mean, running_var, batch_mean, batch_var):
+    """running = 0.9·running + 0.1·batch, for the mean and the variance."""
+    for j in range(running_mean.shape[0]):
+        running_mean[j] = BN_MOMENTUM * running_mean[j] + (1 - BN_MOMENTUM) * batch_mean[j]
+        running_var[j] = BN_MOMENTUM * running_var[j] + (1 - BN_MOMENTUM) * batch_var[j]
+
+
+@njit(cache=True)
+def _batchnorm_test_block(a, r0, r1, c0, c1, gamma, beta, running_mean, running_var):
+    """a[r0:r1, c0:c1] := γ (a - running mean)/√(running var + ε) + β: batch norm at test time."""
+    for j in range(c0, c1):
+        scale = gamma[j] / np.sqrt(running_var[j] + BN_EPS)
+        shift = beta[j] - running_mean[j] * scale
+        for i in range(r0, r1):
+            a[i, j] = a[i, j] * scale + shift
+
+
+@njit(cache=True)
+def _batchnorm_backward_columns(d, normed, inv_std, gamma, dgamma, dbeta, sums, c0, c1):
+    """Columns c0:c1: d holds dL/dy for y = γ x̂ + β. Writes dγ = Σ_i d x̂ and dβ = Σ_i d, and turns
+    d into dL/da = γ/(B·std) · (B·d - dβ - x̂·dγ), the gradient at the affine output.
+    ``sums`` is float64 scratch with 2·n entries (n = d.shape[1])."""
+    B, n = d.shape
+    for j in range(c0, c1):
+        sums[j] = 0.0
+        sums[n + j] = 0.0
+    for i in range(B):
+        for j in range(c0, c1):
+            sums[j] += d[i, j] * normed[i, j]
+            sums[n + j] += d[i, j]
+    for j in range(c0, c1):
+        dgamma[j] = sums[j]
+        dbeta[j] = sums[n + j]
+    for i in range(B):
+        for j in range(c0, c1):
+            d[i, j] = gamma[j] * inv_std[j] / B * (B * d[i, j] - sums[n + j] - normed[i, j] * sums[j])
