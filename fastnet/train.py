@@ -62,7 +62,7 @@ def resolve_seed(seed=None):
 
 def train(
     net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
-    optimizer=None, validation=0.0, early_stopping=None,
+    optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0,
 ):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
@@ -70,17 +70,20 @@ def train(
 
     ``validation`` (a fraction in [0, 1)) holds out that share of the training set, drawn with
     the seed, and records its accuracy at every evaluation; ``early_stopping=N`` then stops after
-    N evaluations without a better validation accuracy and restores the best weights."""
+    N evaluations without a better validation accuracy and restores the best weights.
+    ``lr_decay`` multiplies the learning rate by that factor after each epoch (1: constant)."""
     if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
     if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
         raise ValueError(f"early_stopping must be a positive number of evaluations, got {early_stopping!r}")
     if early_stopping is not None and validation == 0:
         raise ValueError("early_stopping needs a validation split (validation > 0)")
+    if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay must be a factor in (0, 1], got {lr_decay!r}")
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         update = optimizer if optimizer is not None else lr
         return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c,
-                      validation, early_stopping)  # fmt: skip
+                      validation, early_stopping, lr_decay)  # fmt: skip
 
 
 def split_validation(x, t, fraction, seed):
@@ -94,7 +97,7 @@ def split_validation(x, t, fraction, seed):
 
 
 def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c, validation,
-           early_stopping):  # fmt: skip
+           early_stopping, lr_decay):  # fmt: skip
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     seed = resolve_seed(seed)
@@ -122,6 +125,7 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             test_size=x_test.shape[0],
             validation_size=0 if x_val is None else x_val.shape[0],
             early_stopping=early_stopping,
+            lr_decay=lr_decay,
             pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
             blas=_cores.BACKEND,
             blocks=_cores.BLOCKS,  # results are bitwise reproducible for one BLAS and block count
@@ -148,8 +152,9 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         history.epochs.append(EpochRecord(i / iter_per_epoch, i, train_acc, test_acc, loss, val_acc))
         if val_acc is not None:
             if val_acc > best["val_acc"]:
+                state = {**net.params, **getattr(net, "running", {})}  # batch norm's statistics too
                 best.update(val_acc=val_acc, epoch=i / iter_per_epoch, waited=0,
-                            params={k: v.copy() for k, v in net.params.items()})  # fmt: skip
+                            params={k: v.copy() for k, v in state.items()})  # fmt: skip
             else:
                 best["waited"] += 1
         return train_acc, test_acc
@@ -170,6 +175,11 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         i = 0
         while i < iters and not ctrl_c.requested:
             if i % iter_per_epoch == 0:
+                if i > 0 and lr_decay != 1:
+                    if isinstance(update, (int, float)):
+                        update *= lr_decay
+                    else:
+                        update.lr = update.lr * lr_decay
                 say(line(*evaluate(i)))
                 if ctrl_c.requested:
                     break
@@ -207,8 +217,9 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         if history.stopped != "early-stopped":
             say("final: " + line(*evaluate(history.steps_done)))
         if early_stopping is not None and best["params"] is not None:
+            state = {**net.params, **getattr(net, "running", {})}
             for key, value in best["params"].items():
-                net.params[key][...] = value
+                state[key][...] = value
             history.best_epoch = best["epoch"]
             history.message = (f"best validation accuracy {best['val_acc']:.4f} at epoch {best['epoch']:g}: "
                                "those weights were restored")  # fmt: skip

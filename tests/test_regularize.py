@@ -28,7 +28,8 @@ def pair(hidden, batchnorm, dropout, activation="relu", decay=0.0, dtype=np.floa
                         use_batchnorm=batchnorm, dtype=dtype, seed=3)  # fmt: skip
     masks = reference.CounterMasks(net.dropout_seed)
     ref = reference.MultiLayerNet(d, hidden, classes, activation, "relu", decay, use_dropout=dropout,
-                                  dropout_ration=ratio, use_batchnorm=batchnorm, seed=3, dropout_uniforms=masks)  # fmt: skip
+                                  dropout_ration=ratio, use_batchnorm=batchnorm, seed=3,
+                                  dropout_uniforms=masks)  # fmt: skip
     return net, ref, masks
 
 

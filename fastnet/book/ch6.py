@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from .. import optim, reference
-from . import CH6_EXPERIMENTS
 from .._atomic import atomic_write_bytes
 from ..multilayer import MultiLayerNet
+from . import CH6_EXPERIMENTS
 
 
 class Fastnet:
@@ -268,16 +268,20 @@ def _json_ready(value):
     return value
 
 
-def load_data(method, data_dir=None):
-    """MNIST (normalised, flat, integer labels) in the method's dtype."""
-    from ..datasets import load_mnist
+def load_data(method, data=None):
+    """((x, t), (x_test, t_test)) in the method's dtype: ``data`` (arrays in the same form, the
+    inputs scaled to [0, 1]), or else MNIST (from the cache, or downloaded)."""
+    if data is None:
+        from ..datasets import load_mnist
 
-    (x, t), (xt, tt) = load_mnist(data_dir=data_dir)
+        data = load_mnist()
+    (x, t), (xt, tt) = data
     return (x.astype(method.dtype), t.astype(np.int64)), (xt.astype(method.dtype), tt.astype(np.int64))
 
 
-def run(name, out, method="fastnet", data_dir=None, seed=0):
-    """Run experiment ``name``, write ``OUT/NAME.png`` and ``OUT/NAME.json``; returns (result, summary line)."""
+def run(name, out, method="fastnet", data=None, seed=0, **sizes):
+    """Run experiment ``name`` (``sizes`` override its iterations or epochs), write ``OUT/NAME.png``
+    and ``OUT/NAME.json``; returns (result, summary line)."""
     from pathlib import Path
 
     import matplotlib
@@ -287,9 +291,9 @@ def run(name, out, method="fastnet", data_dir=None, seed=0):
 
     experiment, figure, summary = EXPERIMENTS[name]
     how = METHODS[method]()
-    data = load_data(how, data_dir)
+    data = load_data(how, data)
     start = time.perf_counter()
-    result = experiment(how, data, seed=seed)
+    result = experiment(how, data, seed=seed, **sizes)
     seconds = time.perf_counter() - start
     result = {"experiment": name, "method": how.name, "seed": seed, "seconds": seconds, **result}
     out = Path(out)
