@@ -3,12 +3,14 @@
     git worktree add /tmp/before <commit>
     python scripts/paired_ab.py /tmp/before . --rounds 8 --measure steps
     python scripts/paired_ab.py /tmp/before . --rounds 6 --measure deep
+    python scripts/paired_ab.py /tmp/before . --rounds 6 --measure book
 
 Each round runs one process per checkout (``PYTHONPATH`` set to it), in alternating order, and
 each process times: ``steps``: ``TwoLayerNet.step_indices`` medians at (100, 50), (1000, 50),
 (100, 1000), (1000, 1000) and ``accuracy`` on 2,000 rows; ``deep``: ``MultiLayerNet.step_indices``
 and ``steps`` on 784-100x4-10 at batch 128 with SGD and Adam, and ``TwoLayerNet.steps`` at (100,
-50). On a shared machine single timings drift by tens of percent; a ratio taken within each round
+50); ``book``: ``MultiLayerNet.steps`` on the networks of ``fastnet book ch6``. On a shared
+machine single timings drift by tens of percent; a ratio taken within each round
 cancels most of it. Prints a markdown table: B's time over A's (below 1: B is faster).
 """
 
@@ -45,6 +47,16 @@ def measure(which):
             net, idx = TwoLayerNet(784, hidden, 10, seed=0), rng.integers(0, 2000, batch)
             out[f"step {batch}-{hidden}"] = median_seconds(lambda: net.step_indices(x, t, idx, 0.001), rounds)
             out[f"accuracy 2k H{hidden}"] = median_seconds(lambda: net.accuracy(x, t), max(rounds // 10, 10))
+    elif which == "book":  # the networks of the chapter 6 experiments (fastnet book ch6)
+        for name, hidden, batch, options in (
+            ("4 layers B128", [100] * 4, 128, {}),
+            ("5 layers B100", [100] * 5, 100, {}),
+            ("5 layers batch norm B100", [100] * 5, 100, {"use_batchnorm": True}),
+            ("6 layers weight decay B100", [100] * 6, 100, {"weight_decay_lambda": 0.1}),
+            ("6 layers dropout B100", [100] * 6, 100, {"use_dropout": True, "dropout_ratio": 0.2}),
+        ):
+            net, batches = MultiLayerNet(784, hidden, 10, seed=0, **options), rng.integers(0, 2000, (50, batch))
+            out[f"SGD steps x50, {name}"] = median_seconds(lambda: net.steps(x, t, batches, 0.01), 10) / 50
     else:
         for name in ("SGD", "Adam"):
             net, opt = MultiLayerNet(784, [100] * 4, 10, seed=0), getattr(optim, name)()
@@ -61,7 +73,7 @@ def main():
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--measure", choices=["steps", "deep"], default="steps")
+    p.add_argument("--measure", choices=["steps", "deep", "book"], default="steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:

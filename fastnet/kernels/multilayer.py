@@ -34,10 +34,11 @@ from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _so
 from .optimizer import update_unchecked
 from .partition import block_bounds, num_blocks, product_block, product_split
 from .regularize import (
+    NO_ARRAY,
     _activate_drop,
     _batchnorm_backward_columns,
-    _batchnorm_test_block,
     _batchnorm_train_columns,
+    batchnorm_test_transform,
     update_running_statistics,
 )
 
@@ -51,7 +52,7 @@ MultiLayerWork = namedtuple(
         "row_loss",  # (B,) float64
         "row_check",  # (B,) float64, 0 where the gathered row is finite
         "alpha_beta",  # (2,) BLAS's (1, 0)
-        "col_acc",  # float64 scratch for the bias and batch-norm gradients, 2·max(sizes) entries
+        "col_acc",  # float64 scratch for the bias and batch-norm gradients: 2·max(sizes), n_1 + ... + n_L
         "normed",  # batch norm's x̂ of the hidden layers, flat as ``acts`` (empty without batch norm)
         "batch_stats",  # float64 (3, hidden units): the batch's mean, variance and 1/√(var + ε)
     ],
@@ -79,7 +80,7 @@ def new_multilayer_work(batch, sizes, dtype, batchnorm=False):
     return MultiLayerWork(
         x=np.empty((batch, sizes[0]), dtype), tb=np.empty(batch, np.int64), acts=np.empty(hidden_rows, dtype),
         deltas=np.empty(hidden_rows, dtype), row_loss=np.empty(batch), row_check=np.empty(batch),
-        alpha_beta=alpha_beta, col_acc=np.empty(2 * int(max(sizes))),
+        alpha_beta=alpha_beta, col_acc=np.empty(max(2 * int(max(sizes)), int(sum(sizes[1:])))),
         normed=np.empty(hidden_rows if batchnorm else 0, dtype), batch_stats=np.empty((3, hidden_units)),
     )  # fmt: skip
 
@@ -150,16 +151,18 @@ def _forward(x, flat, sizes, activation, work, reg, step):
                 _affine_block(h, W, b, out, alpha_beta, split, k, activation)
                 if reg.dropout >= 0:
                     r0, r1, c0, c1 = product_block(B, n, split, k)
-                    _activate_drop(out, r0, r1, c0, c1, IDENTITY, reg.dropout, reg.train, reg.seed, step, l)
+                    _activate_drop(out, r0, r1, c0, c1, IDENTITY, reg.dropout, reg.train, reg.seed, step, l,
+                                   NO_ARRAY, NO_ARRAY)  # fmt: skip
         elif not reg.train:  # running statistics: batch norm is a per-column scale and shift
             gamma, beta = batchnorm_params(flat, sizes, l)
             o = hidden_offset(sizes, l)
-            mean, var = reg.running_mean[o : o + n], reg.running_var[o : o + n]
+            scale, shift = batch_stats[0, o : o + n], batch_stats[1, o : o + n]
+            batchnorm_test_transform(gamma, beta, reg.running_mean[o : o + n], reg.running_var[o : o + n], scale,
+                                     shift)  # fmt: skip
             for k in prange(split[0] * split[1]):
                 _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
                 r0, r1, c0, c1 = product_block(B, n, split, k)
-                _batchnorm_test_block(out, r0, r1, c0, c1, gamma, beta, mean, var)
-                _activate_drop(out, r0, r1, c0, c1, activation, reg.dropout, False, reg.seed, step, l)
+                _activate_drop(out, r0, r1, c0, c1, activation, reg.dropout, False, reg.seed, step, l, scale, shift)
         else:  # batch statistics need every row: a second region, over blocks of columns
             for k in prange(split[0] * split[1]):
                 _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
@@ -171,7 +174,8 @@ def _forward(x, flat, sizes, activation, work, reg, step):
             for k in prange(nc):
                 c0, c1 = block_bounds(n, nc, k)
                 _batchnorm_train_columns(out, normed, mean, var, inv_std, gamma, beta, c0, c1)
-                _activate_drop(out, 0, B, c0, c1, activation, reg.dropout, True, reg.seed, step, l)
+                _activate_drop(out, 0, B, c0, c1, activation, reg.dropout, True, reg.seed, step, l,
+                               NO_ARRAY, NO_ARRAY)  # fmt: skip
         h = out
     return h
 
@@ -193,12 +197,23 @@ def multilayer_correct_count_unchecked(x, t, flat, sizes, activation, work, reg)
 
 @njit(cache=True)
 def weight_decay_loss(flat, sizes, decay):
-    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order."""
+    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order: four
+    running sums (entry i of a matrix goes to sum i mod 4), so that the additions need not wait
+    on each other, then added up."""
     total = 0.0
     for l in range(1, sizes.shape[0]):
         W, _ = layer_params(flat, sizes, l)
-        for v in W.reshape(W.size):
-            total += float(v) * float(v)
+        v = W.reshape(W.size)
+        s0 = s1 = s2 = s3 = 0.0
+        n4 = v.size - v.size % 4
+        for i in range(0, n4, 4):
+            s0 += float(v[i]) * float(v[i])
+            s1 += float(v[i + 1]) * float(v[i + 1])
+            s2 += float(v[i + 2]) * float(v[i + 2])
+            s3 += float(v[i + 3]) * float(v[i + 3])
+        for i in range(n4, v.size):
+            s0 += float(v[i]) * float(v[i])
+        total += (s0 + s1) + (s2 + s3)
     return 0.5 * decay * total
 
 
@@ -222,22 +237,16 @@ def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, w
 @njit(parallel=True, cache=True)
 def _step(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, optimizer, update, x_divisor):
     B = idx.shape[0]
-    L = sizes.shape[0] - 1
     inv_batch = 1.0 / B
-    x, tb, row_check = work.x, work.tb, work.row_check
-    nb = num_blocks(B)
-    for k in prange(nb):
-        r0, r1 = block_bounds(B, nb, k)
-        _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
+    if reg.batchnorm:
+        _forward_backward_by_layer(X, T, idx, flat, grad, sizes, activation, work, reg, step, inv_batch, x_divisor)
+    else:
+        _forward_backward_by_rows(X, T, idx, flat, sizes, activation, work, reg, step, inv_batch, x_divisor)
+    row_check = work.row_check
     for i in range(B):
         if row_check[i] != 0.0:
             raise ValueError("MultiLayerNet: x has NaN or infinity in row", idx[i])
-
-    z = _forward(work.x, flat, sizes, activation, work, reg, step)
-    dz = layer_rows(work.deltas, sizes, B, L)
-    row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
-    for i in prange(B):
-        row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
+    row_loss = work.row_loss
     loss = 0.0
     for i in range(B):  # fixed order: the loss does not depend on the thread count
         loss += row_loss[i]
@@ -247,12 +256,68 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, opti
     if update and not np.isfinite(loss):
         return loss  # diverged: the parameters stay the last finite ones
 
+    _weight_gradients(flat, grad, sizes, decay, work)
+    if update:
+        if reg.batchnorm:
+            stats = work.batch_stats
+            update_running_statistics(reg.running_mean, reg.running_var, stats[0], stats[1])
+        kind, hyper, s1, s2 = optimizer
+        update_unchecked(kind, flat, grad, s1, s2, hyper)
+    return loss
+
+
+@njit(parallel=True, cache=True)
+def _forward_backward_by_rows(X, T, idx, flat, sizes, activation, work, reg, step, inv_batch, x_divisor):
+    """Without batch norm every row is on its own until the weight gradients: one parallel
+    region, each block of rows gathered, through every layer, the loss and back to layer 1."""
+    B = idx.shape[0]
+    L = sizes.shape[0] - 1
+    x, acts, deltas, alpha_beta, row_loss = work.x, work.acts, work.deltas, work.alpha_beta, work.row_loss
+    row_work = 0
+    for l in range(1, L + 1):
+        row_work += sizes[l - 1] * sizes[l]
+    nb = num_blocks(B, B * row_work)
+    split = (nb, 1)  # rows only: block k of every layer is rows block_bounds(B, nb, k)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _gather_rows(X, T, idx, x, work.tb, work.row_check, r0, r1, x_divisor)
+        h = x
+        for l in range(1, L + 1):
+            W, b = layer_params(flat, sizes, l)
+            out = layer_rows(acts, sizes, B, l)
+            _affine_block(h, W, b, out, alpha_beta, split, k, activation if l < L else IDENTITY)
+            if l < L and reg.dropout >= 0:
+                _activate_drop(out, r0, r1, 0, sizes[l], IDENTITY, reg.dropout, reg.train, reg.seed, step, l,
+                               NO_ARRAY, NO_ARRAY)  # fmt: skip
+            h = out
+        dz = layer_rows(deltas, sizes, B, L)
+        for i in range(r0, r1):
+            row_loss[i] = _softmax_ce_row(h, work.tb, dz, i, inv_batch)
+        for l in range(L, 1, -1):
+            W, _ = layer_params(flat, sizes, l)
+            _input_grad_rows(layer_rows(deltas, sizes, B, l), W, layer_rows(acts, sizes, B, l - 1),
+                             layer_rows(deltas, sizes, B, l - 1), r0, r1, alpha_beta, activation)  # fmt: skip
+
+
+@njit(parallel=True, cache=True)
+def _forward_backward_by_layer(X, T, idx, flat, grad, sizes, activation, work, reg, step, inv_batch, x_divisor):
+    """With batch norm each hidden layer needs all rows' statistics: a region per layer and pass.
+    Writes the batch-norm gradients (dgamma, dbeta) into ``grad`` on the way back."""
+    B = idx.shape[0]
+    L = sizes.shape[0] - 1
+    x, tb, row_check = work.x, work.tb, work.row_check
+    nb = num_blocks(B)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
+    z = _forward(work.x, flat, sizes, activation, work, reg, step)
+    dz = layer_rows(work.deltas, sizes, B, L)
+    row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
+    for i in prange(B):
+        row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
     for l in range(L, 0, -1):
-        h = work.x if l == 1 else layer_rows(work.acts, sizes, B, l - 1)
         d = layer_rows(work.deltas, sizes, B, l)
-        W, _ = layer_params(flat, sizes, l)
-        dW, db = layer_params(grad, sizes, l)
-        if l < L and reg.batchnorm:  # d: from the gradient at bn's output to the one at the affine output
+        if l < L:  # d: from the gradient at batch norm's output to the one at the affine output
             gamma, _ = batchnorm_params(flat, sizes, l)
             dgamma, dbeta = batchnorm_params(grad, sizes, l)
             normed = layer_rows(work.normed, sizes, B, l)
@@ -263,28 +328,49 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, opti
             for k in prange(nc):
                 c0, c1 = block_bounds(sizes[l], nc, k)
                 _batchnorm_backward_columns(d, normed, inv_std, gamma, dgamma, dbeta, col_acc, c0, c1)
-        split = product_split(sizes[l - 1], B, sizes[l])
-        for k in prange(split[0] * split[1]):
-            _weight_grad_block(h, d, work.alpha_beta, dW, split, k)
-        if decay != 0:
-            for i in range(W.shape[0]):
-                for j in range(W.shape[1]):
-                    dW[i, j] += decay * W[i, j]
-        _column_sums(d, db, work.col_acc)
         if l > 1:
+            W, _ = layer_params(flat, sizes, l)
+            h = layer_rows(work.acts, sizes, B, l - 1)
             dh = layer_rows(work.deltas, sizes, B, l - 1)
             nr = num_blocks(B, B * sizes[l - 1] * sizes[l])
             for k in prange(nr):
                 r0, r1 = block_bounds(B, nr, k)
                 _input_grad_rows(d, W, h, dh, r0, r1, work.alpha_beta, activation)
 
-    if update:
-        if reg.batchnorm:
-            stats = work.batch_stats
-            update_running_statistics(reg.running_mean, reg.running_var, stats[0], stats[1])
-        kind, hyper, s1, s2 = optimizer
-        update_unchecked(kind, flat, grad, s1, s2, hyper)
-    return loss
+
+@njit(parallel=True, cache=True)
+def _weight_gradients(flat, grad, sizes, decay, work):
+    """dW_l = h_{l-1}ᵀ d_l (+ λ W_l) and db_l = Σ_rows d_l of every layer, in one parallel region:
+    the blocks of every layer's product, then one task per layer for its bias gradient."""
+    L = sizes.shape[0] - 1
+    B = work.x.shape[0]
+    first = np.empty(L + 2, np.int64)  # first[l]: the number of the first task of layer l
+    first[1] = 0
+    for l in range(1, L + 1):
+        split = product_split(sizes[l - 1], B, sizes[l])
+        first[l + 1] = first[l] + split[0] * split[1]
+    col_acc = work.col_acc
+    for task in prange(first[L + 1] + L):
+        if task >= first[L + 1]:  # the bias gradient of layer l, summed over the rows in order
+            l = task - first[L + 1] + 1
+            o = hidden_offset(sizes, l)
+            _, db = layer_params(grad, sizes, l)
+            _column_sums(layer_rows(work.deltas, sizes, B, l), db, col_acc[o : o + sizes[l]])
+        else:  # block k of layer l's weight gradient
+            l = 1
+            while task >= first[l + 1]:
+                l += 1
+            h = work.x if l == 1 else layer_rows(work.acts, sizes, B, l - 1)
+            dW, _ = layer_params(grad, sizes, l)
+            split = product_split(sizes[l - 1], B, sizes[l])
+            k = task - first[l]
+            _weight_grad_block(h, layer_rows(work.deltas, sizes, B, l), work.alpha_beta, dW, split, k)
+            if decay != 0:
+                W, _ = layer_params(flat, sizes, l)
+                d0, d1, h0, h1 = product_block(sizes[l - 1], sizes[l], split, k)
+                for i in range(d0, d1):
+                    for j in range(h0, h1):
+                        dW[i, j] += decay * W[i, j]
 
 
 @njit(parallel=True, cache=True)

@@ -69,16 +69,22 @@ def dropout_mask_unchecked(seed, step, layer, ratio, mask):
 # -- activation and dropout on a block of a layer's outputs --------------------------------------
 
 
+NO_ARRAY = np.zeros(0)  # for _activate_drop's bn_scale and bn_shift: no batch norm here
+
+
 @njit(cache=True)
-def _activate_drop(out, r0, r1, c0, c1, activation, dropout, train, seed, step, layer):
-    """out[r0:r1, c0:c1] = dropout(activation(out)) in place. ``dropout`` is the ratio, or a
-    negative number for none; in training a unit is kept where its draw exceeds the ratio (and
-    zeroed otherwise), at test time every output is scaled by (1 - ratio)."""
+def _activate_drop(out, r0, r1, c0, c1, activation, dropout, train, seed, step, layer, bn_scale, bn_shift):
+    """out[r0:r1, c0:c1] = dropout(activation(bn(out))) in place. ``bn_scale``/``bn_shift`` (per
+    column, from ``batchnorm_test_transform``; empty: none) are batch norm at test time.
+    ``dropout`` is the ratio, or a negative number for none; in training a unit is kept where its
+    draw exceeds the ratio (and zeroed otherwise), at test time every output is scaled by (1 - ratio)."""
     scale = 1.0 - dropout
     for i in range(r0, r1):
         key = dropout_row_key(seed, step, layer, i) if train and dropout >= 0 else np.uint64(0)
         for j in range(c0, c1):
             v = float(out[i, j])
+            if bn_scale.size:
+                v = v * bn_scale[j] + bn_shift[j]
             if activation == RELU and v < 0:  # not "v > 0 else 0": NaN must stay NaN
                 v = 0.0
             elif activation == SIGMOID:
@@ -132,13 +138,12 @@ def update_running_statistics(running_mean, running_var, batch_mean, batch_var):
 
 
 @njit(cache=True)
-def _batchnorm_test_block(a, r0, r1, c0, c1, gamma, beta, running_mean, running_var):
-    """a[r0:r1, c0:c1] := γ (a - running mean)/√(running var + ε) + β: batch norm at test time."""
-    for j in range(c0, c1):
-        scale = gamma[j] / np.sqrt(running_var[j] + BN_EPS)
-        shift = beta[j] - running_mean[j] * scale
-        for i in range(r0, r1):
-            a[i, j] = a[i, j] * scale + shift
+def batchnorm_test_transform(gamma, beta, running_mean, running_var, scale, shift):
+    """Batch norm at test time as y = x·scale + shift: scale = γ/√(running var + ε),
+    shift = β - running mean·scale (float64, per column)."""
+    for j in range(gamma.shape[0]):
+        scale[j] = gamma[j] / np.sqrt(running_var[j] + BN_EPS)
+        shift[j] = beta[j] - running_mean[j] * scale[j]
 
 
 @njit(cache=True)
