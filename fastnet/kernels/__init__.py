@@ -1,4 +1,4 @@
-"""Fused Numba kernels for the two-layer network, and their checked entry points.
+"""Fused Numba kernels for the book's networks, and their checked entry points.
 
 Every kernel takes its inputs and its output buffers, writes the outputs and
 returns them (or the scalar loss). Shapes: ``B`` batch rows, ``D`` inputs, ``H``
@@ -26,7 +26,10 @@ Where things are (one module per concern)::
     layers.py     the layers' raw kernels, each forward next to its backward
     codes.py      8-bit pixel codes, the batch gather
     forward.py    the network's forward pass for predict and accuracy
-    step.py       the fused training step, many steps per call, their named buffers
+    step.py       the two-layer net's fused training step, many steps per call, their named buffers
+    regularize.py batch norm and dropout on a hidden layer's outputs (counter-based masks)
+    multilayer.py MultiLayerNet's forward pass and fused step, any depth
+    optimizer.py  the six optimizers' updates on a flat parameter vector
     api.py        the checked entry points
     _cache.py     Numba's on-disk cache, invalidated when any module here changes
 
