@@ -1,6 +1,6 @@
 """fastnet: the networks of Deep Learning from Scratch (ch. 5 and 6) as fused Numba kernels.
 
-from fastnet import TwoLayerNet, MultiLayerNet, optim, kernels, reference, load_mnist
+from fastnet import TwoLayerNet, MultiLayerNet, NetStack, optim, kernels, reference, load_mnist
 """
 
 from . import gradcheck, kernels, optim, reference
@@ -8,11 +8,13 @@ from ._cores import exclusive_cores
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
+from .stack import NetStack
 from .weights import load_weights, save_weights
 
 __all__ = [
     "TwoLayerNet",
     "MultiLayerNet",
+    "NetStack",
     "optim",
     "kernels",
     "reference",

@@ -175,6 +175,21 @@ class MultiLayerNet:
             view[...] = value
             self.params[key] = view
 
+    def _move_into(self, flat, grad, running_mean, running_var):
+        """Keep the parameters, gradient and running statistics in the arrays given (a ``NetStack``'s
+        rows), their values carried over; ``params`` and ``running`` become views of them."""
+        with self._lock:
+            self._sync_params()
+            flat[...], grad[...] = self._flat, self._grad
+            running_mean[...], running_var[...] = self._running_mean, self._running_var
+            self._flat, self._grad = flat, grad
+            self._running_mean, self._running_var = running_mean, running_var
+            self._views = param_views(flat, self.sizes, self.use_batchnorm)
+            self._grad_views = param_views(grad, self.sizes, self.use_batchnorm)
+            self.params = dict(self._views)
+            if self.use_batchnorm:
+                self.running = running_views(running_mean, running_var, self.sizes)
+
     prepare_inputs = TwoLayerNet.prepare_inputs
     prepare_labels = TwoLayerNet.prepare_labels
 

@@ -69,6 +69,17 @@ class Optimizer:
             )
         return self._state
 
+    def _move_into(self, params, s1, s2, hyper):
+        """Keep the state in the arrays given (a ``NetStack``'s rows), its values carried over: made
+        for ``params`` if this optimizer has none yet, else checked against them first."""
+        old_s1, old_s2 = self._bind(params)
+        s1[...], s2[...], hyper[...] = old_s1, old_s2, self._hyper
+        self._state, self._hyper = (s1, s2), hyper
+        self._views, offset = {}, 0
+        for key, value in params.items():
+            self._views[key] = tuple(s[offset : offset + value.size].reshape(value.shape) for s in self._state)
+            offset += value.size
+
     @property
     def lr(self):
         """The learning rate; it may be changed between steps (a schedule), checked as at creation."""

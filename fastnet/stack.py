@@ -1,0 +1,153 @@
+"""NetStack: K networks of one architecture, trained together on the same minibatches.
+
+Each network keeps its own seed, weights, weight decay and optimizer (same
+class, own hyperparameters); ``stack.step``/``stack.steps`` train all K in
+one compiled call (``kernels.stack``), and each follows the trajectory it
+would follow alone. The networks stay usable on their own: their ``params``
+become live views into the stack's arrays, their optimizers' state too.
+"""
+
+import threading
+
+import numpy as np
+
+from . import optim
+from .kernels import stack as compiled
+from .kernels.multilayer import check_multilayer_batches
+from .multilayer import ACTIVATIONS, MultiLayerNet
+
+
+def _same(nets, attribute):
+    values = [getattr(net, attribute) for net in nets]
+    if any(v != values[0] for v in values):
+        raise ValueError(f"NetStack: the networks differ in {attribute} ({values}); a stack needs one architecture")
+
+
+class NetStack:
+    """``NetStack(nets, optimizers)``: K ``MultiLayerNet``s of one architecture (sizes, activation,
+    dtype, dropout and batch norm settings), each with its own optimizer of one class.
+
+    ``step(x, t)`` trains all on one batch and returns their K losses; ``steps(x, t, batches)``
+    one step per row of ``batches`` (an (S, K) array of losses); ``accuracy``/``loss`` give K
+    values. A member whose loss stops being finite is left with its last finite weights and
+    frozen: ``diverged`` lists them, their losses read NaN from then on.
+    """
+
+    def __init__(self, nets, optimizers):
+        nets, optimizers = list(nets), list(optimizers)
+        if not nets:
+            raise ValueError("NetStack: give at least one network")
+        if len(optimizers) != len(nets):
+            raise ValueError(f"NetStack: {len(nets)} networks but {len(optimizers)} optimizers; give one each")
+        for net in nets:
+            if not isinstance(net, MultiLayerNet):
+                raise TypeError(f"NetStack: stacks MultiLayerNet networks, not {type(net).__name__} "
+                                "(MultiLayerNet(D, [H], C) is the book's two-layer network)")  # fmt: skip
+        if len({id(net) for net in nets}) != len(nets):
+            raise ValueError("NetStack: a network appears twice")
+        for attribute in ("input_size", "hidden_size_list", "output_size", "activation", "dtype", "use_dropout",
+                          "dropout_ratio", "use_batchnorm"):  # fmt: skip
+            _same(nets, attribute)
+        for opt in optimizers:
+            if not isinstance(opt, optim.Optimizer):
+                raise TypeError(f"NetStack: optimizers must be of fastnet.optim, not {opt!r}")
+        if len({type(opt) for opt in optimizers}) != 1:
+            raise ValueError("NetStack: the optimizers must be of one class (each with its own hyperparameters)")
+        if len({id(opt) for opt in optimizers}) != len(optimizers):
+            raise ValueError("NetStack: an optimizer appears twice; give each network its own")
+        self.nets, self.optimizers = nets, optimizers
+        first = nets[0]
+        K, P = len(nets), first._flat.size
+        hidden = first._running_mean.size
+        self._flats, self._grads = np.zeros((K, P), first.dtype), np.zeros((K, P), first.dtype)
+        self._running_means, self._running_vars = np.zeros((K, hidden), first.dtype), np.zeros((K, hidden), first.dtype)
+        self._s1, self._s2 = np.zeros((K, P), first.dtype), np.zeros((K, P), first.dtype)
+        self._hypers = np.zeros((K, 4))
+        for k, (net, opt) in enumerate(zip(nets, optimizers)):
+            net._move_into(self._flats[k], self._grads[k], self._running_means[k], self._running_vars[k])
+            opt._move_into(net.params, self._s1[k], self._s2[k], self._hypers[k])
+            net._bound_optimizer = opt  # the state was checked against the net's parameters just now
+        self._decays = np.array([net.weight_decay_lambda for net in nets])
+        self._seeds = np.array([net.dropout_seed for net in nets], np.int64)
+        self._active = np.ones(K, np.bool_)
+        self._workspaces = {}
+        self._lock = threading.RLock()
+
+    def __len__(self):
+        return len(self.nets)
+
+    @property
+    def diverged(self):
+        """Indices of the members frozen because their loss stopped being finite."""
+        return [int(k) for k in np.flatnonzero(~self._active)]
+
+    def _workspace(self, batch):
+        work = self._workspaces.get(batch)
+        if work is None:
+            first = self.nets[0]
+            work = self._workspaces[batch] = tuple(
+                compiled.new_stack_work(len(self.nets), batch, first.sizes, first.dtype, first.use_batchnorm)
+            )
+        return work
+
+    def step(self, x, t):
+        """One update of every member on the batch (x, t); returns the K losses before it."""
+        first = self.nets[0]
+        x = first.prepare_inputs(x)
+        t = first.prepare_labels(t, x.shape[0])
+        return self._run(x, t, np.arange(x.shape[0])[None, :], None, "NetStack.step")[0]
+
+    def steps(self, x, t, batches, x_divisor=None):
+        """One update of every member per row of ``batches`` (S, B), in one compiled call; returns
+        the losses (S, K). x in the nets' dtype and t int64, or uint8 codes with ``x_divisor``."""
+        first = self.nets[0]
+        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
+                or batches.shape[1] == 0:  # fmt: skip
+            raise ValueError("NetStack.steps: batches must be a 2-D integer array, one batch per row")
+        if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
+            raise ValueError("NetStack.steps: x_divisor goes with uint8 pixel codes x, and only with them")
+        if x.dtype != np.uint8 and x.dtype != first.dtype:
+            raise TypeError(f"NetStack.steps: x must be {first.dtype} (see prepare_inputs), not {x.dtype}")
+        if not isinstance(t, np.ndarray) or t.dtype != np.int64:
+            raise TypeError("NetStack.steps: t must be int64 class indices (see prepare_labels)")
+        return self._run(np.ascontiguousarray(x), t, batches, x_divisor, "NetStack.steps")
+
+    def _run(self, x, t, batches, x_divisor, func):
+        first = self.nets[0]
+        batches = np.ascontiguousarray(batches, np.int64)
+        divisor = 1.0 if x_divisor is None else float(x_divisor)
+        if not (np.isfinite(divisor) and divisor > 0):
+            raise ValueError(f"{func}: x_divisor must be finite and positive")
+        if first.use_batchnorm and batches.shape[1] < 2:
+            raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows")
+        losses = np.empty((batches.shape[0], len(self.nets)))
+        with self._lock:
+            locks = [net._lock for net in self.nets]
+            for lock in locks:
+                lock.acquire()
+            try:
+                for net in self.nets:
+                    net._sync_params()
+                check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
+                first_steps = np.array([net.dropout_step for net in self.nets], np.int64)
+                compiled.stack_steps_unchecked(
+                    x, t, batches, self._flats, self._grads, first.sizes, ACTIVATIONS[first.activation],
+                    self._decays, self._workspace(batches.shape[1]), first.use_batchnorm,
+                    first.dropout_ratio if first.use_dropout else -1.0, self._seeds, first_steps,
+                    self._running_means, self._running_vars, self.optimizers[0].KIND, self._hypers, self._s1,
+                    self._s2, self._active, losses, divisor,
+                )  # fmt: skip
+                for net in self.nets:
+                    net.dropout_step += batches.shape[0]
+            finally:
+                for lock in locks:
+                    lock.release()
+        return losses
+
+    def accuracy(self, x, t):
+        """Each member's accuracy on (x, t): K values."""
+        return np.array([net.accuracy(x, t) for net in self.nets])
+
+    def loss(self, x, t, train_flg=False):
+        """Each member's loss on (x, t): K values."""
+        return np.array([net.loss(x, t, train_flg) for net in self.nets])

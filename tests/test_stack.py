@@ -1,0 +1,98 @@
+"""NetStack: K networks trained together follow the trajectories they follow alone."""
+
+import numpy as np
+import pytest
+from support import FLOAT_DTYPES, assert_matches_reference
+
+from fastnet import MultiLayerNet, NetStack, TwoLayerNet, optim
+
+SETTINGS = [{}, {"use_dropout": True, "dropout_ratio": 0.3}, {"use_batchnorm": True},
+            {"use_batchnorm": True, "use_dropout": True, "activation": "sigmoid"}]  # fmt: skip
+
+
+def problem(n=300, d=30, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, d)), rng.integers(0, classes, n), rng.integers(0, n, (7, 24))
+
+
+def members(dtype, options, k=3):
+    nets = [MultiLayerNet(30, [12, 9], 5, dtype=dtype, seed=10 + i, weight_decay_lambda=0.01 * i, **options)
+            for i in range(k)]  # fmt: skip
+    return nets, [optim.Momentum(lr=0.05 * (i + 1), momentum=0.5 + 0.1 * i) for i in range(k)]
+
+
+@pytest.mark.parametrize("options", SETTINGS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_each_member_follows_its_trajectory_alone(dtype, options):
+    x, t, batches = problem()
+    x = x.astype(dtype)
+    alone, alone_opts = members(dtype, options)
+    alone_losses = np.stack([net.steps(x, t, batches, opt) for net, opt in zip(alone, alone_opts)], axis=1)
+    nets, opts = members(dtype, options)
+    stack = NetStack(nets, opts)
+    losses = stack.steps(x, t, batches)
+    assert losses.shape == (7, 3)
+    assert_matches_reference(losses, alone_losses, dtype)
+    for net, twin in zip(nets, alone):
+        scale = max(float(np.abs(v).max()) for v in twin.params.values())
+        for key in twin.params:
+            assert_matches_reference(net.params[key], twin.params[key], dtype, scale)
+        for key in twin.running:
+            assert_matches_reference(net.running[key], twin.running[key], dtype)
+        assert net.dropout_step == twin.dropout_step == 7
+
+
+def test_nets_stay_usable_and_live():
+    x, t, batches = problem()
+    nets, opts = members(np.float64, {})
+    stack = NetStack(nets, opts)
+    stack.step(x[:24], t[:24])
+    w_before = nets[1].params["W1"].copy()
+    stack.steps(x, t, batches[:2])
+    assert not np.array_equal(nets[1].params["W1"], w_before)  # the stack trains the net's own arrays
+    np.testing.assert_array_equal(stack.accuracy(x, t), [net.accuracy(x, t) for net in nets])
+    nets[0].step(x[:24], t[:24], opts[0])  # alone again, with its optimizer's state carried on
+    assert opts[0].iter == 4
+    nets[2].params["W2"][...] = 0  # in place: the stack sees it
+    stack.step(x[:24], t[:24])
+    assert np.abs(nets[2].params["W2"]).max() < 1
+
+
+def test_a_diverging_member_is_frozen_and_the_others_go_on():
+    x, t, batches = problem()
+    nets = [MultiLayerNet(30, [12], 5, seed=i, weight_init_std=3.0) for i in range(3)]
+    stack = NetStack(nets, [optim.SGD(0.1), optim.SGD(1e30), optim.SGD(0.1)])
+    losses = stack.steps((x * 1e3).astype(np.float32), t, np.tile(batches, (4, 1)))
+    assert stack.diverged == [1]
+    assert np.isnan(losses[-1, 1]) and np.isfinite(losses[:, [0, 2]]).all()
+    assert all(np.isfinite(v).all() for v in nets[1].params.values())
+
+
+def test_bad_stacks():
+    a = MultiLayerNet(30, [12], 5)
+    with pytest.raises(ValueError, match="differ in hidden_size_list"):
+        NetStack([a, MultiLayerNet(30, [13], 5)], [optim.SGD(), optim.SGD()])
+    with pytest.raises(ValueError, match="one class"):
+        NetStack([a, MultiLayerNet(30, [12], 5)], [optim.SGD(), optim.Adam()])
+    with pytest.raises(ValueError, match="an optimizer appears twice"):
+        opt = optim.SGD()
+        NetStack([a, MultiLayerNet(30, [12], 5)], [opt, opt])
+    with pytest.raises(ValueError, match="2 networks but 1 optimizers"):
+        NetStack([a, MultiLayerNet(30, [12], 5)], [optim.SGD()])
+    with pytest.raises(TypeError, match="stacks MultiLayerNet networks, not TwoLayerNet"):
+        NetStack([TwoLayerNet(30, 12, 5)], [optim.SGD()])
+    with pytest.raises(ValueError, match="differ in dtype"):
+        NetStack([a, MultiLayerNet(30, [12], 5, dtype=np.float64)], [optim.SGD(), optim.SGD()])
+
+
+def test_bad_batches():
+    x, t, batches = problem()
+    stack = NetStack(*members(np.float64, {}))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        stack.step(x[:5], np.full(5, 7))
+    with pytest.raises(ValueError, match="batch index lies outside"):
+        stack.steps(x, t, batches + 1000)
+    bad = x.copy()
+    bad[batches[0, 3], 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity in row"):
+        stack.steps(bad, t, batches)
