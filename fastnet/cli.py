@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .book import CH6_EXPERIMENTS
+from .book import CH6_EXPERIMENTS, CH6_SEARCH
 
-EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def load_dataset(spec, data_dir=None):
@@ -160,12 +160,62 @@ def cmd_train(args):
 def cmd_book(args):
     from .book import ch6
 
+    if args.name == CH6_SEARCH:  # the book's hyperparameter search: a sweep with its defaults
+        from . import sweep
+
+        (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
+        settings = sweep.Settings(seed=args.seed)
+        study = sweep.run(CH6_SEARCH, 100, args.out, storage_url="sqlite:///:memory:", settings=settings,
+                          data=((x, t), (x_test, t_test)), progress=sys.stderr.isatty())  # fmt: skip
+        print(sweep.summary(study))
+        print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
+        return 0
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if x.shape[1] != 784 or classes > 10:
         raise ValueError(f"--dataset {args.dataset}: the experiments take 28×28 images of 10 classes")
     _, line = ch6.run(args.name, args.out, method=args.method, data=((x, t), (x_test, t_test)), seed=args.seed)
     print(line)
     print(f"wrote {Path(args.out) / (args.name + '.png')}, {Path(args.out) / (args.name + '.json')}")
+    return 0
+
+
+SWEEP_SETTINGS = ("hidden", "train_size", "validation", "epochs", "batch_size", "lr", "weight_decay", "sampler", "seed")
+
+
+def cmd_sweep(args):
+    from . import sweep
+
+    try:
+        given = {key: getattr(args, key) for key in SWEEP_SETTINGS if getattr(args, key) is not None}
+        if "hidden" in given:
+            given["hidden"] = parse_sizes(given["hidden"])
+        for key in ("lr", "weight_decay"):
+            if key in given:
+                given[key] = sweep.Range.parse(given[key], "--" + key.replace("_", "-"))
+        settings = sweep.Settings(**given) if given else None
+        if settings is not None:
+            settings.check()
+        if args.workers is not None or args.threads is not None:
+            import numba
+
+            if args.threads is None and args.workers < 1:
+                raise sweep.SweepError(f"--workers {args.workers}: at least 1")
+            threads = args.threads or max(1, numba.config.NUMBA_NUM_THREADS // args.workers)
+            if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+                raise sweep.SweepError(f"--threads {threads}: 1 to {numba.config.NUMBA_NUM_THREADS}")
+            numba.set_num_threads(threads)
+        data = None
+        if args.dataset != "mnist" or args.data_dir:
+            (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
+            data = ((x, t), (x_test, t_test))
+        study = sweep.run(args.study, args.trials, args.out, storage_url=args.storage, settings=settings,
+                          join=args.join, stack=args.stack, heartbeat=args.heartbeat, data=data,
+                          progress=sys.stderr.isatty() if args.progress is None else args.progress)  # fmt: skip
+    except (sweep.SweepError, ValueError) as e:
+        print(f"fastnet sweep: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(sweep.summary(study))
+    print(f"wrote {Path(args.out) / 'trials.json'}, trials.csv, best.json, sweep.png")
     return 0
 
 
@@ -270,13 +320,39 @@ def build_parser():
 
     b = sub.add_parser("book", help="the book's experiments on real MNIST: a figure (PNG) and its data (JSON)")
     b.add_argument("chapter", choices=["ch6"])
-    b.add_argument("name", choices=CH6_EXPERIMENTS, help="the experiment")
+    b.add_argument("name", choices=(*CH6_EXPERIMENTS, CH6_SEARCH), help="the experiment")
     data_options(b)
     b.add_argument("--out", default="fastnet-book", help="output directory (fastnet-book)")
     b.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (0)")
     b.add_argument("--method", choices=["fastnet", "reference"], default="fastnet",
                    help="fastnet (float32), or the book's numpy method (reference, float64) to compare")  # fmt: skip
     b.set_defaults(func=cmd_book)
+
+    w = sub.add_parser("sweep", help="hyperparameter search on Optuna (the book's defaults), K trials at a time")
+    data_options(w)
+    w.add_argument("--study", default="fastnet-sweep", help="the study's name (fastnet-sweep)")
+    w.add_argument("--storage", help="database URL shared by workers, e.g. postgresql://user@host/db "
+                                     "(default: an SQLite file in --out)")  # fmt: skip
+    w.add_argument("--join", action="store_true", help="join an existing study (an error if there is none)")
+    w.add_argument("--trials", type=int, default=100, help="trials this worker runs (100)")
+    w.add_argument("--stack", type=int, default=16, help="trials trained together in one NetStack (16)")
+    w.add_argument("--hidden", help="hidden sizes (100,100,100,100,100,100)")
+    w.add_argument("--train-size", type=int, help="training images used, validation included (500)")
+    w.add_argument("--validation", type=float, help="share of them held out to score trials (0.2)")
+    w.add_argument("--epochs", type=int, help="epochs per trial (50)")
+    w.add_argument("--batch-size", type=int, help="minibatch size (100)")
+    w.add_argument("--lr", help="learning-rate range LOW:HIGH[:log] (1e-6:1e-2:log)")
+    w.add_argument("--weight-decay", help="weight-decay range LOW:HIGH[:log] (1e-8:1e-4:log)")
+    w.add_argument("--sampler", choices=["random", "tpe"], help="Optuna's sampler (random, as the book)")
+    w.add_argument("--seed", type=int, help="seed for the data split, the weights and the batches (0)")
+    w.add_argument("--workers", type=int, help="workers sharing this machine: each takes cores / N threads")
+    w.add_argument("--threads", type=int, help="Numba threads for this worker (default: all cores)")
+    w.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between heartbeats; a trial silent for 3 is failed and retried (30)")  # fmt: skip
+    w.add_argument("--out", default="fastnet-sweep", help="output directory (fastnet-sweep)")
+    w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over trials (default: when stderr is a terminal)")  # fmt: skip
+    w.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("evaluate", help="accuracy of saved weights on a test set")
     e.add_argument("weights")

@@ -2,3 +2,4 @@
 
 # named here so that the command line lists them without importing the kernels
 CH6_EXPERIMENTS = ("optimizer-compare", "weight-init-compare", "batch-norm", "overfit-weight-decay", "overfit-dropout")
+CH6_SEARCH = "hyperparameter-search"  # fastnet.sweep with its defaults: the book's search

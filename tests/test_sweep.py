@@ -1,0 +1,174 @@
+"""fastnet sweep: Optuna studies on SQLite and on a real PostgreSQL server, workers in processes."""
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from glob import glob
+from pathlib import Path
+
+import optuna
+import pytest
+from test_cli import SUBSET
+
+from fastnet.sweep import Range, SweepError
+
+QUICK = ["--dataset", SUBSET, "--hidden", "20,20", "--epochs", "2", "--stack", "2", "--no-progress"]
+
+
+def sweep(*args, **popen):
+    """A `fastnet sweep` process (started; ``popen`` goes to Popen)."""
+    return subprocess.Popen([sys.executable, "-m", "fastnet", "sweep", *QUICK, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+
+
+def finish(process, timeout=600):
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def trials_of(study, storage):
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def check_every_trial_once(trials, expected):
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == expected
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
+    params = {(t.params["lr"], t.params["weight_decay"]) for t in complete}
+    assert len(params) == expected  # no two finished trials share their parameters
+    assert all(len(t.user_attrs["val_acc"]) == 2 for t in complete)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("1e-2:1e-6", "LOW must be below HIGH"), ("0:1:log", "a log range needs LOW > 0"), ("1e-3", "expected LOW:HIGH"),
+    ("a:b", "must be numbers"), ("1:2:lin", "expected LOW:HIGH"), ("nan:1", "LOW must be below HIGH"),
+])  # fmt: skip
+def test_malformed_ranges(text, words):
+    with pytest.raises(SweepError, match=words):
+        Range.parse(text, "--lr")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lr", "1e-2:1e-6"], "--lr '1e-2:1e-6': LOW must be below HIGH"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/nothing"], "--storage postgresql://nobody@127.0.0.1:1/nothing"),
+    (["--storage", "nosuchdb://x"], "cannot open it"),
+    (["--join", "--study", "nobody-made-this"], "no such study"),
+    (["--validation", "1.5"], "--validation 1.5"),
+])  # fmt: skip
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, words):
+    out = tmp_path / "out"
+    storage = [] if "--storage" in args else ["--storage", f"sqlite:///{tmp_path / 'ok.db'}"]
+    code, stdout, stderr = finish(sweep("--out", str(out), "--trials", "1", *storage, *args))
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0] and lines[0].startswith("fastnet sweep: error:"), stderr
+    assert not out.exists()
+
+
+def test_two_workers_share_one_sqlite_study_and_resume(tmp_path):
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    workers = [
+        sweep("--storage", db, "--study", "s", "--trials", "3", "--out", str(tmp_path / f"w{i}")) for i in (0, 1)
+    ]
+    for worker in workers:
+        code, out, err = finish(worker)
+        assert code == 0, err
+    check_every_trial_once(trials_of("s", db), 6)
+    code, out, err = finish(sweep("--storage", db, "--study", "s", "--trials", "2", "--out", str(tmp_path / "w2")))
+    assert code == 0 and "8 finished trials" in out, err  # resumed: the same study, two more
+    assert (tmp_path / "w2" / "sweep.png").exists() and (tmp_path / "w2" / "trials.csv").read_text().count("\n") == 9
+
+
+def test_default_storage_is_a_file_in_out(tmp_path):
+    code, out, err = finish(sweep("--out", str(tmp_path), "--trials", "2", "--study", "mine"))
+    assert code == 0, err
+    assert (tmp_path / "mine.db").exists() and "2 finished trials" in out
+
+
+# -- a real PostgreSQL server, started for these tests --------------------------------------------
+
+
+def _pg_bin(name):
+    found = shutil.which(name) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server on a free local port in a temporary directory; its URL. Stopped after."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'fastnet[cluster]'")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
+    root = Path(tempfile.mkdtemp(prefix="fastnet-pg-"))  # not pytest's: the server's user must reach it
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        os.chmod(root, 0o777)
+        os.chmod(sock, 0o777)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    user = "postgres" if as_user else getpass.getuser()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, "--auth=trust"], check=True, capture_output=True)
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "start", "-o", options],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        subprocess.run([*as_user, _pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", user,
+                        "sweeps"], check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql://{user}@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_workers_share_a_study_on_postgresql(postgres, tmp_path):
+    workers = [sweep("--storage", postgres, "--study", "pg", "--trials", "4", "--out", str(tmp_path / f"w{i}"))
+               for i in (0, 1)]  # fmt: skip
+    for worker in workers:
+        code, out, err = finish(worker)
+        assert code == 0, err
+    check_every_trial_once(trials_of("pg", postgres), 8)
+
+
+def test_a_killed_worker_leaves_nothing_running(postgres, tmp_path):
+    """kill -9 mid-trial: its trials' heartbeats go stale; the next worker fails them, runs them
+    again with the same parameters, and the study ends with nothing left running."""
+    slow = ["--epochs", "400", "--heartbeat", "1"]
+    victim = sweep("--storage", postgres, "--study", "killed", "--trials", "2", "--out", str(tmp_path / "v"), *slow)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            running = [t for t in trials_of("killed", postgres) if t.state == optuna.trial.TrialState.RUNNING]
+        except KeyError:
+            running = []
+        if len(running) == 2:
+            break
+        time.sleep(0.5)
+    assert len(running) == 2, "the worker never started its trials"
+    time.sleep(1)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    time.sleep(4)  # three missed heartbeats
+    code, out, err = finish(
+        sweep(
+            "--storage", postgres, "--study", "killed", "--join", "--trials", "2", "--out", str(tmp_path / "r"), *slow
+        )
+    )  # the same settings: they join it
+    assert code == 0, err
+    trials = trials_of("killed", postgres)
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 2 and states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert not [s for s in states if s in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
+    failed = {(t.params["lr"], t.params["weight_decay"]) for t in trials if t.state == optuna.trial.TrialState.FAIL}
+    redone = {(t.params["lr"], t.params["weight_decay"]) for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert failed == redone
