@@ -1,6 +1,6 @@
 """NetStack: K networks of one architecture, trained together on the same minibatches.
 
-Each network keeps its own seed, weights, weight decay and optimizer (same
+Each network keeps its own seed, weights, weight decay and optimizer (any
 class, own hyperparameters); ``stack.step``/``stack.steps`` train all K in
 one compiled call (``kernels.stack``), and each follows the trajectory it
 would follow alone. The networks stay usable on their own: their ``params``
@@ -13,8 +13,11 @@ import numpy as np
 
 from . import optim
 from .kernels import stack as compiled
+from .kernels.checks import require_labels
 from .kernels.multilayer import check_multilayer_batches
 from .multilayer import ACTIVATIONS, MultiLayerNet
+
+ACCURACY_CHUNK = 2000  # rows per member per forward call in accuracy(); bounds its buffers
 
 
 def _same(nets, attribute):
@@ -25,7 +28,8 @@ def _same(nets, attribute):
 
 class NetStack:
     """``NetStack(nets, optimizers)``: K ``MultiLayerNet``s of one architecture (sizes, activation,
-    dtype, dropout and batch norm settings), each with its own optimizer of one class.
+    dtype, dropout and batch norm settings), each with its own optimizer (any of ``fastnet.optim``,
+    own hyperparameters).
 
     ``step(x, t)`` trains all on one batch and returns their K losses; ``steps(x, t, batches)``
     one step per row of ``batches`` (an (S, K) array of losses); ``accuracy``/``loss`` give K
@@ -51,8 +55,6 @@ class NetStack:
         for opt in optimizers:
             if not isinstance(opt, optim.Optimizer):
                 raise TypeError(f"NetStack: optimizers must be of fastnet.optim, not {opt!r}")
-        if len({type(opt) for opt in optimizers}) != 1:
-            raise ValueError("NetStack: the optimizers must be of one class (each with its own hyperparameters)")
         if len({id(opt) for opt in optimizers}) != len(optimizers):
             raise ValueError("NetStack: an optimizer appears twice; give each network its own")
         self.nets, self.optimizers = nets, optimizers
@@ -69,8 +71,11 @@ class NetStack:
             net._bound_optimizer = opt  # the state was checked against the net's parameters just now
         self._decays = np.array([net.weight_decay_lambda for net in nets])
         self._seeds = np.array([net.dropout_seed for net in nets], np.int64)
+        self._kinds = np.array([opt.KIND for opt in optimizers], np.int64)
         self._active = np.ones(K, np.bool_)
         self._workspaces = {}
+        self._accuracy_buffers = None  # (acts, batch-norm scratch) for accuracy's chunks of rows
+        self._one_zero = np.array([1, 0], first.dtype)  # BLAS's (alpha, beta) for plain products
         self._lock = threading.RLock()
 
     def __len__(self):
@@ -134,7 +139,7 @@ class NetStack:
                     x, t, batches, self._flats, self._grads, first.sizes, ACTIVATIONS[first.activation],
                     self._decays, self._workspace(batches.shape[1]), first.use_batchnorm,
                     first.dropout_ratio if first.use_dropout else -1.0, self._seeds, first_steps,
-                    self._running_means, self._running_vars, self.optimizers[0].KIND, self._hypers, self._s1,
+                    self._running_means, self._running_vars, self._kinds, self._hypers, self._s1,
                     self._s2, self._active, losses, divisor,
                 )  # fmt: skip
                 for net in self.nets:
@@ -145,8 +150,35 @@ class NetStack:
         return losses
 
     def accuracy(self, x, t):
-        """Each member's accuracy on (x, t): K values."""
-        return np.array([net.accuracy(x, t) for net in self.nets])
+        """Each member's accuracy on (x, t) at test time: K values, in one compiled call."""
+        first = self.nets[0]
+        x = first.prepare_inputs(x)
+        t = first.prepare_labels(t, x.shape[0])
+        require_labels("NetStack.accuracy", t, first.output_size)
+        K, rows = len(self.nets), min(x.shape[0], ACCURACY_CHUNK)
+        counts = np.empty(K, np.int64)
+        with self._lock:
+            locks = [net._lock for net in self.nets]
+            for lock in locks:
+                lock.acquire()
+            try:
+                for net in self.nets:
+                    net._sync_params()
+                if self._accuracy_buffers is None or self._accuracy_buffers[0].shape[1] < rows * first.sizes[1:].sum():
+                    acts = np.empty((K, rows * int(first.sizes[1:].sum())), first.dtype)
+                    self._accuracy_buffers = (acts, np.empty((K, 2, max(self._running_means.shape[1], 1))))
+                acts, scratch = self._accuracy_buffers
+                compiled.stack_correct_counts_unchecked(
+                    x, t, self._flats, first.sizes, ACTIVATIONS[first.activation], acts, self._one_zero,
+                    first.use_batchnorm, first.dropout_ratio if first.use_dropout else -1.0, self._running_means,
+                    self._running_vars, scratch, counts,
+                )  # fmt: skip
+            finally:
+                for lock in locks:
+                    lock.release()
+        for k in np.flatnonzero(counts < 0):  # a logit is not finite: the member's own message
+            self.nets[k].accuracy(x, t)
+        return counts / x.shape[0]
 
     def loss(self, x, t, train_flg=False):
         """Each member's loss on (x, t): K values."""

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from fastnet import MultiLayerNet, optim
+from fastnet import MultiLayerNet, NetStack, optim
 from fastnet.book import CH6_EXPERIMENTS, ch6
 
 
@@ -27,6 +27,9 @@ def warm_up():
         net = MultiLayerNet(784, [20, 20], 10, **options)
         net.steps(x, t, rng.integers(0, 40, (2, 8)), optim.SGD())
         net.accuracy(x, t)
+        stack = NetStack([MultiLayerNet(784, [20, 20], 10, **options) for _ in range(2)], [optim.SGD(), optim.Adam()])
+        stack.steps(x, t, rng.integers(0, 40, (2, 8)))
+        stack.accuracy(x, t)
 
 
 def main():

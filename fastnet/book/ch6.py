@@ -1,16 +1,17 @@
 """Chapter 6's experiments on real MNIST (``fastnet book ch6 NAME``): the book's figure and its data.
 
 Each experiment is written once, against a *method* that makes networks and
-optimizers and trains them: ``Fastnet`` (float32, compiled steps, many per
-call) or ``BookMethod`` (the numpy reference in float64, one layered forward
-and backward per step, as the book's scripts run). ``scripts/bench_book.py``
+optimizers and trains an experiment's networks as a group: ``Fastnet``
+(float32, one ``NetStack``: all steps of all networks in one compiled call)
+or ``BookMethod`` (the numpy reference in float64, each step each network's
+layered forward and backward, as the book's scripts run). ``scripts/bench_book.py``
 times both on the same experiment.
 
 Every network sees the same minibatches as the others in its experiment (drawn
 with replacement from ``seed``, as the book's ``np.random.choice``); a curve's
 loss at step s is that step's batch loss before its update. A network whose
 loss stops being finite is left as it was and trained no further (its curve
-ends, its accuracy stays).
+reads None from there, its accuracy stays).
 """
 
 import io
@@ -22,11 +23,13 @@ import numpy as np
 from .. import optim, reference
 from .._atomic import atomic_write_bytes
 from ..multilayer import MultiLayerNet
+from ..stack import NetStack
 from . import CH6_EXPERIMENTS
 
 
 class Fastnet:
-    """Networks and optimizers of fastnet, float32; ``train`` runs all its steps in one compiled call."""
+    """Networks and optimizers of fastnet, float32. The networks of one experiment train together:
+    one ``NetStack`` (all of a run's steps in one compiled call, each network on a core of its own)."""
 
     name = "fastnet"
     dtype = np.float32
@@ -37,19 +40,44 @@ class Fastnet:
     def optimizer(self, name, **hyper):
         return getattr(optim, name)(**hyper)
 
-    def train(self, net, optimizer, x, t, batches):
-        """The steps' losses; fewer if a step's loss was not finite (that step changed nothing)."""
-        return net.steps(x, t, batches, optimizer)
+    def group(self, nets, optimizers):
+        return _FastGroup(nets, optimizers)
 
-    def accuracy(self, net, x, t):
+
+class _FastGroup:
+    def __init__(self, nets, optimizers):
+        self.nets, self.optimizers = nets, optimizers
+        self.stack = NetStack(nets, optimizers) if len(nets) > 1 else None
+        self.frozen = False  # a lone network that diverged
+
+    def train(self, x, t, batches):
+        """(S, K) losses, each before its step; NaN for a network frozen after its loss stopped being finite."""
+        if self.stack is not None:
+            return self.stack.steps(x, t, batches)
+        losses = np.full((len(batches), 1), np.nan)
+        if not self.frozen:
+            taken = self.nets[0].steps(x, t, batches, self.optimizers[0])
+            losses[: len(taken), 0] = taken
+            self.frozen = len(taken) < len(batches) or not np.isfinite(taken[-1])
+        return losses
+
+    def accuracy(self, x, t):
         try:
-            return net.accuracy(x, t)
-        except ValueError:  # the logits overflow: a network that diverged
-            return float("nan")
+            return self.stack.accuracy(x, t) if self.stack is not None else np.array([self.nets[0].accuracy(x, t)])
+        except ValueError:  # a network's logits overflow: one that diverged
+            return np.array([_or_nan(net.accuracy, x, t) for net in self.nets])
+
+
+def _or_nan(accuracy, x, t):
+    try:
+        return accuracy(x, t)
+    except ValueError:
+        return float("nan")
 
 
 class BookMethod:
-    """The book's way: the numpy reference in float64, ``gradient`` then ``update`` for each batch."""
+    """The book's way: the numpy reference in float64; each step, each network's ``gradient`` then
+    its optimizer's ``update``."""
 
     name = "reference"
     dtype = np.float64
@@ -60,17 +88,29 @@ class BookMethod:
     def optimizer(self, name, **hyper):
         return getattr(reference, name)(**hyper)
 
-    def train(self, net, optimizer, x, t, batches):
-        losses = np.empty(len(batches))
+    def group(self, nets, optimizers):
+        return _BookGroup(nets, optimizers)
+
+
+class _BookGroup:
+    def __init__(self, nets, optimizers):
+        self.nets, self.optimizers = nets, optimizers
+        self.active = [True] * len(nets)
+
+    def train(self, x, t, batches):
+        losses = np.full((len(batches), len(self.nets)), np.nan)
         with np.errstate(all="ignore"):  # the book's numpy runs on through overflow, into NaN
             for s, rows in enumerate(batches):
-                optimizer.update(net.params, net.gradient(x[rows], t[rows]))
-                losses[s] = net.last_loss
+                for k, (net, opt) in enumerate(zip(self.nets, self.optimizers)):
+                    if self.active[k]:
+                        opt.update(net.params, net.gradient(x[rows], t[rows]))
+                        losses[s, k] = net.last_loss
+                        self.active[k] = bool(np.isfinite(net.last_loss))
         return losses
 
-    def accuracy(self, net, x, t):
+    def accuracy(self, x, t):
         with np.errstate(all="ignore"):
-            return float(net.accuracy(x, t))
+            return np.array([float(net.accuracy(x, t)) for net in self.nets])
 
 
 METHODS = {"fastnet": Fastnet, "reference": BookMethod}
@@ -88,28 +128,23 @@ def smooth_curve(x):
     return y[5 : len(y) - 5]
 
 
-def _train_run(method, net, optimizer, x, t, batches, state):
-    """Train on ``batches`` unless the net diverged before (``state['diverged']``); losses as a list."""
-    if state.get("diverged"):
-        return []
-    losses = method.train(net, optimizer, x, t, batches)
-    if len(losses) < len(batches) or not np.all(np.isfinite(losses)):
-        state["diverged"] = True
+def _curve(losses):
+    """A loss curve for JSON: None where the loss is not finite (a diverged network)."""
     return [float(v) if np.isfinite(v) else None for v in losses]
 
 
-def _epochs_of_training(method, net, optimizer, train, test, batches, epochs, per_epoch):
+def _epochs_of_training(group, train, test, batches, epochs, per_epoch):
     """The book's loop: a step, then accuracy; then ``per_epoch`` steps and accuracy, ``epochs - 1``
-    times (its ``if i % iter_per_epoch == 0`` check after each step). Returns accuracies per epoch."""
-    state, train_acc, test_acc, done = {}, [], [], 0
+    times (its ``if i % iter_per_epoch == 0`` check after each step). Returns accuracies, (epochs, K)."""
+    train_acc, test_acc, done = [], [], 0
     for epoch in range(epochs):
         n = 1 if epoch == 0 else per_epoch
-        _train_run(method, net, optimizer, *train, batches[done : done + n], state)
+        group.train(*train, batches[done : done + n])
         done += n
-        train_acc.append(method.accuracy(net, *train))
+        train_acc.append(group.accuracy(*train))
         if test is not None:
-            test_acc.append(method.accuracy(net, *test))
-    return train_acc, test_acc
+            test_acc.append(group.accuracy(*test))
+    return np.array(train_acc), np.array(test_acc)
 
 
 def _batches(seed, rows, steps, batch_size):
@@ -124,10 +159,10 @@ def optimizer_compare(method, data, seed=0, iterations=2000, batch_size=128):
     (x, t), _ = data
     batches = _batches(seed, len(x), iterations, batch_size)
     settings = {"SGD": {"lr": 0.01}, "Momentum": {"lr": 0.01}, "AdaGrad": {"lr": 0.01}, "Adam": {"lr": 0.001}}
-    loss = {}
-    for i, (name, hyper) in enumerate(settings.items()):
-        net = method.network(784, [100] * 4, 10, seed=seed + i)
-        loss[name] = _train_run(method, net, method.optimizer(name, **hyper), x, t, batches, {})
+    nets = [method.network(784, [100] * 4, 10, seed=seed + i) for i in range(len(settings))]
+    group = method.group(nets, [method.optimizer(name, **hyper) for name, hyper in settings.items()])
+    losses = group.train(x, t, batches)
+    loss = {name: _curve(losses[:, k]) for k, name in enumerate(settings)}
     return {"iterations": iterations, "batch_size": batch_size, "optimizers": settings, "loss": loss}
 
 
@@ -136,10 +171,12 @@ def weight_init_compare(method, data, seed=0, iterations=2000, batch_size=128):
     (x, t), _ = data
     batches = _batches(seed, len(x), iterations, batch_size)
     inits = {"std=0.01": 0.01, "Xavier": "sigmoid", "He": "relu"}
-    loss = {}
-    for i, (name, init) in enumerate(inits.items()):
-        net = method.network(784, [100] * 4, 10, weight_init_std=init, seed=seed + i)
-        loss[name] = _train_run(method, net, method.optimizer("SGD", lr=0.01), x, t, batches, {})
+    nets = [
+        method.network(784, [100] * 4, 10, weight_init_std=init, seed=seed + i) for i, init in enumerate(inits.values())
+    ]
+    group = method.group(nets, [method.optimizer("SGD", lr=0.01) for _ in inits])
+    losses = group.train(x, t, batches)
+    loss = {name: _curve(losses[:, k]) for k, name in enumerate(inits)}
     return {"iterations": iterations, "batch_size": batch_size, "loss": loss}
 
 
@@ -150,15 +187,15 @@ def batch_norm(method, data, seed=0, train_size=1000, epochs=20, batch_size=100,
     train = (x[:train_size], t[:train_size])
     per_epoch = max(train_size // batch_size, 1)
     batches = _batches(seed, train_size, 1 + (epochs - 1) * per_epoch, batch_size)
-    runs = []
-    for k, scale in enumerate(np.logspace(0, -4, num=16)):
-        run = {"weight_scale": float(scale)}
-        for key, use_batchnorm in (("batchnorm", True), ("plain", False)):
-            net = method.network(784, [100] * 5, 10, weight_init_std=float(scale), use_batchnorm=use_batchnorm,
-                                 seed=seed + k)  # fmt: skip
-            opt = method.optimizer("SGD", lr=lr)
-            run[key], _ = _epochs_of_training(method, net, opt, train, None, batches, epochs, per_epoch)
-        runs.append(run)
+    scales = np.logspace(0, -4, num=16)
+    accuracy = {}
+    for key, use_batchnorm in (("batchnorm", True), ("plain", False)):  # one group each: one architecture
+        nets = [method.network(784, [100] * 5, 10, weight_init_std=float(scale), use_batchnorm=use_batchnorm,
+                               seed=seed + k) for k, scale in enumerate(scales)]  # fmt: skip
+        group = method.group(nets, [method.optimizer("SGD", lr=lr) for _ in scales])
+        accuracy[key], _ = _epochs_of_training(group, train, None, batches, epochs, per_epoch)
+    runs = [{"weight_scale": float(scale), "batchnorm": accuracy["batchnorm"][:, k].tolist(),
+             "plain": accuracy["plain"][:, k].tolist()} for k, scale in enumerate(scales)]  # fmt: skip
     return {"train_size": train_size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "runs": runs}
 
 
@@ -167,11 +204,11 @@ def _overfit(method, data, seed, epochs, train_size=300, batch_size=100, **net_o
     train = (x[:train_size], t[:train_size])
     per_epoch = max(train_size // batch_size, 1)
     batches = _batches(seed, train_size, 1 + (epochs - 1) * per_epoch, batch_size)
-    net = method.network(784, [100] * 6, 10, seed=seed, **net_options)
-    opt = method.optimizer("SGD", lr=0.01)
-    train_acc, test_acc = _epochs_of_training(method, net, opt, train, test, batches, epochs, per_epoch)
+    group = method.group([method.network(784, [100] * 6, 10, seed=seed, **net_options)],
+                         [method.optimizer("SGD", lr=0.01)])  # fmt: skip
+    train_acc, test_acc = _epochs_of_training(group, train, test, batches, epochs, per_epoch)
     return {"train_size": train_size, "epochs": epochs, "batch_size": batch_size, "network": net_options,
-            "train_acc": train_acc, "test_acc": test_acc}  # fmt: skip
+            "train_acc": train_acc[:, 0].tolist(), "test_acc": test_acc[:, 0].tolist()}  # fmt: skip
 
 
 def overfit_weight_decay(method, data, seed=0, epochs=201):

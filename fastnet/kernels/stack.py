@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from .codes import _gather_rows
+from .forward import _count_correct
 from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .multilayer import batchnorm_params, hidden_offset, layer_params, layer_rows, weight_decay_loss
 from .optimizer import next_rate, update_range
@@ -28,6 +29,7 @@ from .regularize import (
     _activate_drop,
     _batchnorm_backward_columns,
     _batchnorm_train_columns,
+    batchnorm_test_transform,
     update_running_statistics,
 )
 
@@ -126,21 +128,22 @@ def _member_step(x, tb, flat, grad, sizes, activation, decay, acts, deltas, norm
 
 @njit(parallel=True, cache=True)
 def stack_steps_unchecked(X, T, batches, flats, grads, sizes, activation, decays, work, batchnorm, dropout, seeds,
-                          first_steps, running_means, running_vars, kind, hypers, s1, s2, active, losses,
+                          first_steps, running_means, running_vars, kinds, hypers, s1, s2, active, losses,
                           x_divisor):  # fmt: skip
     """For each row of ``batches``: gather it once, then one step of every active member.
     losses[s, k] = member k's loss at step s (NaN once frozen); a member whose loss is not finite
     is left as it was and frozen (active[k] = False). Member k's dropout masks at step s are
-    numbered first_steps[k] + s. Unchecked: ``work`` is a ``StackWork`` (or a plain tuple in its
-    order) for K = len(flats) members and B = batches.shape[1] rows."""
+    numbered first_steps[k] + s; its optimizer is kinds[k] with hypers[k] and state s1[k], s2[k].
+    Unchecked: ``work`` is a ``StackWork`` (or a plain tuple in its order) for K = len(flats)
+    members and B = batches.shape[1] rows."""
     return _stack_steps(X, T, batches, flats, grads, sizes, activation, decays, StackWork(*work), batchnorm, dropout,
-                        seeds, first_steps, running_means, running_vars, kind, hypers, s1, s2, active, losses,
+                        seeds, first_steps, running_means, running_vars, kinds, hypers, s1, s2, active, losses,
                         x_divisor)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
 def _stack_steps(X, T, batches, flats, grads, sizes, activation, decays, work, batchnorm, dropout, seeds, first_steps,
-                 running_means, running_vars, kind, hypers, s1, s2, active, losses, x_divisor):  # fmt: skip
+                 running_means, running_vars, kinds, hypers, s1, s2, active, losses, x_divisor):  # fmt: skip
     K = flats.shape[0]
     B = batches.shape[1]
     x, tb, row_check = work.x, work.tb, work.row_check
@@ -161,8 +164,66 @@ def _stack_steps(X, T, batches, flats, grads, sizes, activation, decays, work, b
                 losses[s, m] = _member_step(
                     x, tb, flats[m], grads[m], sizes, activation, decays[m], acts[m], deltas[m], normed[m], stats[m],
                     col_acc[m], work.alpha_beta, batchnorm, dropout, seeds[m], first_steps[m] + s, running_means[m],
-                    running_vars[m], kind, hypers[m], s1[m], s2[m],
+                    running_vars[m], kinds[m], hypers[m], s1[m], s2[m],
                 )  # fmt: skip
                 if not np.isfinite(losses[s, m]):
                     active[m] = False
     return losses
+
+
+@njit(cache=True)
+def _member_forward(x, flat, sizes, activation, acts, alpha_beta, batchnorm, dropout, running_mean, running_var,
+                    bn_scale, bn_shift):  # fmt: skip
+    """One member's test-time logits for the rows of x, serial: a view of ``acts``. bn_scale and
+    bn_shift are float64 scratch over the hidden units (batch norm as a scale and shift)."""
+    B = x.shape[0]
+    L = sizes.shape[0] - 1
+    one_block = (1, 1)
+    h = x
+    for l in range(1, L + 1):
+        W, b = layer_params(flat, sizes, l)
+        out = layer_rows(acts, sizes, B, l)
+        n = sizes[l]
+        if l == L:
+            _affine_block(h, W, b, out, alpha_beta, one_block, 0, IDENTITY)
+        elif batchnorm:
+            _affine_block(h, W, b, out, alpha_beta, one_block, 0, IDENTITY)
+            gamma, beta = batchnorm_params(flat, sizes, l)
+            o = hidden_offset(sizes, l)
+            scale, shift = bn_scale[o : o + n], bn_shift[o : o + n]
+            batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n], scale, shift)
+            _activate_drop(out, 0, B, 0, n, activation, dropout, False, 0, 0, l, scale, shift)
+        else:
+            _affine_block(h, W, b, out, alpha_beta, one_block, 0, activation)
+            if dropout >= 0:
+                _activate_drop(out, 0, B, 0, n, IDENTITY, dropout, False, 0, 0, l, NO_ARRAY, NO_ARRAY)
+        h = out
+    return h
+
+
+@njit(parallel=True, cache=True)
+def stack_correct_counts_unchecked(x, t, flats, sizes, activation, acts, alpha_beta, batchnorm, dropout,
+                                   running_means, running_vars, bn_scratch, counts):  # fmt: skip
+    """counts[k] = how many rows of x member k classifies (at test time) as t; -1 if one of its
+    logits is not finite. One parallel loop over the members, each serial over chunks of rows:
+    acts (K, rows·(n_1 + ... + n_L)) gives the chunk; bn_scratch is float64 (K, 2, hidden units).
+    Unchecked."""
+    K = flats.shape[0]
+    N = x.shape[0]
+    per_row = 0
+    for l in range(1, sizes.shape[0]):
+        per_row += sizes[l]
+    chunk = acts.shape[1] // per_row
+    for m in prange(K):
+        count = 0
+        for r0 in range(0, N, chunk):
+            r1 = min(N, r0 + chunk)
+            z = _member_forward(x[r0:r1], flats[m], sizes, activation, acts[m], alpha_beta, batchnorm, dropout,
+                                running_means[m], running_vars[m], bn_scratch[m, 0], bn_scratch[m, 1])  # fmt: skip
+            c = _count_correct(z, t[r0:r1])
+            if c < 0 or count < 0:
+                count = -1
+            else:
+                count += c
+        counts[m] = count
+    return counts
