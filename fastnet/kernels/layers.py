@@ -29,11 +29,17 @@ def _affine_block(x, W, b, out, alpha_beta, split, k, activation):
 
     alpha_beta[0:2] must hold (1, 0).
     """
-    B, D = x.shape
-    H = W.shape[1]
-    r0, r1, h0, h1 = product_block(B, H, split, k)
+    r0, r1, h0, h1 = product_block(x.shape[0], W.shape[1], split, k)
+    _affine_rows(x, W, b, out, alpha_beta, r0, r1, h0, h1, activation)
+
+
+@njit(cache=True)
+def _affine_rows(x, W, b, out, alpha_beta, r0, r1, h0, h1, activation):
+    """out[r0:r1, h0:h1] = activation(x[r0:r1] @ W[:, h0:h1] + b[h0:h1]); alpha_beta[0:2] = (1, 0)."""
     if r1 <= r0 or h1 <= h0:
         return
+    D = x.shape[1]
+    H = W.shape[1]
     gemm(AS_IS, AS_IS, r1 - r0, h1 - h0, D, alpha_beta, x[r0:], D, W[:, h0:], H, out[r0:, h0:], H)
     for i in range(r0, r1):
         for j in range(h0, h1):

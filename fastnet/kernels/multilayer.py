@@ -30,7 +30,15 @@ from numba import njit, prange
 
 from .codes import _gather_rows
 from .forward import _count_correct
-from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
+from .layers import (
+    IDENTITY,
+    _affine_block,
+    _affine_rows,
+    _column_sums,
+    _input_grad_rows,
+    _softmax_ce_row,
+    _weight_grad_block,
+)
 from .optimizer import update_unchecked
 from .partition import block_bounds, num_blocks, product_block, product_split
 from .regularize import (
@@ -130,10 +138,59 @@ def layer_rows(buf, sizes, rows, l):
     return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
 
 
+ROWS_PER_PASS = 128  # rows taken through every layer at a time at test time: their activations stay in cache
+
+
+@njit(parallel=True, cache=True)
+def _test_forward(x, flat, sizes, activation, work, reg):
+    """Test time: every row is on its own, so one parallel region takes each block of rows through
+    every layer, ROWS_PER_PASS rows at a time; batch norm (running statistics) is a per-column
+    scale and shift, dropout a scaling. Returns the logits' view of ``work.acts``."""
+    B = x.shape[0]
+    L = sizes.shape[0] - 1
+    acts, alpha_beta, stats = work.acts, work.alpha_beta, work.batch_stats
+    if reg.batchnorm:
+        for l in range(1, L):
+            gamma, beta = batchnorm_params(flat, sizes, l)
+            o = hidden_offset(sizes, l)
+            n = sizes[l]
+            batchnorm_test_transform(gamma, beta, reg.running_mean[o : o + n], reg.running_var[o : o + n],
+                                     stats[0, o : o + n], stats[1, o : o + n])  # fmt: skip
+    row_work = 0
+    for l in range(1, L + 1):
+        row_work += sizes[l - 1] * sizes[l]
+    nb = num_blocks(B, B * row_work)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        for c0 in range(r0, r1, ROWS_PER_PASS):
+            c1 = min(c0 + ROWS_PER_PASS, r1)
+            h = x
+            for l in range(1, L + 1):
+                W, b = layer_params(flat, sizes, l)
+                out = layer_rows(acts, sizes, B, l)
+                n = sizes[l]
+                if l == L:
+                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
+                elif reg.batchnorm:
+                    o = hidden_offset(sizes, l)
+                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
+                    _activate_drop(out, c0, c1, 0, n, activation, reg.dropout, False, reg.seed, 0, l,
+                                   stats[0, o : o + n], stats[1, o : o + n])  # fmt: skip
+                else:
+                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, activation)
+                    if reg.dropout >= 0:
+                        _activate_drop(out, c0, c1, 0, n, IDENTITY, reg.dropout, False, reg.seed, 0, l,
+                                       NO_ARRAY, NO_ARRAY)  # fmt: skip
+                h = out
+    return layer_rows(acts, sizes, B, L)
+
+
 @njit(parallel=True, cache=True)
 def _forward(x, flat, sizes, activation, work, reg, step):
     """Every layer's output for the rows of x into ``work.acts``; returns the logits' view.
     In training (``reg.train``) batch norm keeps its x̂ and the batch's statistics in ``work``."""
+    if not reg.train:
+        return _test_forward(x, flat, sizes, activation, work, reg)
     B = x.shape[0]
     L = sizes.shape[0] - 1
     acts, alpha_beta, batch_stats = work.acts, work.alpha_beta, work.batch_stats
@@ -153,16 +210,6 @@ def _forward(x, flat, sizes, activation, work, reg, step):
                     r0, r1, c0, c1 = product_block(B, n, split, k)
                     _activate_drop(out, r0, r1, c0, c1, IDENTITY, reg.dropout, reg.train, reg.seed, step, l,
                                    NO_ARRAY, NO_ARRAY)  # fmt: skip
-        elif not reg.train:  # running statistics: batch norm is a per-column scale and shift
-            gamma, beta = batchnorm_params(flat, sizes, l)
-            o = hidden_offset(sizes, l)
-            scale, shift = batch_stats[0, o : o + n], batch_stats[1, o : o + n]
-            batchnorm_test_transform(gamma, beta, reg.running_mean[o : o + n], reg.running_var[o : o + n], scale,
-                                     shift)  # fmt: skip
-            for k in prange(split[0] * split[1]):
-                _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
-                r0, r1, c0, c1 = product_block(B, n, split, k)
-                _activate_drop(out, r0, r1, c0, c1, activation, reg.dropout, False, reg.seed, step, l, scale, shift)
         else:  # batch statistics need every row: a second region, over blocks of columns
             for k in prange(split[0] * split[1]):
                 _affine_block(h, W, b, out, alpha_beta, split, k, IDENTITY)
