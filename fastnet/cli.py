@@ -161,13 +161,17 @@ def cmd_book(args):
     from .book import ch6
 
     if args.name == CH6_SEARCH:  # the book's hyperparameter search: a sweep with its defaults
+        import tempfile
+
         from . import sweep
 
         (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
-        settings = sweep.Settings(seed=args.seed)
-        study = sweep.run(CH6_SEARCH, 100, args.out, storage_url="sqlite:///:memory:", settings=settings,
-                          data=((x, t), (x_test, t_test)), progress=sys.stderr.isatty())  # fmt: skip
-        print(sweep.summary(study))
+        with tempfile.TemporaryDirectory() as scratch:  # a fresh study each run, as the book's script
+            study = sweep.run(CH6_SEARCH, 100, args.out, storage_url=f"sqlite:///{scratch}/study.db",
+                              settings=sweep.Settings(seed=args.seed), data=((x, t), (x_test, t_test)),
+                              progress=sys.stderr.isatty())  # fmt: skip
+            line = sweep.summary(study)
+        print(line)
         print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
         return 0
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
