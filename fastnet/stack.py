@@ -7,6 +7,7 @@ would follow alone. The networks stay usable on their own: their ``params``
 become live views into the stack's arrays, their optimizers' state too.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -86,6 +87,16 @@ class NetStack:
         """Indices of the members frozen because their loss stopped being finite."""
         return [int(k) for k in np.flatnonzero(~self._active)]
 
+    @contextlib.contextmanager
+    def _members(self):
+        """Hold the stack's and every member's lock, the members' params synced into the stack's arrays."""
+        with self._lock, contextlib.ExitStack() as held:
+            for net in self.nets:
+                held.enter_context(net._lock)
+            for net in self.nets:
+                net._sync_params()
+            yield
+
     def _workspace(self, batch):
         work = self._workspaces.get(batch)
         if work is None:
@@ -126,27 +137,18 @@ class NetStack:
         if first.use_batchnorm and batches.shape[1] < 2:
             raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows")
         losses = np.empty((batches.shape[0], len(self.nets)))
-        with self._lock:
-            locks = [net._lock for net in self.nets]
-            for lock in locks:
-                lock.acquire()
-            try:
-                for net in self.nets:
-                    net._sync_params()
-                check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
-                first_steps = np.array([net.dropout_step for net in self.nets], np.int64)
-                compiled.stack_steps_unchecked(
-                    x, t, batches, self._flats, self._grads, first.sizes, ACTIVATIONS[first.activation],
-                    self._decays, self._workspace(batches.shape[1]), first.use_batchnorm,
-                    first.dropout_ratio if first.use_dropout else -1.0, self._seeds, first_steps,
-                    self._running_means, self._running_vars, self._kinds, self._hypers, self._s1,
-                    self._s2, self._active, losses, divisor,
-                )  # fmt: skip
-                for net in self.nets:
-                    net.dropout_step += batches.shape[0]
-            finally:
-                for lock in locks:
-                    lock.release()
+        with self._members():
+            check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
+            first_steps = np.array([net.dropout_step for net in self.nets], np.int64)
+            compiled.stack_steps_unchecked(
+                x, t, batches, self._flats, self._grads, first.sizes, ACTIVATIONS[first.activation],
+                self._decays, self._workspace(batches.shape[1]), first.use_batchnorm,
+                first.dropout_ratio if first.use_dropout else -1.0, self._seeds, first_steps,
+                self._running_means, self._running_vars, self._kinds, self._hypers, self._s1,
+                self._s2, self._active, losses, divisor,
+            )  # fmt: skip
+            for net in self.nets:
+                net.dropout_step += batches.shape[0]
         return losses
 
     def accuracy(self, x, t):
@@ -157,25 +159,16 @@ class NetStack:
         require_labels("NetStack.accuracy", t, first.output_size)
         K, rows = len(self.nets), min(x.shape[0], ACCURACY_CHUNK)
         counts = np.empty(K, np.int64)
-        with self._lock:
-            locks = [net._lock for net in self.nets]
-            for lock in locks:
-                lock.acquire()
-            try:
-                for net in self.nets:
-                    net._sync_params()
-                if self._accuracy_buffers is None or self._accuracy_buffers[0].shape[1] < rows * first.sizes[1:].sum():
-                    acts = np.empty((K, rows * int(first.sizes[1:].sum())), first.dtype)
-                    self._accuracy_buffers = (acts, np.empty((K, 2, max(self._running_means.shape[1], 1))))
-                acts, scratch = self._accuracy_buffers
-                compiled.stack_correct_counts_unchecked(
-                    x, t, self._flats, first.sizes, ACTIVATIONS[first.activation], acts, self._one_zero,
-                    first.use_batchnorm, first.dropout_ratio if first.use_dropout else -1.0, self._running_means,
-                    self._running_vars, scratch, counts,
-                )  # fmt: skip
-            finally:
-                for lock in locks:
-                    lock.release()
+        with self._members():
+            if self._accuracy_buffers is None or self._accuracy_buffers[0].shape[1] < rows * first.sizes[1:].sum():
+                acts = np.empty((K, rows * int(first.sizes[1:].sum())), first.dtype)
+                self._accuracy_buffers = (acts, np.empty((K, 2, max(self._running_means.shape[1], 1))))
+            acts, scratch = self._accuracy_buffers
+            compiled.stack_correct_counts_unchecked(
+                x, t, self._flats, first.sizes, ACTIVATIONS[first.activation], acts, self._one_zero,
+                first.use_batchnorm, first.dropout_ratio if first.use_dropout else -1.0, self._running_means,
+                self._running_vars, scratch, counts,
+            )  # fmt: skip
         for k in np.flatnonzero(counts < 0):  # a logit is not finite: the member's own message
             self.nets[k].accuracy(x, t)
         return counts / x.shape[0]
