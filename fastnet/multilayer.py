@@ -102,6 +102,18 @@ def _check_arguments(input_size, hidden_size_list, output_size, activation, weig
         raise ValueError(f"{where}: weight_decay_lambda must be finite and >= 0, got {weight_decay_lambda!r}")
 
 
+def check_steps_inputs(func, x, batches, x_divisor, dtype):
+    """What ``steps`` takes beyond the kernels' own checks: a 2-D integer batch array, x in the
+    net's dtype, or uint8 pixel codes with their divisor (and the divisor only with them)."""
+    if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
+            or batches.shape[1] == 0:  # fmt: skip
+        raise ValueError(f"{func}: batches must be a 2-D integer array, one batch per row")
+    if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
+        raise ValueError(f"{func}: x_divisor goes with uint8 pixel codes x, and only with them")
+    if x.dtype != np.uint8 and x.dtype != dtype:
+        raise TypeError(f"{func}: x must be {dtype} (see prepare_inputs), not {x.dtype}")
+
+
 class MultiLayerNet:
     """The book's ``MultiLayerNet`` (ch. 6; with ``use_dropout``/``use_batchnorm`` its
     ``MultiLayerNetExtend``), with fastnet's fused, checked, deterministic step.
@@ -337,13 +349,7 @@ class MultiLayerNet:
         """One update per row of ``batches`` (S, B), in one compiled call; returns the losses
         (fewer if a step's loss is not finite: that step changed nothing). x in the net's dtype
         and t int64, or x uint8 pixel codes with ``x_divisor``, as ``TwoLayerNet.steps``."""
-        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
-                or batches.shape[1] == 0:  # fmt: skip
-            raise ValueError("MultiLayerNet.steps: batches must be a 2-D integer array, one batch per row")
-        if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
-            raise ValueError("MultiLayerNet.steps: x_divisor goes with uint8 pixel codes x, and only with them")
-        if x.dtype != np.uint8 and x.dtype != self.dtype:
-            raise TypeError(f"MultiLayerNet.steps: x must be {self.dtype} (see prepare_inputs), not {x.dtype}")
+        check_steps_inputs("MultiLayerNet.steps", x, batches, x_divisor, self.dtype)
         return self._run(x, t, batches, optimizer, x_divisor, "MultiLayerNet.steps")
 
     def _run(self, x, t, batches, optimizer, x_divisor, func, update=True):

@@ -16,7 +16,7 @@ from . import optim
 from .kernels import stack as compiled
 from .kernels.checks import require_labels
 from .kernels.multilayer import check_multilayer_batches
-from .multilayer import ACTIVATIONS, MultiLayerNet
+from .multilayer import ACTIVATIONS, MultiLayerNet, check_steps_inputs
 
 ACCURACY_CHUNK = 2000  # rows per member per forward call in accuracy(); bounds its buffers
 
@@ -117,13 +117,7 @@ class NetStack:
         """One update of every member per row of ``batches`` (S, B), in one compiled call; returns
         the losses (S, K). x in the nets' dtype and t int64, or uint8 codes with ``x_divisor``."""
         first = self.nets[0]
-        if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
-                or batches.shape[1] == 0:  # fmt: skip
-            raise ValueError("NetStack.steps: batches must be a 2-D integer array, one batch per row")
-        if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
-            raise ValueError("NetStack.steps: x_divisor goes with uint8 pixel codes x, and only with them")
-        if x.dtype != np.uint8 and x.dtype != first.dtype:
-            raise TypeError(f"NetStack.steps: x must be {first.dtype} (see prepare_inputs), not {x.dtype}")
+        check_steps_inputs("NetStack.steps", x, batches, x_divisor, first.dtype)
         if not isinstance(t, np.ndarray) or t.dtype != np.int64:
             raise TypeError("NetStack.steps: t must be int64 class indices (see prepare_labels)")
         return self._run(np.ascontiguousarray(x), t, batches, x_divisor, "NetStack.steps")
