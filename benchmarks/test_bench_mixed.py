@@ -1,16 +1,20 @@
 """fastnet inside a user's numpy loop: a numpy product of the user's own between fastnet calls.
 
-Each group times one side of the loop in two settings: alone (the same call
-repeated) and mixed (a call of the other side, untimed, before each timed
-call). NumPy's BLAS runs with its default threads, as a user's would. Mixed
-over alone is the cost of sharing the cores; the report prints it.
+Each group times one side of the loop in three settings: alone (the same call
+repeated), mixed (a call of the other side, untimed, before each timed call),
+and mixed inside ``fastnet.exclusive_cores()``. NumPy's BLAS runs with its
+default threads, as a user's would. Mixed over alone is the cost of sharing the
+cores; the report prints it.
 """
+
+import contextlib
+import warnings
 
 import numpy as np
 import pytest
 from bench_support import N_TRAIN, C, D, step_flops
 
-from fastnet import TwoLayerNet, _cores
+from fastnet import SharedCoresWarning, TwoLayerNet, _cores, exclusive_cores
 
 USER_PRODUCT = 256  # the user's own float32 product: (256, 256) @ (256, 256)
 BATCH, HIDDEN, STEPS = 100, 50, 10
@@ -45,7 +49,7 @@ def loop(data):
     return calls
 
 
-@pytest.mark.parametrize("setting", ["alone", "mixed"])
+@pytest.mark.parametrize("setting", ["alone", "mixed", "exclusive"])
 @pytest.mark.parametrize("timed", ["fastnet", "numpy"])
 @pytest.mark.parametrize("side", list(SIDES))
 def test_fastnet_in_a_numpy_loop(benchmark, loop, side, timed, setting):
@@ -61,5 +65,7 @@ def test_fastnet_in_a_numpy_loop(benchmark, loop, side, timed, setting):
     def the_other_side():  # untimed, before each timed call; returns None: no arguments for the target
         other()
 
-    setup = the_other_side if setting == "mixed" else None
-    benchmark.pedantic(target, setup=setup, rounds=200 if side != "accuracy" else 30, warmup_rounds=3)
+    setup = the_other_side if setting != "alone" else None
+    inside = exclusive_cores() if setting == "exclusive" else contextlib.nullcontext()
+    with warnings.catch_warnings(action="ignore", category=SharedCoresWarning), inside:  # the loop, on purpose
+        benchmark.pedantic(target, setup=setup, rounds=200 if side != "accuracy" else 30, warmup_rounds=3)

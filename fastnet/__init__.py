@@ -4,7 +4,7 @@ from fastnet import TwoLayerNet, MultiLayerNet, NetStack, optim, kernels, refere
 """
 
 from . import gradcheck, kernels, optim, reference
-from ._cores import exclusive_cores
+from ._cores import SharedCoresWarning, exclusive_cores
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
@@ -25,5 +25,6 @@ __all__ = [
     "load_weights",
     "save_weights",
     "exclusive_cores",
+    "SharedCoresWarning",
 ]
 __version__ = "0.1.0"

@@ -48,7 +48,9 @@ workers after each product. In a user's loop that alternates the two, each
 pool's spinning takes the core the other needs and both slowed 20x on 2 cores.
 ``start_threads`` starts Numba's pool at import with a short GNU OpenMP spin
 (``QUIET_OPENMP``) unless the user set one; ``exclusive_cores()`` holds the
-other BLAS pools at one thread for a loop that wants the cores to itself.
+other BLAS pools at one thread for a loop that wants the cores to itself; and
+``watch_cores`` (through each network's ``CallLock``) warns once when it sees
+another pool's threads busy as a fastnet call begins, which fastnet cannot stop.
 
 Threading layer
 ---------------
@@ -63,6 +65,11 @@ import contextlib
 import ctypes
 import importlib.metadata
 import os
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
 
 import llvmlite.binding as llvm
 from numba.extending import get_cython_function_address
@@ -195,14 +202,116 @@ OPENMP_SETTINGS = None  # what Numba's pool started with: fastnet's quiet settin
 def exclusive_cores():
     """Inside: other BLAS libraries of the process (NumPy's OpenBLAS, ...) run one thread per call.
 
-    For a training loop that calls numpy products of its own between fastnet calls, on a machine
-    with few cores: the other library's workers then never spin on a core that fastnet's blocks
-    need. Restored on exit. (It changes those libraries for the whole process while inside.)
+    For a training loop that calls numpy products of its own between fastnet calls: the other
+    library's workers then never spin on a core that fastnet's blocks need. Restored on exit.
+    (It changes those libraries for the whole process while inside.)
     """
+    global _exclusive_depth
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        yield
+        _exclusive_depth += 1
+        try:
+            yield
+        finally:
+            _exclusive_depth -= 1
+
+
+class SharedCoresWarning(RuntimeWarning):
+    """Another library's threads were busy on the cores when a fastnet call began (shown once)."""
+
+
+# OpenBLAS (NumPy's BLAS) keeps its workers spinning for up to 2^28 cycles (~0.1 s) after each
+# product, without yielding the core (since OpenBLAS 0.3.27), and offers no call that puts them
+# to sleep: fastnet cannot fix this from inside. It can see it: those workers exist before
+# fastnet starts its own pool, and a worker found running when a fastnet call begins is taking
+# a core the call's blocks need. Looked at on call 1, 2, 4, 8, ... (cheap: a few /proc reads
+# per look), never in the first WATCH_GRACE_S after import (a BLAS spins once when it loads).
+WATCH_GRACE_S = 0.5
+_pool_threads_before = ()  # native ids of the process's threads when fastnet started its pool
+_watch = {"calls": 0, "next": 1, "warned": False, "since": 0.0}
+_exclusive_depth = 0
+
+
+def _running_threads(native_ids):
+    """How many of the threads ``native_ids`` are running or runnable now (Linux; 0 elsewhere)."""
+    running = 0
+    for tid in native_ids:
+        try:  # os.read, not open(): no 8 KB file buffer (a training step allocates next to nothing)
+            fd = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue  # gone, or no /proc
+        running += stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"R"  # the state follows "(name) "
+    return running
+
+
+def watch_cores():
+    """Note that a fastnet call into compiled code begins; now and then look whether threads of
+    another library are busy on the cores, and warn once (SharedCoresWarning) if they are."""
+    watch = _watch
+    watch["calls"] += 1
+    if watch["calls"] < watch["next"] or watch["warned"] or _exclusive_depth:
+        return
+    if time.monotonic() - watch["since"] < WATCH_GRACE_S:
+        return  # the check at this call count is not spent: look again at the next call
+    watch["next"] *= 2
+    busy = _running_threads(_pool_threads_before)
+    if busy:
+        watch["warned"] = True
+        warnings.warn(
+            f"{busy} thread(s) of another library in this process were busy on the cores when a "
+            "fastnet call began (multi-threaded BLAS libraries here: "
+            f"{_multithreaded_pools()}). NumPy's OpenBLAS keeps its workers spinning for up to "
+            "~0.1 s after each of its products, and fastnet's calls then wait for the cores (2-6x "
+            "slower in a loop that alternates the two). Run such a loop inside `with "
+            "fastnet.exclusive_cores():`, or start Python with OPENBLAS_THREAD_TIMEOUT=4. (Shown once.)",
+            SharedCoresWarning,
+            stacklevel=_first_frame_outside_fastnet(),
+        )
+
+
+def _first_frame_outside_fastnet():
+    """The ``stacklevel`` of the first caller outside fastnet (and the contextlib it enters
+    locks with): the user's line."""
+    ours = (str(Path(__file__).resolve().parent), contextlib.__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(ours):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _multithreaded_pools():
+    """'numpy's openblas, 16 threads' and the like, for the warning."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [
+            f"{Path(p['filepath']).parent.name.replace('.libs', '')}'s {p['internal_api']}, {p['num_threads']} threads"
+            for p in threadpool_info()
+            if p["num_threads"] > 1 and p["user_api"] == "blas"
+        ]
+    except Exception:  # a description only: never let it hide the warning
+        pools = []
+    return "; ".join(pools) or "none identified"
+
+
+class CallLock:
+    """A network's lock (re-entrant) that also calls ``watch_cores`` as a call begins."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+
+    def __enter__(self):
+        self._lock.acquire()
+        watch_cores()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
 
 
 def start_threads():
@@ -217,12 +326,26 @@ def start_threads():
         return
     if any(name in os.environ for name in USER_OPENMP_SETTINGS):
         OPENMP_SETTINGS = "user"
+        _note_threads_before()
         parallel._launch_threads()
         return
     os.environ.update(QUIET_OPENMP)
     try:
+        _note_threads_before()
         parallel._launch_threads()
     finally:
         for name in QUIET_OPENMP:
             os.environ.pop(name, None)
     OPENMP_SETTINGS = dict(QUIET_OPENMP)
+
+
+def _note_threads_before():
+    """Remember the threads that exist before Numba's pool starts (other than this one): other
+    libraries' pools, which ``watch_cores`` looks at."""
+    global _pool_threads_before
+    try:
+        ids = {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:
+        ids = set()
+    _pool_threads_before = tuple(sorted(ids - {threading.get_native_id()}))
+    _watch["since"] = time.monotonic()

@@ -8,11 +8,10 @@ compiled code (``kernels.multilayer``), which allocates nothing.
 """
 
 import math
-import threading
 
 import numpy as np
 
-from . import optim
+from . import _cores, optim
 from .gradcheck import network_numerical_gradient
 from .kernels import multilayer as compiled
 from .kernels import softmax_cross_entropy
@@ -167,7 +166,7 @@ class MultiLayerNet:
         self._forward_buffers = None  # (rows, work) of the last forward pass
         self._sgd = None  # the SGD that a plain learning rate trains with
         self._bound_optimizer = None  # the optimizer whose state was last checked against params
-        self._lock = threading.RLock()
+        self._lock = _cores.CallLock()  # watches the cores as calls begin
 
     @property
     def multiply_adds(self):

@@ -5,11 +5,9 @@ preallocated buffers; each training step is a single call into compiled code
 (``kernels.train_step``), which allocates nothing.
 """
 
-import threading
-
 import numpy as np
 
-from . import kernels, optim
+from . import _cores, kernels, optim
 from .gradcheck import network_numerical_gradient
 from .kernels import Params, new_step_work, require_finite, require_labels, train_step, train_steps
 from .kernels._kinds import learning_rate
@@ -68,7 +66,7 @@ class TwoLayerNet:
         self._param_shapes = ((D, H), (H,), (H, C), (C,))  # in PARAM_NAMES order
         self._workspaces = {}
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
-        self._lock = threading.RLock()
+        self._lock = _cores.CallLock()  # watches the cores as calls begin
 
     @property
     def multiply_adds(self):

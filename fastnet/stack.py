@@ -8,11 +8,10 @@ become live views into the stack's arrays, their optimizers' state too.
 """
 
 import contextlib
-import threading
 
 import numpy as np
 
-from . import optim
+from . import _cores, optim
 from .kernels import stack as compiled
 from .kernels.checks import require_labels
 from .kernels.multilayer import check_multilayer_batches
@@ -77,7 +76,7 @@ class NetStack:
         self._workspaces = {}
         self._accuracy_buffers = None  # (acts, batch-norm scratch) for accuracy's chunks of rows
         self._one_zero = np.array([1, 0], first.dtype)  # BLAS's (alpha, beta) for plain products
-        self._lock = threading.RLock()
+        self._lock = _cores.CallLock()  # watches the cores as calls begin
 
     def __len__(self):
         return len(self.nets)

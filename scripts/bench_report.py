@@ -68,18 +68,20 @@ def load_mixed(json_path):
 
 
 def mixed_table(mixed):
-    """Each side of the user's numpy loop: its median alone, mixed with the other, and the ratio."""
+    """Each side of the user's numpy loop: its median alone, mixed with the other (as is, and inside
+    ``fastnet.exclusive_cores()``), and the ratios to alone."""
     lines = [
-        "| loop | timed side | alone µs | mixed µs | mixed/alone |",
-        "|---|---|---:|---:|---:|",
+        "| loop | timed side | alone µs | mixed µs | mixed/alone | in exclusive_cores() µs | /alone |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for group in sorted({g for g, _, _ in mixed}):
         for timed in ("fastnet", "numpy"):
             alone, together = mixed.get((group, timed, "alone")), mixed.get((group, timed, "mixed"))
+            exclusive = mixed.get((group, timed, "exclusive"))
             if alone and together:
-                lines.append(
-                    f"| {group} | {timed} | {alone * 1e6:,.1f} | {together * 1e6:,.1f} | {together / alone:.2f} |"
-                )
+                row = f"| {group} | {timed} | {alone * 1e6:,.1f} | {together * 1e6:,.1f} | {together / alone:.2f} |"
+                row += f" {exclusive * 1e6:,.1f} | {exclusive / alone:.2f} |" if exclusive else " | |"
+                lines.append(row)
     return "\n".join(lines)
 
 

@@ -48,3 +48,53 @@ def test_exclusive_cores_holds_other_blas_at_one_thread_and_restores():
     with _cores.exclusive_cores():
         assert set(numpy_blas_threads()) == {1}
     assert numpy_blas_threads() == before
+
+
+LOOP = """
+import sys, time, warnings
+import numpy as np
+import fastnet
+mode = sys.argv[1]
+rng = np.random.default_rng(0)
+x, t = rng.random((500, 784), dtype=np.float32), rng.integers(0, 10, 500)
+a = rng.random((256, 256), dtype=np.float32)
+net = fastnet.TwoLayerNet(784, 50, 10, seed=0)
+time.sleep(fastnet._cores.WATCH_GRACE_S)
+inside = fastnet.exclusive_cores() if mode == "exclusive" else warnings.catch_warnings()
+with warnings.catch_warnings(record=True) as caught, inside:
+    warnings.simplefilter("always")
+    for _ in range(200):
+        if mode != "alone":
+            a @ a  # the user's own product: NumPy's BLAS at its default threads
+        net.step_indices(x, t, rng.integers(0, 500, 100), 0.01)
+print(len(fastnet._cores._pool_threads_before))
+for w in caught:
+    print(w.category.__name__, w.message)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread states from /proc")
+@pytest.mark.parametrize("mode", ["mixed", "exclusive", "alone"])
+def test_a_loop_that_mixes_numpy_products_is_warned_once(mode):
+    """NumPy's OpenBLAS workers spin after each product, on the cores fastnet's next call needs:
+    fastnet cannot stop them, so it says so once, naming the fix; nothing is said inside
+    exclusive_cores() or without the numpy products."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", LOOP, mode], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    foreign, *warned = result.stdout.strip().splitlines()
+    if int(foreign) == 0:
+        pytest.skip("no thread pool of another library runs here (NumPy's BLAS has one thread?)")
+    if mode == "mixed":
+        assert len(warned) == 1 and warned[0].startswith("SharedCoresWarning"), warned
+        assert "fastnet.exclusive_cores()" in warned[0] and "OPENBLAS_THREAD_TIMEOUT" in warned[0]
+    else:
+        assert warned == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread states from /proc")
+def test_a_running_thread_is_seen_running_and_a_gone_one_is_skipped():
+    import threading
+
+    assert _cores._running_threads([threading.get_native_id()]) == 1  # this thread, reading: running
+    assert _cores._running_threads([2**31 - 1]) == 0
