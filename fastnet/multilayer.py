@@ -19,6 +19,8 @@ from .kernels.checks import require_finite, require_labels
 from .kernels.layers import RELU, SIGMOID
 from .net import PREDICT_CHUNK, TwoLayerNet
 
+FORWARD_SIZES_KEPT = 3  # forward buffers kept per net, by row count (training rows, test rows, a last chunk)
+
 ACTIVATIONS = {"relu": RELU, "sigmoid": SIGMOID}
 INIT_NAMES = {"relu": "he", "he": "he", "sigmoid": "xavier", "xavier": "xavier"}
 
@@ -163,7 +165,7 @@ class MultiLayerNet:
         self.PARAM_NAMES = tuple(self._views)
         self._grad_views = param_views(self._grad, self.sizes, self.use_batchnorm)
         self._workspaces = {}
-        self._forward_buffers = None  # (rows, work) of the last forward pass
+        self._forward_buffers = {}  # rows -> work of a forward pass, FORWARD_SIZES_KEPT sizes at most
         self._sgd = None  # the SGD that a plain learning rate trains with
         self._bound_optimizer = None  # the optimizer whose state was last checked against params
         self._lock = _cores.CallLock()  # watches the cores as calls begin
@@ -244,11 +246,16 @@ class MultiLayerNet:
     # -- the book's interface -----------------------------------------------------------------
 
     def _forward_work(self, rows):
-        """Buffers for a forward pass over ``rows`` rows (no gathered inputs: x is read in place)."""
-        if self._forward_buffers is None or self._forward_buffers[0] != rows:  # one size kept: predict's chunks
+        """Buffers for a forward pass over ``rows`` rows (no gathered inputs: x is read in place).
+        A few sizes are kept: a training loop evaluates on its training and its test rows in turn,
+        and a fresh buffer per call would cost its page faults every time."""
+        work = self._forward_buffers.get(rows)
+        if work is None:
+            if len(self._forward_buffers) == FORWARD_SIZES_KEPT:
+                del self._forward_buffers[next(iter(self._forward_buffers))]  # the oldest size
             work = compiled.new_multilayer_work(rows, self.sizes, self.dtype, self.use_batchnorm)
-            self._forward_buffers = (rows, tuple(work._replace(x=work.x[:0])))
-        return self._forward_buffers[1]
+            work = self._forward_buffers[rows] = tuple(work._replace(x=work.x[:0]))
+        return work
 
     def _chunks(self, n, train):
         """(r0, r1) over chunks of at most PREDICT_CHUNK rows; one chunk in training (batch statistics)."""
