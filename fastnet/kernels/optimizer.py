@@ -30,37 +30,42 @@ def _overload_in_dtype_of(value, array):
     return lambda value, array: to_float(value)
 
 
-@njit(cache=True)
+# error_model="numpy": a float division by zero gives inf/NaN instead of raising, so the loops
+# carry no check per element and vectorise (no divisor here can be zero: √h + ε > 0).
+@njit(cache=True, error_model="numpy")
 def update_range(kind, p, g, s1, s2, hyper, lr_t, lo, hi):
     """The update of elements [lo, hi) (lr_t: Adam's bias-corrected rate for this step)."""
     lr, rate, beta2 = in_dtype_of(hyper[0], p), in_dtype_of(hyper[1], p), in_dtype_of(hyper[2], p)
     lr_t, one, eps = in_dtype_of(lr_t, p), in_dtype_of(1.0, p), in_dtype_of(EPS, p)
+    # Views from lo, indexed from 0: an index the compiler knows is not negative needs no
+    # wrap-around select per element, and the loops vectorise.
+    w, dw, a, c = p[lo:hi], g[lo:hi], s1[lo:hi], s2[lo:hi]  # weights, gradient, state
     if kind == SGD:
-        for i in range(lo, hi):
-            p[i] -= lr * g[i]
+        for i in range(w.shape[0]):
+            w[i] -= lr * dw[i]
     elif kind == MOMENTUM:
-        for i in range(lo, hi):
-            v = rate * s1[i] - lr * g[i]
-            s1[i] = v
-            p[i] += v
+        for i in range(w.shape[0]):
+            v = rate * a[i] - lr * dw[i]
+            a[i] = v
+            w[i] += v
     elif kind == NESTEROV:
-        for i in range(lo, hi):
-            p[i] += rate * rate * s1[i]
-            p[i] -= (one + rate) * lr * g[i]
-            s1[i] = rate * s1[i] - lr * g[i]
+        for i in range(w.shape[0]):
+            w[i] += rate * rate * a[i]
+            w[i] -= (one + rate) * lr * dw[i]
+            a[i] = rate * a[i] - lr * dw[i]
     elif kind == ADAGRAD:
-        for i in range(lo, hi):
-            s1[i] += g[i] * g[i]
-            p[i] -= lr * g[i] / (np.sqrt(s1[i]) + eps)
+        for i in range(w.shape[0]):
+            a[i] += dw[i] * dw[i]
+            w[i] -= lr * dw[i] / (np.sqrt(a[i]) + eps)
     elif kind == RMSPROP:
-        for i in range(lo, hi):
-            s1[i] = rate * s1[i] + (one - rate) * g[i] * g[i]
-            p[i] -= lr * g[i] / (np.sqrt(s1[i]) + eps)
-    else:  # ADAM
-        for i in range(lo, hi):
-            s1[i] += (one - rate) * (g[i] - s1[i])
-            s2[i] += (one - beta2) * (g[i] * g[i] - s2[i])
-            p[i] -= lr_t * s1[i] / (np.sqrt(s2[i]) + eps)
+        for i in range(w.shape[0]):
+            a[i] = rate * a[i] + (one - rate) * dw[i] * dw[i]
+            w[i] -= lr * dw[i] / (np.sqrt(a[i]) + eps)
+    else:  # ADAM: a = m, c = v
+        for i in range(w.shape[0]):
+            a[i] += (one - rate) * (dw[i] - a[i])
+            c[i] += (one - beta2) * (dw[i] * dw[i] - c[i])
+            w[i] -= lr_t * a[i] / (np.sqrt(c[i]) + eps)
 
 
 @njit(cache=True)

@@ -72,18 +72,22 @@ def dropout_mask_unchecked(seed, step, layer, ratio, mask):
 NO_ARRAY = np.zeros(0)  # for _activate_drop's bn_scale and bn_shift: no batch norm here
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # the sigmoid's division: no zero check per element
 def _activate_drop(out, r0, r1, c0, c1, activation, dropout, train, seed, step, layer, bn_scale, bn_shift):
     """out[r0:r1, c0:c1] = dropout(activation(bn(out))) in place. ``bn_scale``/``bn_shift`` (per
     column, from ``batchnorm_test_transform``; empty: none) are batch norm at test time.
     ``dropout`` is the ratio, or a negative number for none; in training a unit is kept where its
     draw exceeds the ratio (and zeroed otherwise), at test time every output is scaled by (1 - ratio)."""
     scale = 1.0 - dropout
+    bn = bn_scale.size > 0
+    if bn:
+        bn_scale, bn_shift = bn_scale[c0:c1], bn_shift[c0:c1]
     for i in range(r0, r1):
         key = dropout_row_key(seed, step, layer, i) if train and dropout >= 0 else np.uint64(0)
-        for j in range(c0, c1):
-            v = float(out[i, j])
-            if bn_scale.size:
+        row = out[i, c0:c1]  # indexed from 0: no wrap-around select per element
+        for j in range(row.shape[0]):
+            v = float(row[j])
+            if bn:
                 v = v * bn_scale[j] + bn_shift[j]
             if activation == RELU and v < 0:  # not "v > 0 else 0": NaN must stay NaN
                 v = 0.0
@@ -92,41 +96,47 @@ def _activate_drop(out, r0, r1, c0, c1, activation, dropout, train, seed, step, 
             if dropout >= 0:
                 if not train:
                     v *= scale
-                elif not dropout_uniform(key, j) > dropout:
+                elif not dropout_uniform(key, c0 + j) > dropout:
                     v = 0.0
-            out[i, j] = v
+            row[j] = v
 
 
 # -- batch normalization ------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # divisions by B ≥ 2 and by √(var + ε) > 0: no checks
 def _batchnorm_train_columns(a, normed, batch_mean, batch_var, inv_std, gamma, beta, c0, c1):
     """Columns c0:c1 of a hidden layer's affine output a (B, n), normalised with the batch's
     statistics: normed = x̂ = (a - mean)/√(var + ε), a := γ x̂ + β (the activation's input).
     Keeps the mean, the variance and 1/√(var + ε) (float64) for the backward pass and the running
     statistics. Sums run over the rows in order, in float64."""
     B = a.shape[0]
-    for j in range(c0, c1):
-        batch_mean[j] = 0.0
-        batch_var[j] = 0.0
+    # Views of the columns, indexed from 0: no wrap-around select per element, the loops vectorise.
+    mean, var, inv, g, bt = batch_mean[c0:c1], batch_var[c0:c1], inv_std[c0:c1], gamma[c0:c1], beta[c0:c1]
+    n = mean.shape[0]
+    for j in range(n):
+        mean[j] = 0.0
+        var[j] = 0.0
     for i in range(B):
-        for j in range(c0, c1):
-            batch_mean[j] += a[i, j]
-    for j in range(c0, c1):
-        batch_mean[j] /= B
+        row = a[i, c0:c1]
+        for j in range(n):
+            mean[j] += row[j]
+    for j in range(n):
+        mean[j] /= B
     for i in range(B):  # two passes, as the book: the variance of the centred values
-        for j in range(c0, c1):
-            d = a[i, j] - batch_mean[j]
-            batch_var[j] += d * d
-    for j in range(c0, c1):
-        batch_var[j] /= B
-        inv_std[j] = 1.0 / np.sqrt(batch_var[j] + BN_EPS)
+        row = a[i, c0:c1]
+        for j in range(n):
+            d = row[j] - mean[j]
+            var[j] += d * d
+    for j in range(n):
+        var[j] /= B
+        inv[j] = 1.0 / np.sqrt(var[j] + BN_EPS)
     for i in range(B):
-        for j in range(c0, c1):
-            xhat = (a[i, j] - batch_mean[j]) * inv_std[j]
-            normed[i, j] = xhat
-            a[i, j] = gamma[j] * xhat + beta[j]
+        row, xhat_row = a[i, c0:c1], normed[i, c0:c1]
+        for j in range(n):
+            xhat = (row[j] - mean[j]) * inv[j]
+            xhat_row[j] = xhat
+            row[j] = g[j] * xhat + bt[j]
 
 
 @njit(cache=True)
@@ -146,22 +156,28 @@ def batchnorm_test_transform(gamma, beta, running_mean, running_var, scale, shif
         shift[j] = beta[j] - running_mean[j] * scale[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # the division by B ≥ 2: no check per element
 def _batchnorm_backward_columns(d, normed, inv_std, gamma, dgamma, dbeta, sums, c0, c1):
     """Columns c0:c1: d holds dL/dy for y = γ x̂ + β. Writes dγ = Σ_i d x̂ and dβ = Σ_i d, and turns
     d into dL/da = γ/(B·std) · (B·d - dβ - x̂·dγ), the gradient at the affine output.
     ``sums`` is float64 scratch with 2·n entries (n = d.shape[1])."""
     B, n = d.shape
-    for j in range(c0, c1):
-        sums[j] = 0.0
-        sums[n + j] = 0.0
+    # Views of the columns, indexed from 0: no wrap-around select per element, the loops vectorise.
+    s_dg, s_db = sums[c0:c1], sums[n + c0 : n + c1]
+    inv, g, dg, db = inv_std[c0:c1], gamma[c0:c1], dgamma[c0:c1], dbeta[c0:c1]
+    m = s_dg.shape[0]
+    for j in range(m):
+        s_dg[j] = 0.0
+        s_db[j] = 0.0
     for i in range(B):
-        for j in range(c0, c1):
-            sums[j] += d[i, j] * normed[i, j]
-            sums[n + j] += d[i, j]
-    for j in range(c0, c1):
-        dgamma[j] = sums[j]
-        dbeta[j] = sums[n + j]
+        row, xhat = d[i, c0:c1], normed[i, c0:c1]
+        for j in range(m):
+            s_dg[j] += row[j] * xhat[j]
+            s_db[j] += row[j]
+    for j in range(m):
+        dg[j] = s_dg[j]
+        db[j] = s_db[j]
     for i in range(B):
-        for j in range(c0, c1):
-            d[i, j] = gamma[j] * inv_std[j] / B * (B * d[i, j] - sums[n + j] - normed[i, j] * sums[j])
+        row, xhat = d[i, c0:c1], normed[i, c0:c1]
+        for j in range(m):
+            row[j] = g[j] * inv[j] / B * (B * row[j] - s_db[j] - xhat[j] * s_dg[j])

@@ -21,7 +21,7 @@ from numba import njit, prange
 from .codes import _gather_rows
 from .forward import _count_correct
 from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
-from .multilayer import batchnorm_params, hidden_offset, layer_params, layer_rows, weight_decay_loss
+from .multilayer import add_decay, batchnorm_params, hidden_offset, layer_params, layer_rows, weight_decay_loss
 from .optimizer import next_rate, update_range
 from .partition import block_bounds, num_blocks
 from .regularize import (
@@ -114,9 +114,7 @@ def _member_step(x, tb, flat, grad, sizes, activation, decay, acts, deltas, norm
         dW, db = layer_params(grad, sizes, l)
         _weight_grad_block(h, d, alpha_beta, dW, one_block, 0)
         if decay != 0:
-            for i in range(W.shape[0]):
-                for j in range(W.shape[1]):
-                    dW[i, j] += decay * W[i, j]
+            add_decay(dW, W, decay)
         _column_sums(d, db, col_acc)
         if l > 1:
             _input_grad_rows(d, W, h, layer_rows(deltas, sizes, B, l - 1), 0, B, alpha_beta, activation)
