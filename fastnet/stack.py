@@ -129,20 +129,40 @@ class NetStack:
             raise ValueError(f"{func}: x_divisor must be finite and positive")
         if first.use_batchnorm and batches.shape[1] < 2:
             raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows")
-        losses = np.empty((batches.shape[0], len(self.nets)))
+        S, K = batches.shape[0], len(self.nets)
+        m = K - self._trained_alone()  # members 0..m-1 train in the stack kernel, the rest alone
+        losses = np.full((S, K), np.nan)
         with self._members():
             check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
-            first_steps = np.array([net.dropout_step for net in self.nets], np.int64)
-            compiled.stack_steps_unchecked(
-                x, t, batches, self._flats, self._grads, first.sizes, ACTIVATIONS[first.activation],
-                self._decays, self._workspace(batches.shape[1]), first.use_batchnorm,
-                first.dropout_ratio if first.use_dropout else -1.0, self._seeds, first_steps,
-                self._running_means, self._running_vars, self._kinds, self._hypers, self._s1,
-                self._s2, self._active, losses, divisor,
-            )  # fmt: skip
-            for net in self.nets:
-                net.dropout_step += batches.shape[0]
+            if m:
+                first_steps = np.array([net.dropout_step for net in self.nets[:m]], np.int64)
+                stacked = losses if m == K else np.empty((S, m))
+                compiled.stack_steps_unchecked(
+                    x, t, batches, self._flats[:m], self._grads[:m], first.sizes, ACTIVATIONS[first.activation],
+                    self._decays[:m], self._workspace(batches.shape[1]), first.use_batchnorm,
+                    first.dropout_ratio if first.use_dropout else -1.0, self._seeds[:m], first_steps,
+                    self._running_means[:m], self._running_vars[:m], self._kinds[:m], self._hypers[:m],
+                    self._s1[:m], self._s2[:m], self._active[:m], stacked, divisor,
+                )  # fmt: skip
+                losses[:, :m] = stacked
+                for net in self.nets[:m]:
+                    net.dropout_step += S
+            for k in range(m, K):
+                if self._active[k]:
+                    taken = self.nets[k].steps(x, t, batches, self.optimizers[k], x_divisor)
+                    losses[: len(taken), k] = taken
+                    self._active[k] = len(taken) == S and bool(np.isfinite(taken).all())
         return losses
+
+    def _trained_alone(self):
+        """How many members (the last ones) train alone, one after another, each on every core.
+
+        The stack kernel runs each member's step on one core. With K members on T cores (the block
+        count: results must not depend on the thread count) the last K mod T would take a round of
+        their own with cores idle; alone, each uses all T, which pays while the remainder r is
+        small: a network's step is far from T times faster on T cores, so only for r² ≤ T."""
+        remainder = len(self.nets) % _cores.BLOCKS
+        return remainder if remainder * remainder <= _cores.BLOCKS else 0
 
     def accuracy(self, x, t):
         """Each member's accuracy on (x, t) at test time: K values, in one compiled call."""

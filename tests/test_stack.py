@@ -109,3 +109,29 @@ def test_bad_batches():
     bad[batches[0, 3], 1] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity in row"):
         stack.steps(bad, t, batches)
+
+
+REMAINDERS = [(2, 3, 1), (2, 4, 0), (4, 5, 1), (8, 2, 2), (16, 3, 3), (16, 5, 0), (1, 3, 0)]  # blocks, K, alone
+
+
+@pytest.mark.parametrize(("blocks", "k", "alone"), REMAINDERS)
+def test_a_small_remainder_of_members_trains_alone_with_the_same_results(monkeypatch, blocks, k, alone):
+    """K members over T blocks: the last K mod T train alone (each on every core) when (K mod T)² ≤ T;
+    every member still follows its trajectory alone, and one diverging there is frozen."""
+    from fastnet import _cores
+
+    monkeypatch.setattr(_cores, "BLOCKS", blocks)
+    x, t, batches = problem()
+    twins, twin_opts = members(np.float64, {"use_dropout": True, "dropout_ratio": 0.3}, k)
+    twin_losses = np.stack([net.steps(x, t, batches, opt) for net, opt in zip(twins, twin_opts)], axis=1)
+    nets, opts = members(np.float64, {"use_dropout": True, "dropout_ratio": 0.3}, k)
+    stack = NetStack(nets, opts)
+    assert stack._trained_alone() == alone
+    np.testing.assert_allclose(stack.steps(x, t, batches), twin_losses, rtol=1e-9)
+    for net, twin in zip(nets, twins):
+        for key in twin.params:
+            np.testing.assert_allclose(net.params[key], twin.params[key], rtol=1e-9, atol=1e-12)
+        assert net.dropout_step == twin.dropout_step
+    opts[-1].lr = 1e30  # the last member (alone, where there is a remainder) diverges
+    losses = stack.steps((x * 1e3), t, np.tile(batches, (4, 1)))
+    assert stack.diverged == [k - 1] and np.isnan(losses[-1, -1]) and np.isfinite(losses[:, :-1]).all()
