@@ -247,7 +247,7 @@ def finish(proc):
     return out.strip().splitlines()[-1]
 
 
-def parent(threads, seconds, out):
+def parent(threads, seconds, out, parts):
     most = max(threads)
     results = []
 
@@ -260,9 +260,15 @@ def parent(threads, seconds, out):
     t0 = time.perf_counter()
     run_child(["--child", "compile"], most)
     report({"compile and first calls s": round(time.perf_counter() - t0, 1)})
-    for n in threads:
-        report(run_child(["--child", "threads", str(n), "--seconds", str(seconds)], n))
-    report({"stack": run_child(["--child", "stack", "--seconds", str(seconds)], most)})
+    if "threads" in parts:
+        for n in threads:
+            report(run_child(["--child", "threads", str(n), "--seconds", str(seconds)], n))
+    if "stack" in parts:
+        report({"stack": run_child(["--child", "stack", "--seconds", str(seconds)], most)})
+    if "numpy_loop" in parts:
+        report({"numpy loop": run_child(["--child", "numpy_loop", "--seconds", str(seconds)], most)})
+    if "workers" not in parts:
+        return
     for workers in sorted({1, 2, most // 4, most // 2, most} - {0}):
         for per_worker in sorted({most // workers, most}):
             start_at = time.time() + 3 + workers * 0.2  # every worker compiled-cache-loaded by then
@@ -272,7 +278,6 @@ def parent(threads, seconds, out):
             ]
             steps = sum(json.loads(finish(p))["steps"] for p in procs)
             report({"workers": workers, "threads each": per_worker, "steps/s": round(steps / (3 * seconds))})
-    report({"numpy loop": run_child(["--child", "numpy_loop", "--seconds", str(seconds)], most)})
 
 
 def child_compile():
@@ -288,6 +293,7 @@ def child_compile():
     for name in ("SGD", "Adam"):
         deep = fastnet.MultiLayerNet(D, DEEP, C, seed=0)
         deep.step_indices(x, t, rng.integers(0, N, 100), getattr(optim, name)())
+        deep.steps(x, t, rng.integers(0, N, (2, 100)), getattr(optim, name)())
     stack = fastnet.NetStack([fastnet.MultiLayerNet(D, [50], C, seed=k) for k in range(2)], [optim.SGD(), optim.SGD()])
     stack.steps(x, t, rng.integers(0, N, (2, 100)))
     return {}
@@ -298,6 +304,7 @@ def main():
     parser.add_argument("--threads", default=",".join(str(2**i) for i in range(5) if 2**i <= os.cpu_count()))
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--parts", default="threads,stack,numpy_loop,workers", help="what to measure")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
@@ -311,7 +318,7 @@ def main():
         }[kind]()
         print(json.dumps(result))
         return
-    parent([int(n) for n in args.threads.split(",")], args.seconds, args.out)
+    parent([int(n) for n in args.threads.split(",")], args.seconds, args.out, args.parts.split(","))
 
 
 if __name__ == "__main__":
