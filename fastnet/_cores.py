@@ -228,7 +228,7 @@ class SharedCoresWarning(RuntimeWarning):
 # a core the call's blocks need. Looked at on call 1, 2, 4, 8, ... (cheap: a few /proc reads
 # per look), never in the first WATCH_GRACE_S after import (a BLAS spins once when it loads).
 WATCH_GRACE_S = 0.5
-_pool_threads_before = ()  # native ids of the process's threads when fastnet started its pool
+_pool_threads_before = ()  # native ids of the threads other than this one when fastnet started its pool
 _watch = {"calls": 0, "next": 1, "warned": False, "since": 0.0}
 _exclusive_depth = 0
 
@@ -259,7 +259,8 @@ def watch_cores():
     if time.monotonic() - watch["since"] < WATCH_GRACE_S:
         return  # the check at this call count is not spent: look again at the next call
     watch["next"] *= 2
-    busy = _running_threads(_pool_threads_before)
+    python_threads = {t.native_id for t in threading.enumerate()}  # the user's own threads are not a pool
+    busy = _running_threads([tid for tid in _pool_threads_before if tid not in python_threads])
     if busy:
         watch["warned"] = True
         warnings.warn(

@@ -98,3 +98,36 @@ def test_a_running_thread_is_seen_running_and_a_gone_one_is_skipped():
 
     assert _cores._running_threads([threading.get_native_id()]) == 1  # this thread, reading: running
     assert _cores._running_threads([2**31 - 1]) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread states from /proc")
+def test_a_busy_python_thread_of_the_user_is_not_taken_for_a_blas_pool():
+    """Threads that existed before fastnet started its pool are watched, but the user's own Python
+    threads among them are not another library's pool: no warning for them."""
+    code = """
+import hashlib, threading, time, warnings
+stop = False
+def spin():  # busy on a core without holding the GIL (hashlib lets it go for large inputs)
+    data = bytes(1 << 20)
+    while not stop:
+        hashlib.sha256(data).digest()
+worker = threading.Thread(target=spin)
+worker.start()  # before fastnet: among the threads it watches
+import numpy as np
+import fastnet
+rng = np.random.default_rng(0)
+x, t = rng.random((500, 784), dtype=np.float32), rng.integers(0, 10, 500)
+net = fastnet.TwoLayerNet(784, 50, 10, seed=0)
+time.sleep(fastnet._cores.WATCH_GRACE_S)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(64):
+        net.step_indices(x, t, rng.integers(0, 500, 100), 0.01)
+stop = True
+worker.join()
+print(worker.native_id in fastnet._cores._pool_threads_before, len(caught))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "0"]
