@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .codes import _gather_rows
-from .forward import _count_correct
+from .forward import ROWS_PER_PASS, _count_correct
 from .layers import (
     IDENTITY,
     _affine_block,
@@ -136,9 +136,6 @@ def layer_rows(buf, sizes, rows, l):
     for j in range(1, l):
         o += rows * sizes[j]
     return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
-
-
-ROWS_PER_PASS = 128  # rows taken through every layer at a time at test time: their activations stay in cache
 
 
 @njit(parallel=True, cache=True)
