@@ -138,21 +138,54 @@ def layer_rows(buf, sizes, rows, l):
     return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
 
 
+@njit(cache=True)
+def _batchnorm_test_transforms(flat, sizes, running_mean, running_var, scale, shift):
+    """Every hidden layer's batch norm at test time as a per-column scale and shift (float64
+    vectors over all hidden units, from ``batchnorm_test_transform``)."""
+    for l in range(1, sizes.shape[0] - 1):
+        gamma, beta = batchnorm_params(flat, sizes, l)
+        o = hidden_offset(sizes, l)
+        n = sizes[l]
+        batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n],
+                                 scale[o : o + n], shift[o : o + n])  # fmt: skip
+
+
+@njit(cache=True)
+def _test_rows(x, flat, sizes, activation, acts, alpha_beta, batchnorm, dropout, bn_scale, bn_shift, c0, c1):
+    """Rows c0:c1 of x through every layer at test time, serial, into ``acts`` (laid out for
+    x.shape[0] rows): batch norm is the scale and shift from ``_batchnorm_test_transforms``,
+    dropout a scaling. Returns the logits' view of ``acts``."""
+    B = x.shape[0]
+    L = sizes.shape[0] - 1
+    h = x
+    for l in range(1, L + 1):
+        W, b = layer_params(flat, sizes, l)
+        out = layer_rows(acts, sizes, B, l)
+        n = sizes[l]
+        if l == L:
+            _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
+        elif batchnorm:
+            o = hidden_offset(sizes, l)
+            _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
+            _activate_drop(out, c0, c1, 0, n, activation, dropout, False, 0, 0, l,
+                           bn_scale[o : o + n], bn_shift[o : o + n])  # fmt: skip
+        else:
+            _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, activation)
+            if dropout >= 0:
+                _activate_drop(out, c0, c1, 0, n, IDENTITY, dropout, False, 0, 0, l, NO_ARRAY, NO_ARRAY)
+        h = out
+    return h
+
+
 @njit(parallel=True, cache=True)
 def _test_forward(x, flat, sizes, activation, work, reg):
     """Test time: every row is on its own, so one parallel region takes each block of rows through
-    every layer, ROWS_PER_PASS rows at a time; batch norm (running statistics) is a per-column
-    scale and shift, dropout a scaling. Returns the logits' view of ``work.acts``."""
+    every layer, ROWS_PER_PASS rows at a time. Returns the logits' view of ``work.acts``."""
     B = x.shape[0]
     L = sizes.shape[0] - 1
     acts, alpha_beta, stats = work.acts, work.alpha_beta, work.batch_stats
     if reg.batchnorm:
-        for l in range(1, L):
-            gamma, beta = batchnorm_params(flat, sizes, l)
-            o = hidden_offset(sizes, l)
-            n = sizes[l]
-            batchnorm_test_transform(gamma, beta, reg.running_mean[o : o + n], reg.running_var[o : o + n],
-                                     stats[0, o : o + n], stats[1, o : o + n])  # fmt: skip
+        _batchnorm_test_transforms(flat, sizes, reg.running_mean, reg.running_var, stats[0], stats[1])
     row_work = 0
     for l in range(1, L + 1):
         row_work += sizes[l - 1] * sizes[l]
@@ -160,25 +193,8 @@ def _test_forward(x, flat, sizes, activation, work, reg):
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
         for c0 in range(r0, r1, ROWS_PER_PASS):
-            c1 = min(c0 + ROWS_PER_PASS, r1)
-            h = x
-            for l in range(1, L + 1):
-                W, b = layer_params(flat, sizes, l)
-                out = layer_rows(acts, sizes, B, l)
-                n = sizes[l]
-                if l == L:
-                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
-                elif reg.batchnorm:
-                    o = hidden_offset(sizes, l)
-                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, IDENTITY)
-                    _activate_drop(out, c0, c1, 0, n, activation, reg.dropout, False, reg.seed, 0, l,
-                                   stats[0, o : o + n], stats[1, o : o + n])  # fmt: skip
-                else:
-                    _affine_rows(h, W, b, out, alpha_beta, c0, c1, 0, n, activation)
-                    if reg.dropout >= 0:
-                        _activate_drop(out, c0, c1, 0, n, IDENTITY, reg.dropout, False, reg.seed, 0, l,
-                                       NO_ARRAY, NO_ARRAY)  # fmt: skip
-                h = out
+            _test_rows(x, flat, sizes, activation, acts, alpha_beta, reg.batchnorm, reg.dropout, stats[0], stats[1],
+                       c0, min(c0 + ROWS_PER_PASS, r1))  # fmt: skip
     return layer_rows(acts, sizes, B, L)
 
 

@@ -21,7 +21,16 @@ from numba import njit, prange
 from .codes import _gather_rows
 from .forward import _count_correct
 from .layers import IDENTITY, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
-from .multilayer import add_decay, batchnorm_params, hidden_offset, layer_params, layer_rows, weight_decay_loss
+from .multilayer import (
+    _batchnorm_test_transforms,
+    _test_rows,
+    add_decay,
+    batchnorm_params,
+    hidden_offset,
+    layer_params,
+    layer_rows,
+    weight_decay_loss,
+)
 from .optimizer import next_rate, update_range
 from .partition import block_bounds, num_blocks
 from .regularize import (
@@ -29,7 +38,6 @@ from .regularize import (
     _activate_drop,
     _batchnorm_backward_columns,
     _batchnorm_train_columns,
-    batchnorm_test_transform,
     update_running_statistics,
 )
 
@@ -174,29 +182,10 @@ def _member_forward(x, flat, sizes, activation, acts, alpha_beta, batchnorm, dro
                     bn_scale, bn_shift):  # fmt: skip
     """One member's test-time logits for the rows of x, serial: a view of ``acts``. bn_scale and
     bn_shift are float64 scratch over the hidden units (batch norm as a scale and shift)."""
-    B = x.shape[0]
-    L = sizes.shape[0] - 1
-    one_block = (1, 1)
-    h = x
-    for l in range(1, L + 1):
-        W, b = layer_params(flat, sizes, l)
-        out = layer_rows(acts, sizes, B, l)
-        n = sizes[l]
-        if l == L:
-            _affine_block(h, W, b, out, alpha_beta, one_block, 0, IDENTITY)
-        elif batchnorm:
-            _affine_block(h, W, b, out, alpha_beta, one_block, 0, IDENTITY)
-            gamma, beta = batchnorm_params(flat, sizes, l)
-            o = hidden_offset(sizes, l)
-            scale, shift = bn_scale[o : o + n], bn_shift[o : o + n]
-            batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n], scale, shift)
-            _activate_drop(out, 0, B, 0, n, activation, dropout, False, 0, 0, l, scale, shift)
-        else:
-            _affine_block(h, W, b, out, alpha_beta, one_block, 0, activation)
-            if dropout >= 0:
-                _activate_drop(out, 0, B, 0, n, IDENTITY, dropout, False, 0, 0, l, NO_ARRAY, NO_ARRAY)
-        h = out
-    return h
+    if batchnorm:
+        _batchnorm_test_transforms(flat, sizes, running_mean, running_var, bn_scale, bn_shift)
+    return _test_rows(x, flat, sizes, activation, acts, alpha_beta, batchnorm, dropout, bn_scale, bn_shift, 0,
+                      x.shape[0])  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
