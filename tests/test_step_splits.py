@@ -1,5 +1,5 @@
-"""The fused step against the reference in every work split: one block, row blocks, column
-blocks, a grid of both.
+"""The fused steps against the reference in every work split: one block, row blocks, column
+blocks, a grid of both. TwoLayerNet's step, then MultiLayerNet's (every optimizer).
 
 The step takes different code paths by shape: layer 1 split by rows only (then
 one parallel region runs gather, both layers and the loss per row block) or by
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from support import FLOAT_DTYPES, assert_matches_reference
 
-from fastnet import TwoLayerNet, _cores, kernels, reference
+from fastnet import MultiLayerNet, TwoLayerNet, _cores, kernels, optim, reference
+from fastnet.kernels.multilayer import _gradient_tasks
 
 # (B, D, H, C), named for the split of layer 1 they reach with two or more blocks
 SHAPES = {
@@ -147,3 +148,72 @@ def test_gradient_matches_reference_in_every_split(shape, dtype):
     _, ref_grads, scales = reference_step(before, x[idx].astype(np.float64), t[idx], kernel_hidden, dtype == np.float32)
     for name in net.PARAM_NAMES:
         assert_matches_reference(grads[name], ref_grads[name], dtype, scales[name])
+
+
+# -- MultiLayerNet ----------------------------------------------------------------------------
+
+# (B, sizes): the weight-gradient products of the layers (out: n_{l-1} × n_l, summed over B rows)
+# reach one block, column blocks (10 × 300), row blocks and, given four blocks, tiles (100 × 100)
+MULTILAYER_SHAPES = {
+    "one-block": (9, (13, 6, 5, 4)),
+    "columns-rows": (400, (10, 300, 40, 3)),
+    "rows-tiles": (256, (100, 100, 100, 10)),
+}
+OPTIMIZERS = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+
+
+def test_the_multilayer_shapes_reach_every_split():
+    kinds = {
+        split_kind(kernels.product_split(n_in, B, n_out))
+        for B, sizes in MULTILAYER_SHAPES.values()
+        for n_in, n_out in zip(sizes, sizes[1:])
+    }
+    expected = {"one block", "row blocks", "column blocks"} | ({"tiles"} if _cores.BLOCKS >= 4 else set())
+    assert kinds >= expected, kinds
+
+
+@pytest.mark.parametrize("B,sizes", [*MULTILAYER_SHAPES.values(), (128, (784, 100, 100, 100, 100, 10)), (1, (5, 3, 2))])
+@pytest.mark.parametrize("extra", [0, 7])
+def test_gradient_tasks_cover_every_block_and_balance_the_work(B, sizes, extra):
+    """Every product block and bias of every layer is one task, each run by one block, and no
+    block has more than its share plus one task (what largest-first to the least loaded gives)."""
+    layer, part, owner, nb = _gradient_tasks(np.array(sizes, np.int64), B, extra)
+    assert 1 <= nb <= max(_cores.BLOCKS, 1) and set(owner) <= set(range(nb))
+    work = []
+    for l in range(1, len(sizes)):
+        split = kernels.product_split(sizes[l - 1], B, sizes[l])
+        assert sorted(part[layer == l]) == [-1, *range(split[0] * split[1])]
+        for k in range(split[0] * split[1]):
+            r0, r1, c0, c1 = kernels.product_block(sizes[l - 1], sizes[l], split, k)
+            work.append(((l, k), (r1 - r0) * (c1 - c0) * B))
+        work.append(((l, -1), B * sizes[l]))
+    assert list(part[layer == 0]) == ([-2] if extra else [])
+    if extra:
+        work.append(((0, -2), extra))
+    by_task = dict(work)
+    loads = np.zeros(nb)
+    for l, k, block in zip(layer, part, owner):
+        loads[block] += by_task[(int(l), int(k))]
+    assert loads.max() <= sum(by_task.values()) / nb + max(by_task.values())
+
+
+@pytest.mark.parametrize("batchnorm,name", [(False, name) for name in OPTIMIZERS] + [(True, "SGD"), (True, "Momentum")])
+@pytest.mark.parametrize("shape", list(MULTILAYER_SHAPES.values()), ids=list(MULTILAYER_SHAPES))
+def test_multilayer_steps_match_reference_in_every_split(shape, name, batchnorm):
+    """Three steps with weight decay: each optimizer's update runs inside the weight-gradient
+    tasks, on each task's rows and columns of W. (Batch norm only with the optimizers that do not
+    divide by the gradient's size: there the biases' gradients are rounding noise, 0 in exact
+    arithmetic, which AdaGrad, RMSprop and Adam would scale up to whole steps.)"""
+    B, sizes = shape
+    rng = np.random.default_rng(4)
+    x, t = rng.random((B, sizes[0])), rng.integers(0, sizes[-1], B)
+    args = (sizes[0], list(sizes[1:-1]), sizes[-1], "relu", "relu", 0.01)
+    net = MultiLayerNet(*args, use_batchnorm=batchnorm, dtype=np.float64, seed=3)
+    ref = reference.MultiLayerNet(*args, use_batchnorm=batchnorm, seed=3)
+    opt, ref_opt = getattr(optim, name)(lr=0.01), getattr(reference, name)(lr=0.01)
+    for _ in range(3):
+        grads = ref.gradient(x, t)
+        net.step(x, t, opt)
+        ref_opt.update(ref.params, grads)
+    for key in ref.params:
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-10, atol=1e-13, err_msg=key)

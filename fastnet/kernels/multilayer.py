@@ -18,9 +18,10 @@ One step::
     for each layer l: h_l = drop(act(bn(h_{l-1} W_l + b_l)))   (the last: logits, no bn/act/drop)
     logits, t --softmax-CE--> loss, d_L
     for l = L..1: d_l := bn'(d_l) (dgamma_l, dbeta_l on the way)
-                  dW_l = h_{l-1}ᵀ d_l (+ λ W_l), db_l = Σ d_l,
                   d_{l-1} = (d_l W_lᵀ) ⊙ act'(h_{l-1})   (act' read from h: dropped units give 0)
-    running statistics move toward the batch's; parameters -= the optimizer's update
+    for every l, in one region: dW_l = h_{l-1}ᵀ d_l (+ λ W_l), db_l = Σ d_l, each block of them
+                  followed by the optimizer's update of the same parameters
+    running statistics move toward the batch's
 """
 
 from collections import namedtuple
@@ -39,8 +40,8 @@ from .layers import (
     _softmax_ce_row,
     _weight_grad_block,
 )
-from .optimizer import update_unchecked
-from .partition import block_bounds, num_blocks, product_block, product_split
+from .optimizer import next_rate, update_range
+from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
 from .regularize import (
     NO_ARRAY,
     _activate_drop,
@@ -100,11 +101,19 @@ def num_params(sizes, batchnorm=False):
 
 
 @njit(cache=True)
-def layer_params(flat, sizes, l):
-    """W_l (n_{l-1}, n_l) and b_l (n_l,) of layer l = 1..L, as views of the flat vector."""
+def layer_offset(sizes, l):
+    """Where W_l starts in the flat parameter vector (b_l follows it); l = L + 1: where the
+    parameters after every W and b start."""
     o = 0
     for j in range(l - 1):
         o += sizes[j] * sizes[j + 1] + sizes[j + 1]
+    return o
+
+
+@njit(cache=True)
+def layer_params(flat, sizes, l):
+    """W_l (n_{l-1}, n_l) and b_l (n_l,) of layer l = 1..L, as views of the flat vector."""
+    o = layer_offset(sizes, l)
     n, m = sizes[l - 1], sizes[l]
     return flat[o : o + n * m].reshape((n, m)), flat[o + n * m : o + n * m + m]
 
@@ -121,10 +130,7 @@ def hidden_offset(sizes, l):
 @njit(cache=True)
 def batchnorm_params(flat, sizes, l):
     """gamma_l and beta_l (n_l,) of hidden layer l, as views of the flat vector (after every W, b)."""
-    o = 0
-    for j in range(sizes.shape[0] - 1):
-        o += sizes[j] * sizes[j + 1] + sizes[j + 1]
-    o += 2 * hidden_offset(sizes, l)
+    o = layer_offset(sizes, sizes.shape[0]) + 2 * hidden_offset(sizes, l)
     n = sizes[l]
     return flat[o : o + n], flat[o + n : o + 2 * n]
 
@@ -294,7 +300,7 @@ def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, w
     ``flat``/``grad``: the parameters and their gradient, flat; ``reg``: a
     ``Regularization`` (training: ``reg.train`` True); ``step`` numbers the
     dropout masks; ``optimizer`` = (kind, hyper, s1, s2) as
-    ``optimizer.update_unchecked`` takes them. With ``update`` False only
+    ``optimizer.update_range`` takes them. With ``update`` False only
     ``grad`` is written (the running statistics stay). A non-finite loss leaves
     the parameters and running statistics as they were. ``work`` is a
     ``MultiLayerWork`` (or a plain tuple in its order) for B = len(idx) rows.
@@ -325,13 +331,10 @@ def _step(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, opti
     if update and not np.isfinite(loss):
         return loss  # diverged: the parameters stay the last finite ones
 
-    _weight_gradients(flat, grad, sizes, decay, work)
-    if update:
-        if reg.batchnorm:
-            stats = work.batch_stats
-            update_running_statistics(reg.running_mean, reg.running_var, stats[0], stats[1])
-        kind, hyper, s1, s2 = optimizer
-        update_unchecked(kind, flat, grad, s1, s2, hyper)
+    _weight_gradients(flat, grad, sizes, decay, work, optimizer, update)
+    if update and reg.batchnorm:
+        stats = work.batch_stats
+        update_running_statistics(reg.running_mean, reg.running_var, stats[0], stats[1])
     return loss
 
 
@@ -407,37 +410,105 @@ def _forward_backward_by_layer(X, T, idx, flat, grad, sizes, activation, work, r
                 _input_grad_rows(d, W, h, dh, r0, r1, work.alpha_beta, activation)
 
 
-@njit(parallel=True, cache=True)
-def _weight_gradients(flat, grad, sizes, decay, work):
-    """dW_l = h_{l-1}ᵀ d_l (+ λ W_l) and db_l = Σ_rows d_l of every layer, in one parallel region:
-    the blocks of every layer's product, then one task per layer for its bias gradient."""
+BIAS_TASK, EXTRA_TASK = -1, -2  # the weight-gradient region's tasks that are not a product block
+
+
+@njit(cache=True)
+def _gradient_tasks(sizes, B, extra):
+    """The weight-gradient region's tasks and the block that runs each, by the shapes only.
+
+    Task i is block ``part[i]`` of layer ``layer[i]``'s weight-gradient product
+    (``product_split``), or that layer's bias gradient (``BIAS_TASK``), or, with
+    ``extra`` > 0, the update of the parameters after every W and b (batch norm's
+    gamma and beta: ``EXTRA_TASK``). The blocks are as many as the total work
+    supports (``num_blocks``); tasks go largest first to the block with the least
+    work so far (ties: the lower number): the first layer's product is most of the
+    work, and blocks that each took whole layers in order would finish far apart.
+    Returns (layer, part, owner, number of blocks).
+    """
     L = sizes.shape[0] - 1
-    B = work.x.shape[0]
-    first = np.empty(L + 2, np.int64)  # first[l]: the number of the first task of layer l
-    first[1] = 0
+    count = 0
     for l in range(1, L + 1):
         split = product_split(sizes[l - 1], B, sizes[l])
-        first[l + 1] = first[l] + split[0] * split[1]
+        count += split[0] * split[1] + 1
+    count += 1 if extra > 0 else 0
+    layer, part, work = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
+    i = 0
+    for l in range(1, L + 1):
+        split = product_split(sizes[l - 1], B, sizes[l])
+        for k in range(split[0] * split[1]):
+            r0, r1, c0, c1 = product_block(sizes[l - 1], sizes[l], split, k)
+            layer[i], part[i], work[i] = l, k, (r1 - r0) * (c1 - c0) * B
+            i += 1
+        layer[i], part[i], work[i] = l, BIAS_TASK, B * sizes[l]
+        i += 1
+    if extra > 0:
+        layer[i], part[i], work[i] = 0, EXTRA_TASK, extra
+    total = 0
+    for i in range(count):
+        total += work[i]
+    nb = max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
+    owner = np.full(count, -1, np.int64)
+    load = np.zeros(nb, np.int64)
+    for _ in range(count):
+        largest = -1
+        for i in range(count):
+            if owner[i] < 0 and (largest < 0 or work[i] > work[largest]):
+                largest = i
+        least = 0
+        for k in range(1, nb):
+            if load[k] < load[least]:
+                least = k
+        owner[largest] = least
+        load[least] += work[largest]
+    return layer, part, owner, nb
+
+
+@njit(parallel=True, cache=True)
+def _weight_gradients(flat, grad, sizes, decay, work, optimizer, update):
+    """dW_l = h_{l-1}ᵀ d_l (+ λ W_l) and db_l = Σ_rows d_l of every layer, in one parallel region
+    (``_gradient_tasks``); with ``update``, each task then applies the optimizer to the parameters
+    whose gradient it wrote, while they are in its cache (batch norm's gamma and beta, whose
+    gradients are written before, in a task of their own)."""
+    L = sizes.shape[0] - 1
+    B = work.x.shape[0]
+    kind, hyper, s1, s2 = optimizer
+    lr_t = next_rate(kind, hyper) if update else 0.0
+    params_end = layer_offset(sizes, L + 1)
+    extra = flat.shape[0] - params_end if update else 0
+    layer, part, owner, nb = _gradient_tasks(sizes, B, extra)
     col_acc = work.col_acc
-    for task in prange(first[L + 1] + L):
-        if task >= first[L + 1]:  # the bias gradient of layer l, summed over the rows in order
-            l = task - first[L + 1] + 1
-            o = hidden_offset(sizes, l)
-            _, db = layer_params(grad, sizes, l)
-            _column_sums(layer_rows(work.deltas, sizes, B, l), db, col_acc[o : o + sizes[l]])
-        else:  # block k of layer l's weight gradient
-            l = 1
-            while task >= first[l + 1]:
-                l += 1
+    for block in prange(nb):
+        for i in range(layer.shape[0]):
+            if owner[i] != block:
+                continue
+            l = layer[i]
+            if part[i] == EXTRA_TASK:
+                update_range(kind, flat, grad, s1, s2, hyper, lr_t, params_end, flat.shape[0])
+                continue
+            n = sizes[l]
+            w0 = layer_offset(sizes, l)  # W_l's start in the flat vectors, b_l's after it
+            if part[i] == BIAS_TASK:  # summed over the rows in order
+                _, db = layer_params(grad, sizes, l)
+                _column_sums(layer_rows(work.deltas, sizes, B, l), db, col_acc[hidden_offset(sizes, l) :])
+                if update:
+                    b0 = w0 + sizes[l - 1] * n
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, b0, b0 + n)
+                continue
             h = work.x if l == 1 else layer_rows(work.acts, sizes, B, l - 1)
             dW, _ = layer_params(grad, sizes, l)
-            split = product_split(sizes[l - 1], B, sizes[l])
-            k = task - first[l]
-            _weight_grad_block(h, layer_rows(work.deltas, sizes, B, l), work.alpha_beta, dW, split, k)
+            split = product_split(sizes[l - 1], B, n)
+            _weight_grad_block(h, layer_rows(work.deltas, sizes, B, l), work.alpha_beta, dW, split, part[i])
+            d0, d1, h0, h1 = product_block(sizes[l - 1], n, split, part[i])
             if decay != 0:
                 W, _ = layer_params(flat, sizes, l)
-                d0, d1, h0, h1 = product_block(sizes[l - 1], sizes[l], split, k)
                 add_decay(dW[d0:d1, h0:h1], W[d0:d1, h0:h1], decay)
+            if update:  # rows d0:d1, columns h0:h1 of W_l
+                if h0 == 0 and h1 == n:
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d0 * n, w0 + d1 * n)
+                else:
+                    for d in range(d0, d1):
+                        update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d * n + h0, w0 + d * n + h1)
 
 
 @njit(parallel=True, cache=True)
