@@ -8,6 +8,7 @@ compiled code (``kernels.multilayer``), which allocates nothing.
 """
 
 import math
+import operator
 
 import numpy as np
 
@@ -179,6 +180,9 @@ class MultiLayerNet:
 
     def _sync_params(self):
         """Make the flat vector hold ``params``: an array someone assigned is copied in (checked)."""
+        params, views = self.params, self._views
+        if len(params) == len(views) and all(map(operator.is_, params.values(), views.values())):
+            return  # every entry is still its live view: the usual case, checked without a Python loop
         for key, view in self._views.items():
             value = self.params[key]
             if value is view:
@@ -374,16 +378,16 @@ class MultiLayerNet:
                 opt_args = (0, np.zeros(4), self._grad, self._grad)
             self._check_batch(batches.shape[1], func)
             buffers, _ = self._workspace(batches.shape[1])
-            compiled.check_multilayer_batches(func, x, t, batches, self.sizes, batches.shape[1])
             act, reg = ACTIVATIONS[self.activation], self._regularization(True)
             if not update:
+                compiled.check_multilayer_batches(func, x, t, batches, self.sizes, batches.shape[1])
                 loss = compiled.multilayer_step_unchecked(
                     x, t, batches[0], self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers,
                     reg, self.dropout_step, opt_args, False, divisor,
                 )  # fmt: skip
                 return np.array([loss])
             losses = np.empty(batches.shape[0])
-            taken = compiled.multilayer_steps_unchecked(
+            taken = compiled.multilayer_steps(  # checks the batches' indices and labels first
                 x, t, batches, self._flat, self._grad, self.sizes, act, self.weight_decay_lambda, buffers, reg,
                 self.dropout_step, opt_args, losses, divisor,
             )  # fmt: skip

@@ -526,6 +526,19 @@ def multilayer_steps_unchecked(X, T, batches, flat, grad, sizes, activation, dec
     return batches.shape[0]
 
 
+@njit(parallel=True, cache=True)
+def multilayer_steps(X, T, batches, flat, grad, sizes, activation, decay, work, reg, first_step, optimizer, losses,
+                     x_divisor):  # fmt: skip
+    """``multilayer_steps_unchecked`` behind ``check_multilayer_batches`` of every batch, done first:
+    what comes from the caller (X, T, batches) is checked; the buffers are ``MultiLayerNet``'s own.
+    One call from Python for both."""
+    if losses.shape[0] < batches.shape[0]:
+        raise ValueError("MultiLayerNet: losses needs one entry per batch")
+    check_multilayer_batches("MultiLayerNet", X, T, batches, sizes, MultiLayerWork(*work).tb.shape[0])
+    return multilayer_steps_unchecked(X, T, batches, flat, grad, sizes, activation, decay, work, reg, first_step,
+                                      optimizer, losses, x_divisor)  # fmt: skip
+
+
 @njit(cache=True)
 def check_multilayer_batches(func, X, T, batches, sizes, batch):
     """What the steps take from the caller, checked before the first one: the data's width,
