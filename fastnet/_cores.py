@@ -133,7 +133,12 @@ def prefer_openmp():
 
 
 def select_blas():
-    """Bind fastnet_sgemm/fastnet_dgemm to MKL or OpenBLAS (once); return the backend's name."""
+    """Bind fastnet_sgemm/fastnet_dgemm to MKL or OpenBLAS (once); return the backend's name.
+
+    fastnet_sgemm_narrow/fastnet_dgemm_narrow, for products with few output columns
+    (``kernels._blas.NARROW``), are SciPy's OpenBLAS either way: MKL's kernels for them
+    ran 2-4x slower than OpenBLAS's on an AMD EPYC (docs/PERFORMANCE.md, "Which BLAS").
+    """
     global BACKEND
     if BACKEND is not None:
         return BACKEND
@@ -141,14 +146,17 @@ def select_blas():
     if wanted not in ("auto", "mkl", "openblas"):
         raise ValueError(f"FASTNET_BLAS must be 'mkl', 'openblas' or unset, not {wanted!r}")
     addresses = _mkl_gemm_addresses() if wanted != "openblas" else "FASTNET_BLAS=openblas"
+    openblas = _openblas_gemm_addresses()
     if isinstance(addresses, str):
         if wanted == "mkl":
             raise RuntimeError(f"FASTNET_BLAS=mkl, but {addresses}")
-        addresses, BACKEND = _openblas_gemm_addresses(), "openblas"
+        addresses, BACKEND = openblas, "openblas"
     else:
         BACKEND = "mkl"
     llvm.add_symbol("fastnet_sgemm", addresses[0])
     llvm.add_symbol("fastnet_dgemm", addresses[1])
+    llvm.add_symbol("fastnet_sgemm_narrow", openblas[0])
+    llvm.add_symbol("fastnet_dgemm_narrow", openblas[1])
     return BACKEND
 
 

@@ -48,6 +48,26 @@ def test_this_process_uses_mkl_where_the_wheel_is_installed():
     np.testing.assert_allclose(out, x @ W, rtol=1e-13)
 
 
+def test_products_with_few_columns_go_to_scipys_openblas_whatever_the_backend():
+    """The narrow symbols are SciPy's OpenBLAS; the others the backend's (MKL or the same OpenBLAS),
+    and a product on each side of NARROW columns computes the same as numpy."""
+    import llvmlite.binding as llvm
+    from numba.extending import get_cython_function_address
+
+    from fastnet.kernels._blas import NARROW
+
+    for name in ("sgemm", "dgemm"):
+        openblas = get_cython_function_address("scipy.linalg.cython_blas", name)
+        assert llvm.address_of_symbol(f"fastnet_{name}_narrow") == openblas
+        assert (llvm.address_of_symbol(f"fastnet_{name}") == openblas) == (_cores.BACKEND == "openblas")
+    rng = np.random.default_rng(2)
+    x = rng.random((33, 20))
+    for columns in (NARROW - 1, NARROW):
+        W = rng.random((20, columns))
+        out = kernels.affine_forward(x, W, np.zeros(columns), np.empty((33, columns)))
+        np.testing.assert_allclose(out, x @ W, rtol=1e-13)
+
+
 @pytest.mark.skipif(_cores._find_mkl() is None, reason="the mkl wheel is not installed")
 def test_mkl_forced_works_where_installed():
     result = run_probe(FASTNET_BLAS="mkl")

@@ -2,7 +2,8 @@
 
 The products call the Fortran ``sgemm``/``dgemm`` of the library that
 ``fastnet._cores`` bound (MKL or SciPy's OpenBLAS, one thread per call) through
-the symbols ``fastnet_sgemm``/``fastnet_dgemm``: compiled code, and so Numba's
+the symbols ``fastnet_sgemm``/``fastnet_dgemm`` (``fastnet_*gemm_narrow``, SciPy's
+OpenBLAS, for products with few columns): compiled code, and so Numba's
 on-disk cache, names only those symbols, and the library can differ from one
 process to the next without recompiling. They are bound when this module is
 imported, before anything compiles or loads from the cache.
@@ -32,9 +33,23 @@ def blas_gemm(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c,
     dimensions lda/ldb/ldc are used); alpha_beta is an array of the same dtype
     whose first two entries are alpha and beta. transa/transb are ``AS_IS`` or
     ``TRANSPOSED``. Called directly so that a block of rows can be multiplied
-    without a copy, and an update fused in through alpha and beta.
+    without a copy, and an update fused in through alpha and beta. Calls the backend's
+    sgemm/dgemm (``fastnet_sgemm``/``fastnet_dgemm``).
     """
-    symbol = {types.float32: "fastnet_sgemm", types.float64: "fastnet_dgemm"}[c.dtype]
+    return _gemm_call(("fastnet_sgemm", "fastnet_dgemm"), transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc)
+
+
+@intrinsic
+def blas_gemm_narrow(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+    """``blas_gemm`` through SciPy's OpenBLAS whatever the backend (``fastnet_sgemm_narrow``/
+    ``fastnet_dgemm_narrow``), for products with few columns (``gemm``)."""
+    symbols = ("fastnet_sgemm_narrow", "fastnet_dgemm_narrow")
+    return _gemm_call(symbols, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc)
+
+
+def _gemm_call(symbols, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
+    """The signature and code of a call to the Fortran gemm named ``symbols`` (sgemm's, dgemm's)."""
+    symbol = {types.float32: symbols[0], types.float64: symbols[1]}[c.dtype]
 
     def codegen(context, builder, signature, args):
         i8, i32 = ir.IntType(8), ir.IntType(32)
@@ -71,15 +86,23 @@ def blas_gemm(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c,
     return types.void(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc), codegen
 
 
+NARROW = 16  # products with fewer output columns than this call blas_gemm_narrow
+
+
 @njit(cache=True)
 def gemm(trans_a, trans_b, M, N, K, alpha_beta, A, lda, B, ldb, C, ldc):
     """Row-major C (M×N, leading dim ldc) := alpha op(A) op(B) + beta C.
 
     A and B are row-major with leading dims lda, ldb; trans_a/trans_b are
     ``AS_IS`` or ``TRANSPOSED``. A row-major matrix is the transpose of the same
-    memory read column-major, so this is BLAS's Cᵀ = op(B)ᵀ op(A)ᵀ.
+    memory read column-major, so this is BLAS's Cᵀ = op(B)ᵀ op(A)ᵀ. A product with fewer than
+    NARROW columns (BLAS's m) goes to OpenBLAS whatever the backend: MKL's small-m kernels are
+    the slow ones on AMD CPUs.
     """
-    blas_gemm(trans_b, trans_a, N, M, K, alpha_beta, B, ldb, A, lda, C, ldc)
+    if N < NARROW:
+        blas_gemm_narrow(trans_b, trans_a, N, M, K, alpha_beta, B, ldb, A, lda, C, ldc)
+    else:
+        blas_gemm(trans_b, trans_a, N, M, K, alpha_beta, B, ldb, A, lda, C, ldc)
 
 
 @intrinsic
