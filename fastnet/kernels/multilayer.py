@@ -64,6 +64,7 @@ MultiLayerWork = namedtuple(
         "col_acc",  # float64 scratch for the bias and batch-norm gradients: 2·max(sizes), n_1 + ... + n_L
         "normed",  # batch norm's x̂ of the hidden layers, flat as ``acts`` (empty without batch norm)
         "batch_stats",  # float64 (3, hidden units): the batch's mean, variance and 1/√(var + ε)
+        "tasks",  # int64 (3, tasks): the weight-gradient region's layer, part, block (``_gradient_tasks``)
     ],
 )
 
@@ -91,6 +92,7 @@ def new_multilayer_work(batch, sizes, dtype, batchnorm=False):
         deltas=np.empty(hidden_rows, dtype), row_loss=np.empty(batch), row_check=np.empty(batch),
         alpha_beta=alpha_beta, col_acc=np.empty(max(2 * int(max(sizes)), int(sum(sizes[1:])))),
         normed=np.empty(hidden_rows if batchnorm else 0, dtype), batch_stats=np.empty((3, hidden_units)),
+        tasks=np.stack(_gradient_tasks(np.asarray(sizes, np.int64), batch, 2 * hidden_units if batchnorm else 0)),
     )  # fmt: skip
 
 
@@ -421,10 +423,12 @@ def _gradient_tasks(sizes, B, extra):
     (``product_split``), or that layer's bias gradient (``BIAS_TASK``), or, with
     ``extra`` > 0, the update of the parameters after every W and b (batch norm's
     gamma and beta: ``EXTRA_TASK``). The blocks are as many as the total work
-    supports (``num_blocks``); tasks go largest first to the block with the least
-    work so far (ties: the lower number): the first layer's product is most of the
-    work, and blocks that each took whole layers in order would finish far apart.
-    Returns (layer, part, owner, number of blocks).
+    supports (at most ``max_blocks()``, each with WORK_PER_BLOCK multiply-adds and
+    one task at least); tasks go largest first to the block with the least work so
+    far (ties: the lower number): the first layer's product is most of the work,
+    and a prange over the tasks in order (Numba gives each thread one contiguous
+    range) gave one thread nearly all of it. Returns (layer, part, owner); the
+    blocks are numbered 0 .. max(owner).
     """
     L = sizes.shape[0] - 1
     count = 0
@@ -432,51 +436,54 @@ def _gradient_tasks(sizes, B, extra):
         split = product_split(sizes[l - 1], B, sizes[l])
         count += split[0] * split[1] + 1
     count += 1 if extra > 0 else 0
-    layer, part, work = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
+    layer, part, cost = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
     i = 0
     for l in range(1, L + 1):
         split = product_split(sizes[l - 1], B, sizes[l])
         for k in range(split[0] * split[1]):
             r0, r1, c0, c1 = product_block(sizes[l - 1], sizes[l], split, k)
-            layer[i], part[i], work[i] = l, k, (r1 - r0) * (c1 - c0) * B
+            layer[i], part[i], cost[i] = l, k, (r1 - r0) * (c1 - c0) * B
             i += 1
-        layer[i], part[i], work[i] = l, BIAS_TASK, B * sizes[l]
+        layer[i], part[i], cost[i] = l, BIAS_TASK, B * sizes[l]
         i += 1
     if extra > 0:
-        layer[i], part[i], work[i] = 0, EXTRA_TASK, extra
+        layer[i], part[i], cost[i] = 0, EXTRA_TASK, extra
     total = 0
     for i in range(count):
-        total += work[i]
+        total += cost[i]
     nb = max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
     owner = np.full(count, -1, np.int64)
     load = np.zeros(nb, np.int64)
     for _ in range(count):
         largest = -1
         for i in range(count):
-            if owner[i] < 0 and (largest < 0 or work[i] > work[largest]):
+            if owner[i] < 0 and (largest < 0 or cost[i] > cost[largest]):
                 largest = i
         least = 0
         for k in range(1, nb):
             if load[k] < load[least]:
                 least = k
         owner[largest] = least
-        load[least] += work[largest]
-    return layer, part, owner, nb
+        load[least] += cost[largest]
+    return layer, part, owner
 
 
 @njit(parallel=True, cache=True)
 def _weight_gradients(flat, grad, sizes, decay, work, optimizer, update):
     """dW_l = h_{l-1}ᵀ d_l (+ λ W_l) and db_l = Σ_rows d_l of every layer, in one parallel region
-    (``_gradient_tasks``); with ``update``, each task then applies the optimizer to the parameters
-    whose gradient it wrote, while they are in its cache (batch norm's gamma and beta, whose
-    gradients are written before, in a task of their own)."""
+    (the tasks of ``work.tasks``, planned once per workspace by ``_gradient_tasks``); with
+    ``update``, each task then applies the optimizer to the parameters whose gradient it wrote,
+    while they are in its cache (batch norm's gamma and beta, whose gradients are written
+    before, in a task of their own)."""
     L = sizes.shape[0] - 1
     B = work.x.shape[0]
     kind, hyper, s1, s2 = optimizer
     lr_t = next_rate(kind, hyper) if update else 0.0
     params_end = layer_offset(sizes, L + 1)
-    extra = flat.shape[0] - params_end if update else 0
-    layer, part, owner, nb = _gradient_tasks(sizes, B, extra)
+    layer, part, owner = work.tasks[0], work.tasks[1], work.tasks[2]
+    nb = 0
+    for i in range(owner.shape[0]):
+        nb = max(nb, owner[i] + 1)
     col_acc = work.col_acc
     for block in prange(nb):
         for i in range(layer.shape[0]):
@@ -484,7 +491,8 @@ def _weight_gradients(flat, grad, sizes, decay, work, optimizer, update):
                 continue
             l = layer[i]
             if part[i] == EXTRA_TASK:
-                update_range(kind, flat, grad, s1, s2, hyper, lr_t, params_end, flat.shape[0])
+                if update:
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, params_end, flat.shape[0])
                 continue
             n = sizes[l]
             w0 = layer_offset(sizes, l)  # W_l's start in the flat vectors, b_l's after it
