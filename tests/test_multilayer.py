@@ -238,10 +238,10 @@ def test_one_hidden_layer_is_the_books_two_layer_network():
 
 def test_steps_allocate_nothing_that_grows_with_the_sizes():
     """The count of NRT allocations per step (Numba's parallel launcher wraps the arrays each region
-    touches; the weight-gradient tasks' plan, a few arrays of one entry per task) is the same for a
-    tiny net on 2 rows, all in one block, and for 784-100x4-10 on 128 in two blocks (a buffer per
-    block or per row chunk would change it); all of it is freed; numpy/Python allocate nothing
-    that peaks above 4 KiB."""
+    touches; the weight-gradient tasks are planned in the workspace) is the same for a tiny net on
+    2 rows, all in one block, and for 784-100x4-10 on 128 in two blocks (a buffer per block or per
+    row chunk would change it); all of it is freed; numpy/Python allocate nothing that peaks above
+    4 KiB."""
     rng = np.random.default_rng(0)
     counts = {}
     was_enabled = _nrt_python.memsys_stats_enabled()
