@@ -18,6 +18,7 @@ from .kernels import multilayer as compiled
 from .kernels import softmax_cross_entropy
 from .kernels.checks import require_finite, require_labels
 from .kernels.layers import RELU, SIGMOID
+from .kernels.regularize import update_running_statistics
 from .net import PREDICT_CHUNK, TwoLayerNet
 
 FORWARD_SIZES_KEPT = 3  # forward buffers kept per net, by row count (training rows, test rows, a last chunk)
@@ -127,7 +128,9 @@ class MultiLayerNet:
     ``numerical_gradient`` as the book; ``step``, ``step_indices`` and ``steps``
     train with an optimizer of ``fastnet.optim`` or a learning rate (plain SGD).
     Dropout masks are drawn from ``seed`` and the count of training steps taken
-    (``dropout_step``), so training is reproducible. Thread-safe as ``TwoLayerNet``.
+    (``dropout_step``), so training is reproducible. Every training-mode pass (``step``,
+    ``steps``, ``gradient``, ``predict``/``loss`` with ``train_flg=True``) moves the running
+    statistics and the mask counter as the book's layers do. Thread-safe as ``TwoLayerNet``.
     """
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
@@ -267,10 +270,15 @@ class MultiLayerNet:
         for r0 in range(0, n, max(chunk, 1)):
             yield r0, min(r0 + chunk, n)
 
-    def predict(self, x, train_flg=False):
-        """Logits (N, output_size) for inputs x (N, input_size). ``train_flg`` as the book: batch
-        statistics and the next training step's dropout masks (nothing is updated) instead of the
-        running statistics and scaling."""
+    def predict(self, x, train_flg=False, advance=True):
+        """Logits (N, output_size) for inputs x (N, input_size).
+
+        ``train_flg`` as the book: batch statistics and this step's dropout masks (numbered
+        ``dropout_step``) instead of the running statistics and the (1 - ratio) scaling. And as
+        the book's layers, a training-mode pass leaves its mark: batch norm's running statistics
+        move toward the batch's, and ``dropout_step`` advances, so the next pass draws fresh
+        masks. ``advance=False`` asks for the same pass with no side effect (what
+        ``numerical_gradient`` uses). A test-mode pass changes nothing."""
         x = self.prepare_inputs(x)
         train = bool(train_flg)
         if train:
@@ -284,9 +292,21 @@ class MultiLayerNet:
                     x[r0:r1], self._flat, self.sizes, ACTIVATIONS[self.activation], self._forward_work(r1 - r0), reg,
                     self.dropout_step,
                 )  # fmt: skip
-        if not np.isfinite(z).all():
+            finite = bool(np.isfinite(z).all())
+            if train and advance and finite:
+                self._advance(self._forward_work(x.shape[0]))
+        if not finite:
             self._explain_non_finite(x)
         return z
+
+    def _advance(self, work):
+        """What a training-mode forward pass over a batch leaves behind, as a step does before its
+        update: the running statistics move toward the batch's (from ``work``, just written),
+        the mask counter counts the pass."""
+        if self.use_batchnorm:
+            stats = compiled.MultiLayerWork(*work).batch_stats
+            update_running_statistics(self._running_mean, self._running_var, stats[0], stats[1])
+        self.dropout_step += 1
 
     def _explain_non_finite(self, x):
         rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
@@ -296,11 +316,12 @@ class MultiLayerNet:
             require_finite("MultiLayerNet", f"params[{key!r}]", np.ascontiguousarray(value))
         raise ValueError("MultiLayerNet: the logits overflowed (finite inputs and weights: has training diverged?)")
 
-    def loss(self, x, t, train_flg=False):
-        """Mean cross-entropy plus ½·λ·Σ‖W‖², a float (``train_flg`` as ``predict``)."""
+    def loss(self, x, t, train_flg=False, advance=True):
+        """Mean cross-entropy plus ½·λ·Σ‖W‖², a float (``train_flg`` and ``advance`` as ``predict``:
+        a training-mode loss moves the running statistics and the mask counter, as the book's)."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
-        z = self.predict(x, train_flg)
+        z = self.predict(x, train_flg, advance)
         decay = compiled.weight_decay_loss(self._flat, self.sizes, self.weight_decay_lambda)
         return softmax_cross_entropy(z, t, np.empty_like(z)) + (decay if self.weight_decay_lambda else 0.0)
 
@@ -323,21 +344,31 @@ class MultiLayerNet:
                 correct += count
         return correct / x.shape[0]
 
-    def gradient(self, x, t):
-        """Backprop gradients of ``loss(x, t, train_flg=True)`` (weight decay included), as new arrays
-        keyed like ``params``. Changes nothing (the running statistics stay)."""
+    def gradient(self, x, t, advance=True):
+        """Backprop gradients of the training-mode loss (weight decay included), as new arrays keyed
+        like ``params``: one training step's forward and backward, with the book's side effects.
+        Batch norm's running statistics move toward the batch's and ``dropout_step`` advances (the
+        next call draws fresh masks), exactly as ``step`` does before its update, so the book's
+        loop (``gradient`` then ``optimizer.update``) ends bit for bit where ``steps`` ends.
+        ``advance=False``: the same gradients, nothing changed."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         with self._lock:
             loss = self._run(x, t, self._workspace(x.shape[0])[1], None, None, "MultiLayerNet.gradient", update=False)
+            finite = bool(np.isfinite(loss[0]))
+            if finite and advance:
+                self._advance(self._workspace(x.shape[0])[0])
             grads = {key: g.copy() for key, g in self._grad_views.items()}
-        if not np.isfinite(loss[0]):
+        if not finite:
             self._explain_non_finite(x)
         return grads
 
     def numerical_gradient(self, x, t):
-        """Central-difference gradients of ``loss(x, t, train_flg=True)`` (slow; for checking ``gradient``)."""
-        return network_numerical_gradient(self, x, t, train_flg=True)
+        """Central-difference gradients of the training-mode loss (slow; for checking ``gradient``).
+        Every evaluation uses the masks and batch statistics that the next ``gradient`` call will use,
+        and changes nothing: compare with ``gradient`` called after it (the book's gradient check
+        does it in that order) or with ``gradient(x, t, advance=False)``."""
+        return network_numerical_gradient(self, x, t, train_flg=True, advance=False)
 
     # -- training -----------------------------------------------------------------------------
 

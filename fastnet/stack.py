@@ -136,6 +136,7 @@ class NetStack:
             check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
             if m:
                 first_steps = np.array([net.dropout_step for net in self.nets[:m]], np.int64)
+                self._seeds[:m] = [net.dropout_seed for net in self.nets[:m]]  # a member may have loaded weights
                 stacked = losses if m == K else np.empty((S, m))
                 compiled.stack_steps_unchecked(
                     x, t, batches, self._flats[:m], self._grads[:m], first.sizes, ACTIVATIONS[first.activation],

@@ -122,4 +122,6 @@ def load_weights(path, net=None):
             raise WeightsError(f"{path}: {name} contains NaN or infinite values")
     for name, target in targets.items():
         target[...] = arrays[name]
+    if isinstance(net, MultiLayerNet):  # where the masks go on: a resumed run continues bit for bit
+        net.dropout_seed, net.dropout_step = saved.dropout_seed, saved.dropout_step
     return net
