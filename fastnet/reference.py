@@ -131,19 +131,25 @@ class SoftmaxWithLoss:
 def numerical_gradient(f, x, h=1e-4):
     """The book's central difference: ``(f(x+h) - f(x-h)) / 2h`` entry by entry.
 
-    ``x`` is perturbed in place and every entry is restored afterwards.
+    ``x`` (a float array of any shape: the book's 1-D version indexes ``x[i]`` and so breaks on a
+    2-D W) is perturbed in place, and every entry is restored afterwards, even if ``f`` raises.
     """
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise TypeError(f"numerical_gradient: x must be a float array to perturb in place, not {type(x).__name__}"
+                        f"{' of ' + str(x.dtype) if isinstance(x, np.ndarray) else ''}")  # fmt: skip
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     while not it.finished:
         idx = it.multi_index
         saved = x[idx]
-        x[idx] = saved + h
-        fxh1 = f(x)
-        x[idx] = saved - h
-        fxh2 = f(x)
+        try:
+            x[idx] = saved + h
+            fxh1 = f(x)
+            x[idx] = saved - h
+            fxh2 = f(x)
+        finally:
+            x[idx] = saved
         grad[idx] = (fxh1 - fxh2) / (2 * h)
-        x[idx] = saved
         it.iternext()
     return grad
 
