@@ -220,6 +220,7 @@ def cmd_sweep(args):
         return EXIT_USAGE
     print(sweep.summary(study))
     print(f"wrote {Path(args.out) / 'trials.json'}, trials.csv, best.json, sweep.png")
+    print(sweep.dashboard_hint(args.storage, args.out, args.study))
     return 0
 
 
@@ -352,7 +353,9 @@ def build_parser():
     w.add_argument("--workers", type=int, help="workers sharing this machine: each takes cores / N threads")
     w.add_argument("--threads", type=int, help="Numba threads for this worker (default: all cores)")
     w.add_argument("--heartbeat", type=int, default=30,
-                   help="seconds between heartbeats; a trial silent for 3 is failed and retried (30)")  # fmt: skip
+                   help="seconds between heartbeats (30). A killed worker's trials stay 'running' until their "
+                        "heartbeat is 3 intervals old and a worker starts: then they are failed and queued again "
+                        "(--trials 0 does only that; docs/SWEEPS.md)")  # fmt: skip
     w.add_argument("--out", default="fastnet-sweep", help="output directory (fastnet-sweep)")
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over trials (default: when stderr is a terminal)")  # fmt: skip

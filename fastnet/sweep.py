@@ -15,6 +15,7 @@ they train, a thread records the trials' heartbeats: a worker that dies
 to ask marks them failed and queues them again with the same parameters.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -107,31 +108,109 @@ def split(data, settings):
     return x[train], t[train], x[val], t[val]
 
 
+# Creating a storage's tables and a study is not safe to race: workers started together on a new
+# database collide (optuna#1092, #4621, #820). fastnet workers take a lock for that first step:
+# a file lock beside an SQLite file, a PostgreSQL advisory lock (per database) on a server.
+ADVISORY_LOCK_KEY = 0x6661_7374_6E65_74  # "fastnet": the pg_advisory_lock key of study creation
+CREATION_LOCK_TIMEOUT = 300  # seconds a worker waits for another one's creation step
+SQLITE_BUSY_TIMEOUT = 60  # seconds an SQLite connection waits for another writer (Python's default: 5)
+CREATION_RETRIES = 5  # other databases: bounded retries on exactly the errors of a creation race
+
+
+def _reason(e):
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else type(e).__name__}"
+
+
+def _cannot_open(url, e):
+    return SweepError(f"--storage {redact(url)}: cannot open it ({_reason(e)})")
+
+
+def _creation_race(e):
+    """Whether ``e`` is what two workers creating the same tables or study at once raise, and
+    nothing else (a bad URL, a password, a host that does not answer are never retried)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    text = str(e).lower()
+    if isinstance(e, IntegrityError):
+        return True
+    return isinstance(e, (OperationalError, ProgrammingError)) and ("already exists" in text or "locked" in text)
+
+
+@contextlib.contextmanager
+def creation_lock(url):
+    """Held while a worker creates or joins the storage's tables and the study: one fastnet worker
+    at a time, on the same SQLite file (a ``.lock`` file beside it) or the same PostgreSQL
+    database (an advisory lock, released when this connection ends, even by ``kill -9``)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.pool import NullPool
+
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+    except (ArgumentError, ValueError) as e:
+        raise _cannot_open(url, e) from None
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        import filelock
+
+        lock = filelock.FileLock(str(Path(parsed.database).resolve()) + ".lock", timeout=CREATION_LOCK_TIMEOUT)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise SweepError(f"--storage {redact(url)}: another worker held {lock.lock_file} for "
+                             f"{CREATION_LOCK_TIMEOUT} s") from None  # fmt: skip
+        except OSError as e:  # no such directory, no permission
+            raise _cannot_open(url, e) from None
+        try:
+            yield
+        finally:
+            lock.release()
+    elif backend == "postgresql":
+        try:
+            engine = create_engine(url, poolclass=NullPool)
+            connection = engine.connect()
+        except Exception as e:  # no driver, no server, a wrong password: at once, in one line
+            raise _cannot_open(url, e) from None
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            yield
+        finally:
+            connection.close()  # ends the session, and with it the advisory lock
+            engine.dispose()
+    else:
+        yield
+
+
 def open_storage(url, heartbeat):
     """An Optuna RDB storage at ``url`` with heartbeats every ``heartbeat`` s (stale after 3×);
-    stale trials are queued again with their parameters. Raises SweepError if it cannot connect."""
+    stale trials are queued again with their parameters. Raises SweepError if it cannot connect.
+    Call it inside ``creation_lock(url)`` when other workers may be starting too."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.engine import make_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and their retries are marked experimental; and we record the heartbeats ourselves
     # (_Heartbeat) because trials run K at a time through ask and tell, not through Study.optimize.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-    for attempt in range(5):
+    engine_kwargs = {"pool_pre_ping": True}
+    try:
+        if make_url(url).get_backend_name() == "sqlite":  # many workers writing: wait, do not fail
+            engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+    except Exception as e:
+        raise _cannot_open(url, e) from None
+    for attempt in range(CREATION_RETRIES):
         try:
             return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-                              engine_kwargs={"pool_pre_ping": True})  # fmt: skip
-        except (IntegrityError, ProgrammingError):  # workers creating the tables at once: one wins
-            if attempt == 4:
-                raise
-            time.sleep(0.5 + attempt)
+                              engine_kwargs=engine_kwargs)  # fmt: skip
         except Exception as e:  # SQLAlchemy's errors: bad URL, no driver, no server
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SweepError(f"--storage {redact(url)}: cannot open it ({type(e).__name__}: {reason})") from None
+            if not _creation_race(e) or attempt == CREATION_RETRIES - 1:
+                raise _cannot_open(url, e) from None
+            time.sleep(0.5 + attempt)
 
 
 def redact(url):
@@ -191,9 +270,10 @@ class _Heartbeat:
         self._thread.join()
 
 
-def train_group(trials, settings, data, stack_seed):
+def train_group(trials, settings, data, stack_seed, on_epoch=None):
     """Train one MultiLayerNet per trial, all in one NetStack on the same minibatches; returns
-    (train accuracy curves, validation accuracy curves), one per epoch, each (K,)."""
+    (train accuracy curves, validation accuracy curves), one per epoch, each (K,).
+    ``on_epoch(epoch, val_acc)`` is called after each epoch with the K validation accuracies."""
     from . import optim
     from .multilayer import MultiLayerNet
     from .stack import NetStack
@@ -215,6 +295,8 @@ def train_group(trials, settings, data, stack_seed):
         stack.steps(x, t, rng.integers(0, len(x), (per_epoch, settings.batch_size)))
         train_acc.append(stack.accuracy(x, t))
         val_acc.append(stack.accuracy(x_val, t_val))
+        if on_epoch is not None:
+            on_epoch(len(val_acc) - 1, val_acc[-1])
     return np.array(train_acc), np.array(val_acc)
 
 
@@ -233,8 +315,9 @@ def run(study_name, trials, out, storage_url=None, settings=None, join=False, st
     if storage_url is None:
         storage_url = f"sqlite:///{(out / (study_name + '.db')).resolve()}"
         out.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(storage_url, heartbeat)
-    study, settings = open_study(storage, study_name, settings, join)
+    with creation_lock(storage_url):  # workers started together: one creates, the others join
+        storage = open_storage(storage_url, heartbeat)
+        study, settings = open_study(storage, study_name, settings, join)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
         from .datasets import load_mnist
@@ -247,11 +330,17 @@ def run(study_name, trials, out, storage_url=None, settings=None, join=False, st
 
         bar = tqdm(total=trials, unit="trial", dynamic_ncols=True)
     done = 0
+    optuna.storages.fail_stale_trials(study)  # even with --trials 0: a dead worker's, failed and queued again
     while done < trials:
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, queued again
+        optuna.storages.fail_stale_trials(study)
         group = [study.ask() for _ in range(min(stack, trials - done))]
+
+        def report(epoch, val_acc, group=group):  # intermediate values: the dashboard's curves
+            for k, trial in enumerate(group):
+                trial.report(float(val_acc[k]), epoch)
+
         with _Heartbeat(storage, [trial._trial_id for trial in group], heartbeat):
-            train_acc, val_acc = train_group(group, settings, group_data, group[0].number)
+            train_acc, val_acc = train_group(group, settings, group_data, group[0].number, report)
         for k, trial in enumerate(group):
             trial.set_user_attr("train_acc", [float(v) for v in train_acc[:, k]])
             trial.set_user_attr("val_acc", [float(v) for v in val_acc[:, k]])
@@ -315,14 +404,24 @@ def _figure(best, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
+def dashboard_hint(storage_url, out, study_name):
+    """The command that opens the study in Optuna's dashboard."""
+    if storage_url is None:
+        storage_url = f"sqlite:///{(Path(out) / (study_name + '.db')).resolve()}"
+    return f"watch it: optuna-dashboard {redact(storage_url)}   (pip install 'fastnet[dashboard]')"
+
+
 def summary(study):
     import optuna
 
     states = [t.state for t in study.get_trials(deepcopy=False)]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
+    running = states.count(optuna.trial.TrialState.RUNNING)
+    note = (f"; {running} running (another worker's, or a dead one's until its heartbeat is stale: "
+            "docs/SWEEPS.md)") if running else ""  # fmt: skip
     if not complete:
-        return f"study {study.study_name}: no finished trials"
+        return f"study {study.study_name}: no finished trials{note}"
     best = study.best_trial
     lr, decay = best.params["lr"], best.params["weight_decay"]
     return (f"study {study.study_name}: {complete} finished trials; best val acc {best.value:.4f} "
-            f"(trial {best.number}: lr {lr:.3g}, weight decay {decay:.3g})")  # fmt: skip
+            f"(trial {best.number}: lr {lr:.3g}, weight decay {decay:.3g}){note}")  # fmt: skip

@@ -1,6 +1,7 @@
 """fastnet sweep: Optuna studies on SQLite and on a real PostgreSQL server, workers in processes."""
 
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from glob import glob
 from pathlib import Path
 
@@ -36,13 +38,14 @@ def trials_of(study, storage):
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
-def check_every_trial_once(trials, expected):
+def check_every_trial_once(trials, expected, epochs=2):
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == expected
     assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
     params = {(t.params["lr"], t.params["weight_decay"]) for t in complete}
     assert len(params) == expected  # no two finished trials share their parameters
-    assert all(len(t.user_attrs["val_acc"]) == 2 for t in complete)
+    assert all(len(t.user_attrs["val_acc"]) == epochs for t in complete)
+    assert all(t.intermediate_values == dict(enumerate(t.user_attrs["val_acc"])) for t in complete)
 
 
 @pytest.mark.parametrize("text,words", [
@@ -83,6 +86,101 @@ def test_two_workers_share_one_sqlite_study_and_resume(tmp_path):
     code, out, err = finish(sweep("--storage", db, "--study", "s", "--trials", "2", "--out", str(tmp_path / "w2")))
     assert code == 0 and "8 finished trials" in out, err  # resumed: the same study, two more
     assert (tmp_path / "w2" / "sweep.png").exists() and (tmp_path / "w2" / "trials.csv").read_text().count("\n") == 9
+
+
+# A worker of the Python API that waits for a common start time after its imports, so that all of
+# them reach the storage's creation at the same instant (the race users hit starting workers with &).
+TOGETHER = """
+import sys, time
+from fastnet import sweep
+from fastnet.cli import load_dataset
+url, out, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+train, test, _ = load_dataset(sys.argv[4])
+settings = sweep.Settings(hidden=[8], train_size=100, epochs=1, batch_size=20)
+time.sleep(max(0.0, start - time.time()))
+study = sweep.run("together", 1, out, storage_url=url, settings=settings, stack=1, data=(train, test), log=None)
+print(sweep.summary(study))
+"""
+
+
+def start_together(urls, per_url, tmp_path, delay=4.0):
+    """``per_url`` Python-API workers on each URL, all released at the same moment."""
+    start = time.time() + delay
+    return [subprocess.Popen([sys.executable, "-c", TOGETHER, url, str(tmp_path / f"out{i}-{k}"), str(start), SUBSET],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i, url in enumerate(urls) for k in range(per_url)]  # fmt: skip
+
+
+def test_eight_workers_started_together_on_new_sqlite_files(tmp_path):
+    """Before the creation lock, 0-2 of 4 CLI workers died on 'table ... already exists'."""
+    urls = [f"sqlite:///{tmp_path / f'new{i}.db'}" for i in range(3)]
+    workers = start_together(urls, 8, tmp_path)
+    for worker in workers:
+        code, out, err = finish(worker)
+        assert code == 0, err
+    for url in urls:
+        check_every_trial_once(trials_of("together", url), 8, epochs=1)
+
+
+def test_a_study_with_other_settings_is_still_refused_at_once(tmp_path):
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = finish(sweep("--storage", db, "--study", "s", "--trials", "1", "--out", str(tmp_path / "a")))
+    assert code == 0, err
+    began = time.time()
+    code, out, err = finish(sweep("--storage", db, "--study", "s", "--trials", "1", "--epochs", "3",
+                                  "--out", str(tmp_path / "b")))  # fmt: skip
+    assert code == 2 and "exists with other settings" in err and len(err.strip().splitlines()) == 1, err
+    assert time.time() - began < 30  # no retries, no waiting on a lock
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_the_study_opens_in_optunas_dashboard(tmp_path):
+    """A finished study read back through optuna-dashboard's HTTP API: values, parameters and the
+    per-epoch validation accuracies as intermediate values."""
+    pytest.importorskip("optuna_dashboard", reason="pip install 'fastnet[dashboard]'")
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = finish(sweep("--storage", db, "--study", "watched", "--trials", "2", "--out", str(tmp_path)))
+    assert code == 0, err
+    assert f"optuna-dashboard {db}" in out
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", "import sys, optuna_dashboard; "
+                               "optuna_dashboard.run_server(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]))",
+                               db, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.time() + 60
+        while True:
+            try:
+                studies = get_json(base + "/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "the dashboard did not start"
+                time.sleep(0.3)
+        (summary,) = [s for s in studies if s["study_name"] == "watched"]
+        detail = get_json(f"{base}/api/studies/{summary['study_id']}")
+        with urllib.request.urlopen(base + "/dashboard", timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    finally:
+        server.terminate()
+        server.wait(10)
+    stored = {t.number: t for t in trials_of("watched", db)}
+    assert sorted(t["number"] for t in detail["trials"]) == sorted(stored) and len(stored) == 2
+    for trial in detail["trials"]:
+        mine = stored[trial["number"]]
+        assert trial["state"] == "Complete" and trial["values"] == [mine.value]
+        assert {p["name"]: float(p["param_external_value"]) for p in trial["params"]} == mine.params
+        assert [(v["step"], v["value"]) for v in trial["intermediate_values"]] == list(
+            enumerate(mine.user_attrs["val_acc"])
+        )
 
 
 def test_default_storage_is_a_file_in_out(tmp_path):
@@ -138,6 +236,38 @@ def test_two_workers_share_a_study_on_postgresql(postgres, tmp_path):
         code, out, err = finish(worker)
         assert code == 0, err
     check_every_trial_once(trials_of("pg", postgres), 8)
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database on the test server; its URL."""
+    import psycopg
+
+    name = f"fresh_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(postgres.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres.rsplit("/", 1)[0] + "/" + name
+
+
+def test_eight_workers_started_together_on_a_new_postgresql_database(fresh_database, tmp_path):
+    workers = [sweep("--storage", fresh_database, "--study", "pg-together", "--trials", "1", "--stack", "1",
+                     "--out", str(tmp_path / f"w{i}")) for i in range(8)]  # fmt: skip
+    for worker in workers:
+        code, out, err = finish(worker)
+        assert code == 0, err
+    check_every_trial_once(trials_of("pg-together", fresh_database), 8)
+
+
+def test_a_missing_database_or_user_fails_at_once(postgres, tmp_path):
+    base = postgres.rsplit("/", 1)[0]
+    for url, words in [(base + "/no_such_database", "no_such_database"),
+                       (base.replace("//postgres@", "//nobody@").replace(f"//{getpass.getuser()}@", "//nobody@")
+                        + "/sweeps", "nobody")]:  # fmt: skip
+        began = time.time()
+        code, out, err = finish(sweep("--storage", url, "--trials", "1", "--out", str(tmp_path / "x")))
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and "cannot open it" in lines[0] and words in lines[0], err
+        assert time.time() - began < 30
 
 
 def test_a_killed_worker_leaves_nothing_running(postgres, tmp_path):
