@@ -1,10 +1,11 @@
-"""fastnet: the networks of Deep Learning from Scratch (ch. 5 and 6) as fused Numba kernels.
+"""fastnet: the networks of Deep Learning from Scratch (ch. 5-7) as fused Numba kernels.
 
-from fastnet import TwoLayerNet, MultiLayerNet, NetStack, optim, kernels, reference, load_mnist
+from fastnet import TwoLayerNet, MultiLayerNet, SimpleConvNet, NetStack, optim, kernels, reference, load_mnist
 """
 
 from . import gradcheck, kernels, optim, reference
 from ._cores import SharedCoresWarning, exclusive_cores
+from .convnet import SimpleConvNet
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
@@ -14,6 +15,7 @@ from .weights import load_weights, save_weights
 __all__ = [
     "TwoLayerNet",
     "MultiLayerNet",
+    "SimpleConvNet",
     "NetStack",
     "optim",
     "kernels",

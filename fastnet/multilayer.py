@@ -8,18 +8,18 @@ compiled code (``kernels.multilayer``), which allocates nothing.
 """
 
 import math
-import operator
 
 import numpy as np
 
-from . import _cores, optim
+from . import _cores
+from .base import Network
 from .gradcheck import network_numerical_gradient
 from .kernels import multilayer as compiled
 from .kernels import softmax_cross_entropy
 from .kernels.checks import require_finite, require_labels
 from .kernels.layers import RELU, SIGMOID
 from .kernels.regularize import update_running_statistics
-from .net import PREDICT_CHUNK, TwoLayerNet
+from .net import PREDICT_CHUNK
 
 FORWARD_SIZES_KEPT = 3  # forward buffers kept per net, by row count (training rows, test rows, a last chunk)
 
@@ -117,7 +117,7 @@ def check_steps_inputs(func, x, batches, x_divisor, dtype):
         raise TypeError(f"{func}: x must be {dtype} (see prepare_inputs), not {x.dtype}")
 
 
-class MultiLayerNet:
+class MultiLayerNet(Network):
     """The book's ``MultiLayerNet`` (ch. 6; with ``use_dropout``/``use_batchnorm`` its
     ``MultiLayerNetExtend``), with fastnet's fused, checked, deterministic step.
 
@@ -181,20 +181,6 @@ class MultiLayerNet:
 
     # -- arguments ----------------------------------------------------------------------------
 
-    def _sync_params(self):
-        """Make the flat vector hold ``params``: an array someone assigned is copied in (checked)."""
-        params, views = self.params, self._views
-        if len(params) == len(views) and all(map(operator.is_, params.values(), views.values())):
-            return  # every entry is still its live view: the usual case, checked without a Python loop
-        for key, view in self._views.items():
-            value = self.params[key]
-            if value is view:
-                continue
-            if not isinstance(value, np.ndarray) or value.shape != view.shape:
-                raise ValueError(f"MultiLayerNet: params[{key!r}] must be an array of shape {view.shape}")
-            view[...] = value
-            self.params[key] = view
-
     def _move_into(self, flat, grad, running_mean, running_var):
         """Keep the parameters, gradient and running statistics in the arrays given (a ``NetStack``'s
         rows), their values carried over; ``params`` and ``running`` become views of them."""
@@ -209,9 +195,6 @@ class MultiLayerNet:
             self.params = dict(self._views)
             if self.use_batchnorm:
                 self.running = running_views(running_mean, running_var, self.sizes)
-
-    prepare_inputs = TwoLayerNet.prepare_inputs
-    prepare_labels = TwoLayerNet.prepare_labels
 
     def _workspace(self, batch):
         """(work for compiled calls, as a plain tuple; the batch's own rows as one batch) for ``batch`` rows."""
@@ -229,26 +212,6 @@ class MultiLayerNet:
     def _check_batch(self, rows, func):
         if self.use_batchnorm and rows < 2:
             raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows, got {rows}")
-
-    def _optimizer_args(self, optimizer_or_lr, func):
-        """(kind, hyperparameters, s1, s2) for the compiled step: the optimizer's, or for a plain
-        learning rate the net's own SGD's. The optimizer's state is checked against the parameters
-        once, when it is first used with this net (``_sync_params`` keeps their layout)."""
-        if isinstance(optimizer_or_lr, optim.Optimizer):
-            opt = optimizer_or_lr
-        elif isinstance(optimizer_or_lr, (str, type(None))):
-            raise TypeError(f"{func}: give an optimizer of fastnet.optim or a learning rate, not {optimizer_or_lr!r}")
-        else:
-            if self._sgd is None:
-                self._sgd = optim.SGD(optimizer_or_lr)
-            self._sgd.lr = optimizer_or_lr
-            opt = self._sgd
-        if opt is not self._bound_optimizer:
-            kind, hyper, s1, s2 = opt.compiled_args(self.params)
-            if s1.dtype != self.dtype:
-                raise TypeError(f"{func}: the optimizer's state is {s1.dtype}, the network {self.dtype}")
-            self._bound_optimizer = opt
-        return opt.compiled_args_bound()
 
     # -- the book's interface -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ preallocated buffers; each training step is a single call into compiled code
 import numpy as np
 
 from . import _cores, kernels, optim
+from .base import Network
 from .gradcheck import network_numerical_gradient
 from .kernels import Params, new_step_work, require_finite, require_labels, train_step, train_steps
 from .kernels._kinds import learning_rate
@@ -25,7 +26,7 @@ class Workspace:
         self.buffers = tuple(self.work)  # what the compiled step gets: plain tuples dispatch faster
 
 
-class TwoLayerNet:
+class TwoLayerNet(Network):
     """Affine → ReLU → Affine → softmax-cross-entropy, trained by minibatch SGD.
 
     The same interface as ``fastnet.reference.TwoLayerNet`` (``params``,
@@ -91,40 +92,6 @@ class TwoLayerNet:
                     f"TwoLayerNet: params[{name!r}] must be a writable C-contiguous {self.dtype} array of shape {shape}"
                 )
         return arrays
-
-    def prepare_inputs(self, x):
-        """x as the net computes with it: a C-contiguous (N, input_size) array of its dtype (checked)."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{type(self).__name__}: x must be a numpy array, not {type(x).__name__}")
-        if x.dtype.kind != "f":
-            raise TypeError(f"{type(self).__name__}: x must hold floats (float32 or float64), not {x.dtype}")
-        if x.ndim != 2 or x.shape[1] != self.input_size or x.shape[0] == 0:
-            raise ValueError(
-                f"{type(self).__name__}: x must have shape (N, {self.input_size}) with N >= 1, got {x.shape}"
-            )
-        return np.ascontiguousarray(x, dtype=self.dtype)
-
-    def prepare_labels(self, t, n):
-        """t as the net computes with it: int64 class indices (n,), from integer labels or one-hot
-        rows (checked; the range of the labels is checked where they are used)."""
-        if not isinstance(t, np.ndarray):
-            raise TypeError(f"{type(self).__name__}: t must be a numpy array, not {type(t).__name__}")
-        if t.ndim == 2:
-            if t.shape != (n, self.output_size):
-                raise ValueError(
-                    f"{type(self).__name__}: one-hot t must have shape ({n}, {self.output_size}), got {t.shape}"
-                )
-            if t.dtype.kind not in "iuf" or not (((t == 0) | (t == 1)).all() and (t.sum(axis=1) == 1).all()):
-                raise ValueError(f"{type(self).__name__}: a 2-D t must be one-hot: each row one 1, zeros elsewhere")
-            return np.argmax(t, axis=1)
-        if t.ndim != 1 or t.shape[0] != n:
-            raise ValueError(
-                f"{type(self).__name__}: t must have shape ({n},) (integer labels) or ({n}, "
-                f"{self.output_size}) (one-hot), got {t.shape}"
-            )
-        if t.dtype.kind not in "iu":
-            raise TypeError(f"{type(self).__name__}: integer labels t must have an integer dtype, not {t.dtype}")
-        return np.ascontiguousarray(t, dtype=np.int64)
 
     def _workspace(self, batch):
         ws = self._workspaces.get(batch)

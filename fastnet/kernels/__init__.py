@@ -30,7 +30,11 @@ Where things are (one module per concern)::
     regularize.py batch norm and dropout on a hidden layer's outputs (counter-based masks)
     multilayer.py MultiLayerNet's forward pass and fused step, any depth
     optimizer.py  the six optimizers' updates on a flat parameter vector
-    api.py        the checked entry points
+    conv.py       convolution (ch. 7): forward (+ bias, ReLU) next to its backward (dW, db, dx)
+    pool.py       max pooling: forward (recording the winners) next to its backward
+    engine.py     the layer engine: a net as layer records; one forward, one fused step for any
+                  sequence of conv, pool and affine layers (SimpleConvNet runs on it)
+    api.py        the checked entry points (api_conv.py: those of conv and pool)
     _cache.py     Numba's on-disk cache, invalidated when any module here changes
 
 Results are bitwise identical with 1 thread or many: each parallel loop splits
@@ -60,8 +64,10 @@ from .api import (  # noqa: E402
     train_step,
     train_steps,
 )
+from .api_conv import conv_backward, conv_forward, pool_backward, pool_forward  # noqa: E402
 from .checks import require, require_disjoint, require_finite, require_labels, require_lr, span  # noqa: E402
 from .codes import gather_unchecked, input_value, pixel_codes_unchecked  # noqa: E402
+from .conv import conv_backward_unchecked, conv_forward_unchecked  # noqa: E402
 from .forward import correct_count_unchecked, forward_unchecked  # noqa: E402
 from .layers import (  # noqa: E402
     affine_backward_params_unchecked,
@@ -72,6 +78,7 @@ from .layers import (  # noqa: E402
     softmax_cross_entropy_unchecked,
 )
 from .partition import block_bounds, max_blocks, num_blocks, product_block, product_split  # noqa: E402
+from .pool import pool_backward_unchecked, pool_forward_unchecked  # noqa: E402
 from .step import Grads, Params, StepWork, new_step_work, train_step_unchecked, train_steps_unchecked  # noqa: E402
 
 __all__ = [
@@ -83,6 +90,14 @@ __all__ = [
     "sgd_update",
     "train_step",
     "train_steps",
+    "conv_forward",
+    "conv_backward",
+    "pool_forward",
+    "pool_backward",
+    "conv_forward_unchecked",
+    "conv_backward_unchecked",
+    "pool_forward_unchecked",
+    "pool_backward_unchecked",
     "affine_relu_forward_unchecked",
     "affine_forward_unchecked",
     "affine_relu_backward_unchecked",

@@ -11,6 +11,8 @@ copies of it show:
   zeros into ``dout`` in place).
 
 Labels may be integers ``(B,)`` or one-hot ``(B, C)``. Nothing here is optimised.
+Chapter 7's convolution, pooling and ``SimpleConvNet`` are in ``reference.conv`` (their
+names are importable from here too).
 """
 
 from collections import OrderedDict
@@ -87,14 +89,16 @@ class Affine:
         self.db = None
 
     def forward(self, x):
-        self.x = x
-        return np.dot(x, self.W) + self.b
+        """x (N, D), or (N, C, H, W) images taken as rows of C·H·W (chapter 7's Affine)."""
+        self.x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout):
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        return dx
+        return dx.reshape(self.x_shape)
 
 
 class SoftmaxWithLoss:
@@ -496,3 +500,6 @@ class MultiLayerNet:
                 grads[f"gamma{i}"] = self.layers[f"BatchNorm{i}"].dgamma
                 grads[f"beta{i}"] = self.layers[f"BatchNorm{i}"].dbeta
         return grads
+
+
+from .conv import Convolution, Pooling, SimpleConvNet, col2im, conv_output_size, im2col  # noqa: E402, F401

@@ -1,0 +1,271 @@
+"""Convolutional networks (the book's chapter 7) on the layer engine (``kernels.engine``).
+
+``EngineNet`` is a network described as a sequence of layers (conv, pool, affine, each with its
+activation) that one compiled step runs: forward, softmax-with-cross-entropy, backward and the
+optimizer's update, in one call that allocates nothing. ``SimpleConvNet`` is the book's
+constructor for one such sequence. All parameters live in one flat vector (``params`` holds
+live views, ``W1`` of a convolution shaped (FN, C, FH, FW)).
+"""
+
+import math
+
+import numpy as np
+
+from . import _cores
+from .base import Network
+from .gradcheck import network_numerical_gradient
+from .kernels import engine as compiled
+from .kernels import softmax_cross_entropy
+from .kernels.checks import require_finite, require_labels
+from .kernels.layers import IDENTITY, RELU
+from .multilayer import check_steps_inputs
+
+PREDICT_ROWS = 500  # rows per compiled forward call in predict/accuracy: bounds the activations' buffer
+
+
+def _positive_int(func, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{func}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _input_dim(func, input_dim):
+    if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
+        raise ValueError(f"{func}: input_dim must be (channels, height, width), got {input_dim!r}")
+    return tuple(_positive_int(func, f"input_dim[{i}]", n) for i, n in enumerate(input_dim))
+
+
+class EngineNet(Network):
+    """A network of images as a sequence of layers run by the engine (see the module docstring).
+
+    ``layers``: ('conv', FN, FH, FW, stride, pad, activation), ('pool', ph, pw, stride, pad),
+    ('affine', n, activation); the last is affine. Parameters are named W1, b1, W2, ... in
+    order over the conv and affine layers. Subclasses draw the initial weights.
+    """
+
+    def __init__(self, input_dim, layers, dtype):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, not {self.dtype}")
+        self.input_dim = tuple(input_dim)
+        self.layer_specs = list(layers)
+        try:
+            self.net, total = compiled.layer_records(self.input_dim, self.layer_specs)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+        self.input_size = int(self.net[0, compiled.IN_SIZE])
+        self.output_size = int(self.net[-1, compiled.OUT_SIZE])
+        self._flat, self._grad = np.zeros(total, self.dtype), np.zeros(total, self.dtype)
+        self._views, self._grad_views = self._param_views(self._flat), self._param_views(self._grad)
+        self.params = dict(self._views)
+        self.PARAM_NAMES = tuple(self._views)
+        self._workspaces = {}  # batch rows -> (work tuple, the batch's own rows as one batch)
+        self._forward_work = {}  # rows -> work for a forward pass (a few sizes)
+        self._sgd = None
+        self._bound_optimizer = None
+        self._lock = _cores.CallLock()
+
+    def _param_views(self, flat):
+        views, i = {}, 1
+        for l, spec in enumerate(self.layer_specs):
+            rec = self.net[l]
+            w0, b0, n = int(rec[compiled.W_OFF]), int(rec[compiled.B_OFF]), int(rec[compiled.OC])
+            if spec[0] == "conv":
+                shape = (n, int(rec[compiled.C]), int(rec[compiled.FH]), int(rec[compiled.FW]))
+            elif spec[0] == "affine":
+                shape = (int(rec[compiled.IN_SIZE]), n)
+            else:
+                continue
+            views[f"W{i}"] = flat[w0:b0].reshape(shape)
+            views[f"b{i}"] = flat[b0 : b0 + n]
+            i += 1
+        return views
+
+    @property
+    def multiply_adds(self):
+        """Multiply-adds of one image's forward pass (a training step does about three times as many)."""
+        total = 0
+        for rec in self.net:
+            if rec[compiled.KIND] == compiled.CONV:
+                total += int(rec[compiled.OUT_SIZE] * rec[compiled.C] * rec[compiled.FH] * rec[compiled.FW])
+            elif rec[compiled.KIND] == compiled.AFFINE:
+                total += int(rec[compiled.IN_SIZE] * rec[compiled.OUT_SIZE])
+        return total
+
+    def _new_work(self, rows):
+        return tuple(compiled.new_engine_work(rows, self.net, self.dtype, _cores.BLOCKS))
+
+    def _workspace(self, batch):
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            ws = self._workspaces[batch] = (self._new_work(batch), np.arange(batch)[None, :])
+        return ws
+
+    def _forward_buffers(self, rows):
+        work = self._forward_work.get(rows)
+        if work is None:
+            if len(self._forward_work) == 3:
+                del self._forward_work[next(iter(self._forward_work))]
+            work = self._forward_work[rows] = self._new_work(rows)
+        return work
+
+    # -- the book's interface -----------------------------------------------------------------
+
+    def predict(self, x, train_flg=False):
+        """Logits (N, output_size) for images x, (N, C, H, W) or rows (N, C·H·W). ``train_flg`` is
+        the book's; these layers act the same in training and at test time."""
+        x = self.prepare_inputs(x)
+        z = np.empty((x.shape[0], self.output_size), self.dtype)
+        with self._lock:
+            self._sync_params()
+            for r0 in range(0, x.shape[0], PREDICT_ROWS):
+                r1 = min(r0 + PREDICT_ROWS, x.shape[0])
+                z[r0:r1] = compiled.engine_forward(x[r0:r1], self._flat, self.net,
+                                                   compiled.EngineWork(*self._forward_buffers(r1 - r0)))  # fmt: skip
+        if not np.isfinite(z).all():
+            self._explain_non_finite(x)
+        return z
+
+    def _explain_non_finite(self, x):
+        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        name = type(self).__name__
+        if rows.size:
+            raise ValueError(f"{name}: x contains NaN or infinity (row {rows[0]})")
+        for key, value in self.params.items():
+            require_finite(name, f"params[{key!r}]", np.ascontiguousarray(value))
+        raise ValueError(f"{name}: the logits overflowed (finite inputs and weights: has training diverged?)")
+
+    def loss(self, x, t, train_flg=False):
+        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), a float."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        require_labels(f"{type(self).__name__}.loss", t, self.output_size)
+        z = self.predict(x, train_flg)
+        return softmax_cross_entropy(z, t, np.empty_like(z))
+
+    def accuracy(self, x, t, batch_size=100):
+        """Fraction of images whose largest logit is at the label t. ``batch_size`` is the book's
+        argument (its loop's chunk); the result does not depend on it."""
+        _positive_int(f"{type(self).__name__}.accuracy", "batch_size", batch_size)
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        require_labels(f"{type(self).__name__}.accuracy", t, self.output_size)
+        correct = 0
+        with self._lock:
+            self._sync_params()
+            for r0 in range(0, x.shape[0], PREDICT_ROWS):
+                r1 = min(r0 + PREDICT_ROWS, x.shape[0])
+                work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
+                count = compiled.engine_correct_count_unchecked(x[r0:r1], t[r0:r1], self._flat, self.net, work)
+                if count < 0:
+                    self._explain_non_finite(x[r0:r1])
+                correct += count
+        return correct / x.shape[0]
+
+    def gradient(self, x, t):
+        """Backprop gradients of ``loss(x, t)``, as new arrays keyed like ``params``: one training
+        step's forward and backward (these layers have no state to move: nothing changes)."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        with self._lock:
+            loss = self._run(x, t, self._workspace(x.shape[0])[1], None, None, f"{type(self).__name__}.gradient",
+                             update=False)  # fmt: skip
+            grads = {key: g.copy() for key, g in self._grad_views.items()}
+        if not np.isfinite(loss[0]):
+            self._explain_non_finite(x)
+        return grads
+
+    def numerical_gradient(self, x, t):
+        """Central-difference gradients of ``loss(x, t)`` (slow: for checking ``gradient`` on small nets)."""
+        return network_numerical_gradient(self, x, t)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def step(self, x, t, optimizer):
+        """One update on the batch (x, t) with ``optimizer`` (or a learning rate); returns the loss before it."""
+        x = self.prepare_inputs(x)
+        t = self.prepare_labels(t, x.shape[0])
+        with self._lock:
+            rows = self._workspace(x.shape[0])[1]
+        return self._run(x, t, rows, optimizer, None, f"{type(self).__name__}.step")[0]
+
+    def step_indices(self, x, t, idx, optimizer):
+        """One update on rows ``idx`` of the training set (x, t); returns the loss."""
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
+            raise ValueError(f"{type(self).__name__}.step_indices: idx must be a non-empty 1-D integer array")
+        return self.steps(x, t, idx[None, :], optimizer)[0]
+
+    def steps(self, x, t, batches, optimizer, x_divisor=None):
+        """One update per row of ``batches`` (S, B), in one compiled call; returns the losses (fewer
+        if a step's loss is not finite: that step changed nothing). x: rows (N, C·H·W) in the net's
+        dtype and t int64 (``prepare_inputs``/``prepare_labels``), or x uint8 pixel codes with
+        ``x_divisor``."""
+        func = f"{type(self).__name__}.steps"
+        if isinstance(x, np.ndarray) and x.ndim == 4:
+            x = x.reshape(x.shape[0], -1)
+        check_steps_inputs(func, x, batches, x_divisor, self.dtype)
+        return self._run(x, t, batches, optimizer, x_divisor, func)
+
+    def _run(self, x, t, batches, optimizer, x_divisor, func, update=True):
+        batches = np.ascontiguousarray(batches, np.int64)
+        if not isinstance(t, np.ndarray) or t.dtype != np.int64 or t.ndim != 1:
+            raise TypeError(f"{func}: t must be int64 class indices (see prepare_labels)")
+        x = np.ascontiguousarray(x)
+        divisor = 1.0 if x_divisor is None else float(x_divisor)
+        if not (math.isfinite(divisor) and divisor > 0):
+            raise ValueError(f"{func}: x_divisor must be finite and positive")
+        with self._lock:
+            self._sync_params()
+            opt_args = self._optimizer_args(optimizer, func) if update else (0, np.zeros(4), self._grad, self._grad)
+            work, _ = self._workspace(batches.shape[1])
+            losses = np.empty(batches.shape[0])
+            if update:
+                taken = compiled.engine_steps(x, t, batches, self._flat, self._grad, self.net, work, opt_args, losses,
+                                              divisor)  # fmt: skip
+                return losses[:taken]
+            compiled.engine_steps_check(x, t, batches, self.net, work)
+            losses[0] = compiled.engine_step_unchecked(x, t, batches[0], self._flat, self._grad, self.net, work,
+                                                       opt_args, False, divisor)  # fmt: skip
+            return losses[:1]
+
+
+DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
+
+
+class SimpleConvNet(EngineNet):
+    """The book's ``SimpleConvNet``: conv → ReLU → 2×2 max pool → affine → ReLU → affine →
+    softmax-with-cross-entropy, with its constructor and defaults. ``params``: W1 (FN, C, FS, FS),
+    b1, W2 (FN·PH·PW, hidden), b2, W3 (hidden, output), b3; the same ``seed`` gives the
+    reference's initial weights (``fastnet.reference.SimpleConvNet``). Trains with ``step``,
+    ``step_indices``, ``steps`` (a learning rate or any optimizer of ``fastnet.optim``, fused),
+    or the book's loop (``gradient`` then ``optimizer.update``): the same weights bit for bit."""
+
+    def __init__(self, input_dim=(1, 28, 28), conv_param=None, hidden_size=100, output_size=10,
+                 weight_init_std=0.01, dtype=np.float32, seed=None):  # fmt: skip
+        func = "SimpleConvNet"
+        input_dim = _input_dim(func, input_dim)
+        if conv_param is None:
+            conv_param = DEFAULT_CONV_PARAM
+        if not isinstance(conv_param, dict) or set(conv_param) - set(DEFAULT_CONV_PARAM):
+            raise ValueError(f"{func}: conv_param must be a dict with keys {sorted(DEFAULT_CONV_PARAM)}, "
+                             f"got {conv_param!r}")  # fmt: skip
+        conv_param = {**DEFAULT_CONV_PARAM, **conv_param}
+        fn = _positive_int(func, "conv_param['filter_num']", conv_param["filter_num"])
+        fs = _positive_int(func, "conv_param['filter_size']", conv_param["filter_size"])
+        stride = _positive_int(func, "conv_param['stride']", conv_param["stride"])
+        pad = conv_param["pad"]
+        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+            raise ValueError(f"{func}: conv_param['pad'] must be an integer >= 0, got {pad!r}")
+        hidden_size = _positive_int(func, "hidden_size", hidden_size)
+        output_size = _positive_int(func, "output_size", output_size)
+        if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, (int, float, np.number)) \
+                or not (math.isfinite(weight_init_std) and weight_init_std >= 0):  # fmt: skip
+            raise ValueError(f"{func}: weight_init_std must be a finite number >= 0, got {weight_init_std!r}")
+        self.conv_param = {"filter_num": fn, "filter_size": fs, "pad": int(pad), "stride": stride}
+        self.hidden_size, self.weight_init_std = hidden_size, float(weight_init_std)
+        layers = [("conv", fn, fs, fs, stride, int(pad), RELU), ("pool", 2, 2, 2, 0), ("affine", hidden_size, RELU),
+                  ("affine", output_size, IDENTITY)]  # fmt: skip
+        super().__init__(input_dim, layers, dtype)
+        rng = np.random.default_rng(seed)  # W1, W2, W3 in turn, as the reference draws them
+        for key in ("W1", "W2", "W3"):
+            self._views[key][...] = self.weight_init_std * rng.standard_normal(self._views[key].shape)

@@ -1,0 +1,158 @@
+"""Max pooling (chapter 7): forward (recording each window's winner) next to its backward.
+
+Images NCHW; windows pool_h × pool_w every ``stride`` pixels, ``pad`` rows and columns of zeros
+around the image (as the book's, zeros take part in the maximum); reference twin:
+``fastnet.reference.Pooling``. The winner of a window is the first maximum in (row, column)
+order, stored as its index in the image's C·H·W values (-1 for a padding zero). Backward sends
+each output's gradient to its winner (added, where windows overlap), times the derivative of the
+layer below's activation read from its output ([x > 0] for a ReLU). One parallel loop over
+blocks of images; each image is one iteration's: deterministic.
+"""
+
+from numba import njit, prange
+
+from .conv import RELU, output_size
+from .partition import block_bounds, num_blocks
+
+
+@njit(cache=True)
+def _pool_forward_image(x, C, H, W, ph, pw, stride, pad, OH, OW, out, winners):
+    """One image: out[c, oy, ox] = max of its window, winners[...] = where (flat index or -1)."""
+    if pad == 0:
+        _pool_forward_inside(x, C, H, W, ph, pw, stride, OH, OW, out, winners)
+        return
+    for c in range(C):
+        plane = x[c * H * W : (c + 1) * H * W]
+        for oy in range(OH):
+            for ox in range(OW):
+                best, where = plane[0], -2  # -2: nothing seen yet
+                for fy in range(ph):
+                    iy = oy * stride - pad + fy
+                    for fx in range(pw):
+                        ix = ox * stride - pad + fx
+                        if 0 <= iy < H and 0 <= ix < W:
+                            v, at = plane[iy * W + ix], c * H * W + iy * W + ix
+                        else:
+                            v, at = plane[0] * 0, -1
+                        if where == -2 or v > best or (v != v and best == best):  # a NaN wins: it shows
+                            best, where = v, at
+                o = (c * OH + oy) * OW + ox
+                out[o], winners[o] = best, where
+
+
+@njit(cache=True)
+def _pool_forward_inside(x, C, H, W, ph, pw, stride, OH, OW, out, winners):
+    """``_pool_forward_image`` without padding: every window inside the image, no bounds tests.
+    The comparisons skip NaN (v > NaN and NaN > v are false); a window that holds one is
+    redone by ``_nan_window``, so that a NaN still shows in the output."""
+    for c in range(C):
+        base = c * H * W
+        for oy in range(OH):
+            o = (c * OH + oy) * OW
+            dst, at = out[o : o + OW], winners[o : o + OW]
+            top = base + oy * stride * W
+            if ph == 2 and pw == 2:  # the book's pool, unrolled
+                for ox in range(OW):
+                    i = top + ox * stride
+                    a, b, d, e = x[i], x[i + 1], x[i + W], x[i + W + 1]
+                    best, where = a, i
+                    if b > best:
+                        best, where = b, i + 1
+                    if d > best:
+                        best, where = d, i + W
+                    if e > best:
+                        best, where = e, i + W + 1
+                    dst[ox], at[ox] = best, where
+                    if (a - a) + (b - b) + (d - d) + (e - e) != 0:  # NaN or inf in the window
+                        dst[ox], at[ox] = _nan_window(x, i, W, ph, pw, best, where)
+                continue
+            for ox in range(OW):
+                first = top + ox * stride
+                best, where, bad = x[first], first, False
+                for fy in range(ph):
+                    row = first + fy * W
+                    for fx in range(pw):
+                        v = x[row + fx]
+                        bad |= v != v
+                        if v > best:
+                            best, where = v, row + fx
+                dst[ox], at[ox] = best, where
+                if bad or best != best:
+                    dst[ox], at[ox] = _nan_window(x, first, W, ph, pw, best, where)
+
+
+@njit(cache=True)
+def _nan_window(x, first, W, ph, pw, best, where):
+    """(value, index) of a window that may hold NaN: its first NaN, else (best, where) as found."""
+    for fy in range(ph):
+        for fx in range(pw):
+            v = x[first + fy * W + fx]
+            if v != v:
+                return v, first + fy * W + fx
+    return best, where
+
+
+@njit(cache=True)
+def _pool_backward_image(dout, winners, dx, x, below):
+    """One image: dx = 0, then dx[winner] += dout for every output; times [x > 0] if ``below`` is RELU."""
+    for i in range(dx.shape[0]):
+        dx[i] = 0
+    for o in range(dout.shape[0]):
+        w = winners[o]
+        if w >= 0:
+            dx[w] += dout[o]
+    if below == RELU:
+        for i in range(dx.shape[0]):
+            if not x[i] > 0:
+                dx[i] = 0
+
+
+@njit(cache=True)
+def pool_blocks(N, per_image):
+    """How many blocks of images the pooling loops use (by the shapes only)."""
+    return num_blocks(N * 8, N * per_image * 64) if N > 1 else 1
+
+
+@njit(parallel=True, cache=True)
+def pool_forward_rows(x, out, winners, C, H, W, ph, pw, stride, pad):
+    """Rows (N, C·H·W) → out (N, C·OH·OW), winners int64 (N, C·OH·OW). Unchecked."""
+    N = x.shape[0]
+    OH, OW = output_size(H, ph, stride, pad), output_size(W, pw, stride, pad)
+    nb = pool_blocks(N, C * H * W)
+    for k in prange(nb):
+        n0, n1 = block_bounds(N, nb, k)
+        for n in range(n0, n1):
+            _pool_forward_image(x[n], C, H, W, ph, pw, stride, pad, OH, OW, out[n], winners[n])
+    return out
+
+
+@njit(parallel=True, cache=True)
+def pool_backward_rows(dout, winners, dx, x, below):
+    """dx (N, C·H·W) from dout and winners (N, C·OH·OW), times act'(below) read from x. Unchecked."""
+    N = dout.shape[0]
+    nb = pool_blocks(N, dx.shape[1])
+    for k in prange(nb):
+        n0, n1 = block_bounds(N, nb, k)
+        for n in range(n0, n1):
+            _pool_backward_image(dout[n], winners[n], dx[n], x[n], below)
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def pool_forward_unchecked(x, out, winners, pool_h, pool_w, stride, pad):
+    """out (N, C, OH, OW) = max pooling of x (N, C, H, W); winners int64 of out's shape. Unchecked."""
+    N, C, H, W = x.shape
+    per = out.size // max(N, 1)
+    pool_forward_rows(x.reshape((N, C * H * W)), out.reshape((N, per)), winners.reshape((N, per)), C, H, W, pool_h,
+                      pool_w, stride, pad)  # fmt: skip
+    return out, winners
+
+
+@njit(parallel=True, cache=True)
+def pool_backward_unchecked(dout, winners, dx):
+    """dx (N, C, H, W) of max pooling from dout and the forward's winners (N, C, OH, OW). Unchecked."""
+    N = dx.shape[0]
+    per = dout.size // max(N, 1)
+    rows = dx.reshape((N, dx.size // max(N, 1)))
+    pool_backward_rows(dout.reshape((N, per)), winners.reshape((N, per)), rows, rows, 0)
+    return dx

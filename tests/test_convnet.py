@@ -1,0 +1,338 @@
+"""Chapter 7: the reference's im2col/col2im/Convolution/Pooling against direct loops, the conv and
+pool kernels against the reference, SimpleConvNet against the reference's and by gradcheck."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import njit
+from support import FLOAT_DTYPES, assert_matches_reference
+
+from fastnet import SimpleConvNet, kernels, optim, reference
+from fastnet.gradcheck import compare_gradients
+
+# (N, C, H, W, FN, FH, FW, stride, pad): B = 1, odd sizes, stride 2, padding, several channels, the book's
+GEOMETRIES = [
+    (1, 1, 5, 5, 2, 3, 3, 1, 0),
+    (3, 3, 7, 8, 4, 3, 2, 2, 1),
+    (2, 2, 9, 7, 3, 5, 3, 2, 2),
+    (5, 2, 8, 8, 3, 5, 5, 1, 2),
+    (1, 4, 6, 6, 1, 1, 1, 1, 0),
+    (4, 1, 28, 28, 30, 5, 5, 1, 0),
+]
+POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
+
+
+def fitting(window, stride, pad, start=6):
+    """The first size from ``start`` that the window tiles: (size + 2·pad − window) % stride == 0."""
+    return next(s for s in range(start, start + stride) if (s + 2 * pad - window) % stride == 0)
+
+
+def direct_conv(x, W, b, stride, pad):
+    """The definition, one output at a time."""
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    xp = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    OH, OW = (H + 2 * pad - FH) // stride + 1, (Wd + 2 * pad - FW) // stride + 1
+    out = np.empty((N, FN, OH, OW))
+    for n in range(N):
+        for f in range(FN):
+            for i in range(OH):
+                for j in range(OW):
+                    window = xp[n, :, i * stride : i * stride + FH, j * stride : j * stride + FW]
+                    out[n, f, i, j] = np.sum(window * W[f]) + b[f]
+    return out
+
+
+def direct_col2im(col, shape, FH, FW, stride, pad):
+    N, C, H, W = shape
+    OH, OW = (H + 2 * pad - FH) // stride + 1, (W + 2 * pad - FW) // stride + 1
+    img = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    rows = col.reshape(N, OH, OW, C, FH, FW)
+    for n in range(N):
+        for i in range(OH):
+            for j in range(OW):
+                img[n, :, i * stride : i * stride + FH, j * stride : j * stride + FW] += rows[n, i, j]
+    return img[:, :, pad : pad + H, pad : pad + W]
+
+
+def direct_pool(x, ph, pw, stride, pad):
+    """(max, first-maximum index into the padded window order) one window at a time."""
+    N, C, H, W = x.shape
+    xp = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    OH, OW = (H + 2 * pad - ph) // stride + 1, (W + 2 * pad - pw) // stride + 1
+    out, dx_of = np.empty((N, C, OH, OW)), {}
+    for n in range(N):
+        for c in range(C):
+            for i in range(OH):
+                for j in range(OW):
+                    window = xp[n, c, i * stride : i * stride + ph, j * stride : j * stride + pw]
+                    k = int(np.argmax(window))
+                    out[n, c, i, j] = window.flat[k]
+                    dx_of[(n, c, i, j)] = (i * stride + k // pw - pad, j * stride + k % pw - pad)
+    return out, dx_of
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_reference_convolution_and_col2im_against_direct_loops(geometry):
+    N, C, H, W, FN, FH, FW, stride, pad = geometry
+    rng = np.random.default_rng(sum(geometry))
+    x, Wt, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((FN, C, FH, FW)), rng.standard_normal(FN)
+    np.testing.assert_allclose(reference.Convolution(Wt, b, stride, pad).forward(x), direct_conv(x, Wt, b, stride, pad),
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    col = rng.standard_normal(reference.im2col(x, FH, FW, stride, pad).shape)
+    np.testing.assert_allclose(reference.col2im(col, x.shape, FH, FW, stride, pad),
+                               direct_col2im(col, x.shape, FH, FW, stride, pad), rtol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_reference_pooling_against_direct_loops_first_maximum_on_ties(pool):
+    ph, pw, stride, pad = pool
+    rng = np.random.default_rng(ph * 10 + pw)
+    H, W = fitting(ph, stride, pad), fitting(pw, stride, pad)
+    x = rng.integers(-2, 3, (2, 3, H, W)).astype(np.float64)  # small integers: many ties
+    layer = reference.Pooling(ph, pw, stride, pad)
+    out, where = direct_pool(x, ph, pw, stride, pad)
+    np.testing.assert_array_equal(layer.forward(x), out)
+    dout = rng.standard_normal(out.shape)
+    expected = np.zeros((2, 3, H + 2 * pad, W + 2 * pad))
+    for (n, c, i, j), (r, s) in where.items():
+        expected[n, c, r + pad, s + pad] += dout[n, c, i, j]
+    np.testing.assert_allclose(layer.backward(dout), expected[:, :, pad : pad + H, pad : pad + W], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_kernels_equal_the_reference(geometry, dtype):
+    N, C, H, W, FN, FH, FW, stride, pad = geometry
+    rng = np.random.default_rng(sum(geometry) + 1)
+    x, Wt, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((FN, C, FH, FW)), rng.standard_normal(FN)
+    ref = reference.Convolution(Wt, b, stride, pad)
+    expected = ref.forward(x)
+    out = np.empty(expected.shape, dtype)
+    kernels.conv_forward(x.astype(dtype), Wt.astype(dtype), b.astype(dtype), out, stride, pad)
+    assert_matches_reference(out, expected, dtype)
+    kernels.conv_forward(x.astype(dtype), Wt.astype(dtype), b.astype(dtype), out, stride, pad, relu=True)
+    assert_matches_reference(out, np.maximum(expected, 0), dtype, np.abs(expected).max())
+    dout = rng.standard_normal(expected.shape)
+    dx_ref = ref.backward(dout)
+    dW, db, dx = np.empty(Wt.shape, dtype), np.empty(FN, dtype), np.empty(x.shape, dtype)
+    kernels.conv_backward(x.astype(dtype), Wt.astype(dtype), dout.astype(dtype), dW, db, dx, stride, pad)
+    assert_matches_reference(dW, ref.dW, dtype)
+    assert_matches_reference(db, ref.db, dtype)
+    assert_matches_reference(dx, dx_ref, dtype)
+    assert kernels.conv_backward(x.astype(dtype), Wt.astype(dtype), dout.astype(dtype), dW, db, None, stride, pad)[2] \
+        is None  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("pool", POOLS)
+def test_pool_kernels_equal_the_reference(pool, dtype):
+    ph, pw, stride, pad = pool
+    rng = np.random.default_rng(ph + 7 * pw)
+    H, W = fitting(ph, stride, pad), fitting(pw, stride, pad)
+    for x in (rng.standard_normal((3, 2, H, W)), rng.integers(-1, 2, (1, 3, H, W)).astype(float)):
+        layer = reference.Pooling(ph, pw, stride, pad)
+        expected = layer.forward(x)
+        out, winners = np.empty(expected.shape, dtype), np.empty(expected.shape, np.int64)
+        kernels.pool_forward(x.astype(dtype), out, winners, ph, pw, stride, pad)
+        np.testing.assert_array_equal(out, expected.astype(dtype))
+        dout = rng.standard_normal(expected.shape)
+        dx = np.empty(x.shape, dtype)
+        kernels.pool_backward(dout.astype(dtype), winners, dx)
+        assert_matches_reference(dx, layer.backward(dout), dtype)  # ties: the same (first) winner
+
+
+def test_pool_shows_nan_and_keeps_infinity():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 0, 1], x[0, 0, 2, 2], x[0, 0, 3, 3] = np.nan, np.inf, -np.inf
+    out, winners = np.empty((1, 1, 2, 2), np.float32), np.empty((1, 1, 2, 2), np.int64)
+    kernels.pool_forward_unchecked(x, out, winners, 2, 2, 2, 0)
+    assert np.isnan(out[0, 0, 0, 0]) and winners[0, 0, 0, 0] == 1
+    assert out[0, 0, 1, 1] == np.inf and winners[0, 0, 1, 1] == 10
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda: kernels.conv_forward(np.ones((2, 3, 5, 5)), np.ones((4, 2, 3, 3)), np.ones(4), np.ones((2, 4, 3, 3))),
+     "must have the input's channels"),
+    (lambda: kernels.conv_forward(np.ones((2, 1, 5, 5)), np.ones((4, 1, 3, 3)), np.ones(4), np.ones((2, 4, 3, 3)),
+                                  stride=2, pad=0), "the output (or dout) must have shape"),
+    (lambda: kernels.conv_forward(np.ones((2, 1, 6, 6)), np.ones((4, 1, 3, 3)), np.ones(4), np.ones((2, 4, 2, 2)),
+                                  stride=2), "must be a multiple of the stride"),
+    (lambda: kernels.conv_forward(np.ones((2, 1, 2, 2)), np.ones((4, 1, 3, 3)), np.ones(4), np.ones((2, 4, 1, 1))),
+     "the window does not fit"),
+    (lambda: kernels.conv_forward(np.full((1, 1, 3, 3), np.nan), np.ones((1, 1, 3, 3)), np.ones(1),
+                                  np.ones((1, 1, 1, 1))), "argument 'x' contains NaN"),
+    (lambda: kernels.pool_forward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2), np.int64)),
+     "must be a multiple of the stride"),
+    (lambda: kernels.pool_backward(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99), np.ones((1, 1, 4, 4))),
+     "a winner lies outside its image"),
+])  # fmt: skip
+def test_bad_geometry_and_values_are_value_errors_naming_the_sizes(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_bad_kinds_are_type_errors():
+    with pytest.raises(ValueError, match="must be 4-D"):
+        kernels.conv_forward(np.ones((2, 25)), np.ones((4, 1, 5, 5)), np.ones(4), np.ones((2, 4, 1, 1)))
+    with pytest.raises(TypeError, match="share a dtype"):
+        kernels.conv_forward(
+            np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 3, 3)), np.ones(1), np.ones((1, 1, 1, 1))
+        )
+    with pytest.raises(TypeError, match="must be int64"):
+        kernels.pool_forward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1), np.int32))
+
+
+def test_kernels_from_njit_code():
+    @njit
+    def conv_then_pool(x, W, b, out, pooled, winners):
+        kernels.conv_forward(x, W, b, out, 1, 0, True)
+        kernels.pool_forward(out, pooled, winners, 2, 2, 2, 0)
+        return pooled.sum()
+
+    rng = np.random.default_rng(0)
+    x, W, b = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((3, 1, 3, 3)), np.zeros(3)
+    out, pooled, winners = np.empty((2, 3, 4, 4)), np.empty((2, 3, 2, 2)), np.empty((2, 3, 2, 2), np.int64)
+    total = conv_then_pool(x, W, b, out, pooled, winners)
+    ref = reference.Pooling(2, 2).forward(np.maximum(reference.Convolution(W, b).forward(x), 0))
+    assert total == pytest.approx(ref.sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="channels"):
+        conv_then_pool(x, rng.standard_normal((3, 2, 3, 3)), b, out, pooled, winners)
+
+
+# -- SimpleConvNet ---------------------------------------------------------------------------------
+
+NETS = [((1, 12, 12), {"filter_num": 4, "filter_size": 5, "pad": 0, "stride": 1}, 1),
+        ((3, 11, 11), {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 2}, 1),
+        ((2, 8, 8), {"filter_num": 5, "filter_size": 3, "pad": 2, "stride": 1}, 6)]  # fmt: skip
+
+
+def twin_nets(input_dim, conv_param, dtype=np.float64, hidden=7, classes=4, std=0.3):
+    net = SimpleConvNet(input_dim, conv_param, hidden, classes, std, dtype=dtype, seed=5)
+    ref = reference.SimpleConvNet(input_dim, conv_param, hidden, classes, std, seed=5)
+    return net, ref
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("input_dim,conv_param,batch", NETS)
+def test_simple_convnet_equals_the_reference(input_dim, conv_param, batch, dtype):
+    rng = np.random.default_rng(batch)
+    net, ref = twin_nets(input_dim, conv_param, dtype)
+    x, t = rng.standard_normal((batch, *input_dim)), rng.integers(0, 4, batch)
+    for key in ref.params:
+        assert_matches_reference(net.params[key], ref.params[key], dtype)
+    assert_matches_reference(net.predict(x.astype(dtype)), ref.predict(x), dtype)
+    assert_matches_reference(net.predict(x.reshape(batch, -1).astype(dtype)), ref.predict(x), dtype)  # flat rows
+    assert net.loss(x, t) == pytest.approx(ref.loss(x, t), rel=1e-5 if dtype == np.float32 else 1e-12)
+    grads, ref_grads = net.gradient(x, t), ref.gradient(x, t)
+    for key in ref_grads:
+        assert_matches_reference(grads[key], ref_grads[key], dtype, np.abs(ref_grads[key]).max() + 1e-12)
+    hot = net.gradient(x, np.eye(4)[t])
+    assert all(np.array_equal(hot[k], grads[k]) for k in grads)
+    assert net.accuracy(x, t, batch_size=1) == ref.accuracy(x, t)
+
+
+@pytest.mark.parametrize("input_dim,conv_param,batch", NETS[:2])
+def test_simple_convnet_gradcheck_float64(input_dim, conv_param, batch):
+    rng = np.random.default_rng(3)
+    net, _ = twin_nets(input_dim, conv_param)
+    x, t = rng.standard_normal((batch, *input_dim)), rng.integers(0, 4, batch)
+    report = compare_gradients(net.gradient(x, t), net.numerical_gradient(x, t), threshold=1e-5)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("make_optimizer", [lambda: optim.SGD(0.1), lambda: optim.Adam(0.01)])
+def test_the_books_loop_ends_where_steps_ends(make_optimizer, dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 2 * 8 * 8)).astype(dtype)
+    t, batches = rng.integers(0, 4, 40), rng.integers(0, 40, (4, 10))
+    fused, looped = twin_nets((2, 8, 8), NETS[2][1], dtype)[0], twin_nets((2, 8, 8), NETS[2][1], dtype)[0]
+    fused.steps(x, t, batches, make_optimizer())
+    opt = make_optimizer()
+    for b in batches:
+        opt.update(looped.params, looped.gradient(x[b], t[b]))
+    assert fused._flat.tobytes() == looped._flat.tobytes()
+
+
+def test_steps_follow_the_reference_in_float64():
+    rng = np.random.default_rng(4)
+    net, ref = twin_nets((1, 12, 12), NETS[0][1])
+    x, t = rng.standard_normal((30, 144)), rng.integers(0, 4, 30)
+    batches = rng.integers(0, 30, (5, 8))
+    losses = net.steps(x, t, batches, optim.Momentum(0.05))
+    opt = reference.Momentum(0.05)
+    for s, b in enumerate(batches):
+        grads = ref.gradient(x[b].reshape(-1, 1, 12, 12), t[b])
+        assert losses[s] == pytest.approx(ref.last_layer.loss, rel=1e-10)
+        opt.update(ref.params, grads)
+    for key in ref.params:
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    images = x[:8].reshape(-1, 1, 12, 12)
+    before = ref.loss(images, t[:8])
+    assert net.step(images, t[:8], 0.01) == pytest.approx(before, rel=1e-10)  # the loss before the update
+    assert net.loss(images, t[:8]) != pytest.approx(before, rel=1e-10)
+    assert net.step_indices(x, t, np.arange(5), optim.SGD(0.01)) > 0
+
+
+def test_bitwise_identical_with_1_2_and_8_threads():
+    code = (
+        "import numpy as np; from fastnet import SimpleConvNet, optim\n"
+        "rng = np.random.default_rng(5); x = rng.random((200, 784)).astype(np.float32)\n"
+        "t = rng.integers(0, 10, 200); b = rng.integers(0, 200, (3, 50))\n"
+        "net = SimpleConvNet(conv_param={'filter_num': 6, 'filter_size': 5, 'pad': 0, 'stride': 1}, hidden_size=20,"
+        " seed=2)\n"
+        "print(net.steps(x, t, b, optim.Adam()).tolist(), net._flat.tobytes().hex()[:4000],"
+        " net.predict(x[:7]).tobytes().hex())"
+    )
+    outputs = set()
+    for threads in ("1", "2", "8"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "FASTNET_BLOCKS": "4"}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        outputs.add(run.stdout)
+    assert len(outputs) == 1 and outputs.pop()
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"input_dim": (1, 28)}, "input_dim must be (channels, height, width)"),
+    ({"input_dim": (1, 3, 3)}, "does not fit its 3×3 input"),
+    ({"conv_param": {"filter_num": 30, "filter_size": 4, "pad": 0, "stride": 1}}, "layer 2 (pool 2×2"),
+    ({"conv_param": {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 2}}, "multiple of the stride"),
+    ({"conv_param": {"filter_num": 0}}, "filter_num'] must be a positive integer"),
+    ({"conv_param": {"size": 3}}, "conv_param must be a dict with keys"),
+    ({"hidden_size": -1}, "hidden_size must be a positive integer"),
+    ({"weight_init_std": float("nan")}, "weight_init_std must be a finite number"),
+])  # fmt: skip
+def test_bad_constructor_arguments(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        SimpleConvNet(**kwargs)
+    assert words in str(info.value)
+
+
+def test_bad_inputs_name_the_problem():
+    net = SimpleConvNet((1, 12, 12), NETS[0][1], 7, 4, seed=0)
+    t = np.zeros(2, np.int64)
+    for x, words in [(np.ones((2, 2, 12, 12)), "images x must have shape (N, 1, 12, 12)"),
+                     (np.ones((2, 143)), "x must have shape (N, 144) or images (N, 1, 12, 12)"),
+                     (np.ones((2, 1, 12)), "x must have shape (N, 144)")]:  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            net.predict(x)
+        assert words in str(info.value)
+    bad = np.ones((2, 144), np.float32)
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"x contains NaN or infinity \(row 1\)"):
+        net.predict(bad)
+    with pytest.raises(ValueError, match="NaN or infinity in row"):
+        net.steps(bad, t, np.array([[0, 1]]), 0.1)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        net.loss(np.ones((2, 144)), np.array([0, 4]))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        net.steps(np.ones((2, 144), np.float32), np.array([0, 4]), np.array([[0, 1]]), 0.1)
+    before = net._flat.copy()
+    with pytest.raises(ValueError, match="batch index lies outside"):
+        net.steps(np.ones((2, 144), np.float32), t, np.array([[0, 2]]), 0.1)
+    assert np.array_equal(before, net._flat)
