@@ -55,6 +55,13 @@ class Network:
             raise TypeError(f"{name}: integer labels t must have an integer dtype, not {t.dtype}")
         return np.ascontiguousarray(t, dtype=np.int64)
 
+    def step_indices(self, x, t, idx, optimizer):
+        """One update on rows ``idx`` of the training set (x, t) with ``optimizer`` (or a learning
+        rate), gathered in compiled code; returns the loss."""
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
+            raise ValueError(f"{type(self).__name__}.step_indices: idx must be a non-empty 1-D integer array")
+        return self.steps(x, t, idx[None, :], optimizer)[0]
+
     def _sync_params(self):
         """Make the flat vector hold ``params``: an array someone assigned is copied in (checked)."""
         params, views = self.params, self._views

@@ -1,11 +1,14 @@
-"""The ``fastnet`` command: train, evaluate, gradcheck, fetch.
+"""The fastnet command: train, evaluate, gradcheck, fetch, book (the book's chapter 6 and 7
+experiments) and sweep (hyperparameter search on Optuna).
 
-fastnet train                      # the book's run on MNIST
-fastnet train --dataset fashion-mnist --epochs 20 --hidden 100
-fastnet train --preset accurate       # >= 98 % on MNIST in under a minute
-fastnet evaluate fastnet-run/weights.npz
-fastnet gradcheck
-fastnet book ch6 optimizer-compare    # the book's chapter 6 experiments
+  fastnet train                             the book's two-layer run on MNIST
+  fastnet train --preset accurate           784-256-256-10, >= 98 % on MNIST in under a minute
+  fastnet train --net simple-conv           chapter 7's SimpleConvNet (Adam, 20 epochs)
+  fastnet evaluate fastnet-run/weights.npz
+  fastnet book ch6 optimizer-compare        chapter 6's experiments (figure and data)
+  fastnet book ch7 train-convnet            chapter 7's
+  fastnet sweep --trials 100                the book's hyperparameter search
+  fastnet gradcheck                         the book's gradient check
 """
 
 import argparse
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .book import CH6_EXPERIMENTS, CH6_SEARCH
+from .book import CH6_EXPERIMENTS, CH6_SEARCH, CH7_EXPERIMENTS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -47,7 +50,7 @@ PRESETS = {
     "accurate": {"hidden": "256,256", "optimizer": "adam", "lr": 1e-3, "dropout": 0.2, "lr_decay": 0.9,
                  "epochs": 20, "batch_size": 100},
 }  # fmt: skip
-DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0}
+DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000}
 
 
 def apply_preset(args):
@@ -64,6 +67,8 @@ def build_network(args, inputs, classes, seed):
     from .net import TwoLayerNet
     from .optim import OPTIMIZERS
 
+    if args.net == "simple-conv":
+        return _simple_conv(args, inputs, classes, seed)
     hidden = parse_sizes(args.hidden)
     chapter6 = [args.optimizer, args.activation, args.init, args.weight_decay, args.dropout, args.batchnorm or None]
     dtype = np.dtype(args.dtype)
@@ -78,6 +83,36 @@ def build_network(args, inputs, classes, seed):
                         dtype=dtype, seed=seed)  # fmt: skip
     optimizer_class = OPTIMIZERS[args.optimizer or "sgd"]
     return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+def _simple_conv(args, inputs, classes, seed):
+    """SimpleConvNet with the book's settings (Adam 0.001) for square one-channel images."""
+    from .convnet import SimpleConvNet
+    from .optim import OPTIMIZERS
+
+    side = math.isqrt(inputs)
+    if side * side != inputs:
+        raise ValueError(f"--net simple-conv takes square one-channel images; {args.dataset} has {inputs} inputs")
+    unused = [name for name in ("activation", "init", "weight_decay", "dropout") if getattr(args, name) is not None]
+    if unused or args.batchnorm or args.hidden != DEFAULTS["hidden"]:
+        given = ", ".join("--" + n.replace("_", "-") for n in unused + (["batchnorm"] if args.batchnorm else []))
+        raise ValueError(f"--net simple-conv: the book's SimpleConvNet has no {given or '--hidden list'} option "
+                         "(its hidden layer has 100 units)")  # fmt: skip
+    std = 0.01 if args.weight_init_std is None else args.weight_init_std
+    net = SimpleConvNet((1, side, side), output_size=classes, weight_init_std=std, dtype=np.dtype(args.dtype),
+                        seed=seed)  # fmt: skip
+    optimizer_class = OPTIMIZERS[args.optimizer or "adam"]
+    return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+def check_threads(option, threads):
+    """``threads`` for Numba, in 1 .. NUMBA_NUM_THREADS (else a ValueError naming ``option``)."""
+    import numba
+
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= threads <= limit:
+        raise ValueError(f"{option} {threads}: give 1 to {limit} threads (this machine's Numba has {limit})")
+    numba.set_num_threads(threads)
 
 
 def parse_sizes(text):
@@ -96,13 +131,17 @@ def cmd_train(args):
     from .train import resolve_seed, train
     from .weights import describe, save_weights
 
-    if args.threads:
-        import numba
-
-        numba.set_num_threads(args.threads)
+    if args.threads is not None:
+        check_threads("--threads", args.threads)
+    if args.net == "simple-conv" and args.iters is None and args.epochs is None:
+        args.epochs = 20  # the book's train_convnet.py
     apply_preset(args)
     if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
+        raise ValueError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise ValueError(f"--epochs {args.epochs:g}: must be a number of epochs > 0")
+    if args.iters is not None and args.iters < 1:
+        raise ValueError(f"--iters {args.iters}: must be at least 1")
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     iters = args.iters
     if args.epochs is not None:
@@ -160,7 +199,7 @@ def cmd_train(args):
 def cmd_book(args):
     from .book import ch6
 
-    if args.name == CH6_SEARCH:  # the book's hyperparameter search: a sweep with its defaults
+    if args.chapter == "ch6" and args.name == CH6_SEARCH:  # the book's hyperparameter search: a sweep with its defaults
         import tempfile
 
         from . import sweep
@@ -174,9 +213,25 @@ def cmd_book(args):
         print(line)
         print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
         return 0
+    names = CH6_EXPERIMENTS + (CH6_SEARCH,) if args.chapter == "ch6" else CH7_EXPERIMENTS
+    if args.name not in names:
+        raise ValueError(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has "
+                         f"{', '.join(names)}")  # fmt: skip
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs {args.epochs}: must be at least 1")
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if x.shape[1] != 784 or classes > 10:
         raise ValueError(f"--dataset {args.dataset}: the experiments take 28×28 images of 10 classes")
+    if args.chapter == "ch7":
+        from .book import ch7
+
+        _, line = ch7.run(args.name, args.out, data=((x, t), (x_test, t_test)), seed=args.seed,
+                          epochs=20 if args.epochs is None else args.epochs, params=args.params,
+                          image=args.image)  # fmt: skip
+        print(line)
+        files = ["params.pkl", "weights.npz"] if args.name == "train-convnet" else []
+        print(f"wrote {Path(args.out) / (args.name + '.png')}, " + ", ".join([args.name + ".json", *files]))
+        return 0
     _, line = ch6.run(args.name, args.out, method=args.method, data=((x, t), (x_test, t_test)), seed=args.seed)
     print(line)
     print(f"wrote {Path(args.out) / (args.name + '.png')}, {Path(args.out) / (args.name + '.json')}")
@@ -204,10 +259,10 @@ def cmd_sweep(args):
 
             if args.threads is None and args.workers < 1:
                 raise sweep.SweepError(f"--workers {args.workers}: at least 1")
-            threads = args.threads or max(1, numba.config.NUMBA_NUM_THREADS // args.workers)
-            if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-                raise sweep.SweepError(f"--threads {threads}: 1 to {numba.config.NUMBA_NUM_THREADS}")
-            numba.set_num_threads(threads)
+            threads = (
+                args.threads if args.threads is not None else max(1, numba.config.NUMBA_NUM_THREADS // args.workers)
+            )
+            check_threads("--threads", threads)
         data = None
         if args.dataset != "mnist" or args.data_dir:
             (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
@@ -227,7 +282,16 @@ def cmd_sweep(args):
 def cmd_evaluate(args):
     from .weights import describe, load_weights
 
-    net = load_weights(args.weights)
+    if str(args.weights).endswith(".pkl"):  # the book's own weights file, for a network given by --net
+        from .convnet import SimpleConvNet
+
+        if args.net != "simple-conv":
+            raise ValueError(f"{args.weights}: the book's .pkl weights do not say their network; give --net "
+                             "simple-conv")  # fmt: skip
+        net = SimpleConvNet()
+        net.load_params(args.weights)
+    else:
+        net = load_weights(args.weights)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
         raise ValueError(
@@ -268,8 +332,12 @@ def cmd_fetch(args):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="fastnet", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="fastnet", description=__doc__, formatter_class=raw)
+    p.add_argument("--version", action="version", version=f"fastnet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_options(sp):
         sp.add_argument(
@@ -281,6 +349,9 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a network (by default the book's TwoLayerNet run)")
     data_options(t)
+    t.add_argument("--net", choices=["simple-conv"],
+                   help="simple-conv: chapter 7's SimpleConvNet (conv 30×5×5, pool, 100, Adam 0.001, 20 epochs); "
+                        "without it, a TwoLayerNet or MultiLayerNet from the options below")  # fmt: skip
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs "
                         "(options you give override it)")  # fmt: skip
@@ -304,7 +375,7 @@ def build_parser():
         help="stop after N evaluations without a better validation accuracy; keep the best weights",
     )  # fmt: skip
     t.add_argument("--lr-decay", type=float, help="multiply the learning rate by this after each epoch (1)")
-    t.add_argument("--iters", type=int, default=10_000, help="iterations (10000)")
+    t.add_argument("--iters", type=int, help="iterations (10000)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -323,14 +394,23 @@ def build_parser():
     )
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("book", help="the book's experiments on real MNIST: a figure (PNG) and its data (JSON)")
-    b.add_argument("chapter", choices=["ch6"])
-    b.add_argument("name", choices=(*CH6_EXPERIMENTS, CH6_SEARCH), help="the experiment")
+    b = sub.add_parser("book", help="the book's experiments on real MNIST: a figure (PNG) and its data (JSON)",
+                       description="The book's experiments on real MNIST, each writing its figure (PNG) and data "
+                                   "(JSON).\n\n  ch6 (training techniques): "
+                                   + ", ".join((*CH6_EXPERIMENTS, CH6_SEARCH))
+                                   + "\n  ch7 (convolutional networks): " + ", ".join(CH7_EXPERIMENTS),
+                       formatter_class=raw)  # fmt: skip
+    b.add_argument("chapter", choices=["ch6", "ch7"], help="ch6: training techniques; ch7: convolutional networks")
+    b.add_argument("name", metavar="NAME", help="the experiment (listed above)")
     data_options(b)
     b.add_argument("--out", default="fastnet-book", help="output directory (fastnet-book)")
     b.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (0)")
     b.add_argument("--method", choices=["fastnet", "reference"], default="fastnet",
-                   help="fastnet (float32), or the book's numpy method (reference, float64) to compare")  # fmt: skip
+                   help="ch6: fastnet (float32), or the book's numpy method (reference, float64)")  # fmt: skip
+    b.add_argument("--epochs", type=int, help="ch7 train-convnet: epochs (the book's 20)")
+    b.add_argument("--params", help="ch7 visualize-filter, apply-filter: trained weights (the book's params.pkl or "
+                                    "a fastnet weights file; default: OUT/params.pkl from train-convnet)")  # fmt: skip
+    b.add_argument("--image", type=int, default=0, help="ch7 apply-filter: which test image (0)")
     b.set_defaults(func=cmd_book)
 
     w = sub.add_parser("sweep", help="hyperparameter search on Optuna (the book's defaults), K trials at a time")
@@ -362,7 +442,8 @@ def build_parser():
     w.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("evaluate", help="accuracy of saved weights on a test set")
-    e.add_argument("weights")
+    e.add_argument("weights", help="a fastnet weights file (.npz), or the book's params.pkl with --net simple-conv")
+    e.add_argument("--net", choices=["simple-conv"], help="the network of a book's .pkl file")
     data_options(e)
     e.add_argument("--train", action="store_true", help="also report training accuracy")
     e.set_defaults(func=cmd_evaluate)

@@ -179,6 +179,48 @@ class EngineNet(Network):
         """Central-difference gradients of ``loss(x, t)`` (slow: for checking ``gradient`` on small nets)."""
         return network_numerical_gradient(self, x, t)
 
+    # -- weights ------------------------------------------------------------------------------
+
+    def save_params(self, path="params.pkl"):
+        """Write the weights atomically: a ``.pkl`` path in the book's format (its ``load_params``
+        reads it), any other path as a fastnet weights file (``.npz``, with the architecture)."""
+        from pathlib import Path
+
+        from .bookfiles import write_book_params
+        from .weights import save_weights
+
+        with self._lock:
+            self._sync_params()
+            if Path(path).suffix == ".pkl":
+                write_book_params(path, self.params)
+            else:
+                save_weights(path, self)
+
+    def load_params(self, path="params.pkl"):
+        """Read weights into this network, checked for names, shapes and finiteness: the book's
+        ``.pkl`` (read without running arbitrary pickles) or a fastnet weights file."""
+        from pathlib import Path
+
+        from .bookfiles import BookFileError, read_book_params
+        from .weights import load_weights
+
+        if Path(path).suffix != ".pkl":
+            load_weights(path, self)
+            return
+        params = read_book_params(path)
+        if set(params) != set(self.params):
+            raise BookFileError(f"{path}: holds {sorted(params)}, this network needs {sorted(self.params)}")
+        for key, value in params.items():
+            if value.shape != self.params[key].shape:
+                raise BookFileError(f"{path}: {key} has shape {value.shape}, this network's is "
+                                    f"{self.params[key].shape}")  # fmt: skip
+            if not np.isfinite(value).all():
+                raise BookFileError(f"{path}: {key} contains NaN or infinity")
+        with self._lock:
+            self._sync_params()
+            for key, value in params.items():
+                self._views[key][...] = value
+
     # -- training -----------------------------------------------------------------------------
 
     def step(self, x, t, optimizer):
@@ -188,12 +230,6 @@ class EngineNet(Network):
         with self._lock:
             rows = self._workspace(x.shape[0])[1]
         return self._run(x, t, rows, optimizer, None, f"{type(self).__name__}.step")[0]
-
-    def step_indices(self, x, t, idx, optimizer):
-        """One update on rows ``idx`` of the training set (x, t); returns the loss."""
-        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
-            raise ValueError(f"{type(self).__name__}.step_indices: idx must be a non-empty 1-D integer array")
-        return self.steps(x, t, idx[None, :], optimizer)[0]
 
     def steps(self, x, t, batches, optimizer, x_divisor=None):
         """One update per row of ``batches`` (S, B), in one compiled call; returns the losses (fewer

@@ -343,12 +343,6 @@ class MultiLayerNet(Network):
             rows = self._workspace(x.shape[0])[1]
         return self._run(x, t, rows, optimizer, None, "MultiLayerNet.step")[0]
 
-    def step_indices(self, x, t, idx, optimizer):
-        """One update on rows ``idx`` of the training set (x, t); returns the loss."""
-        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
-            raise ValueError("MultiLayerNet.step_indices: idx must be a non-empty 1-D integer array")
-        return self.steps(x, t, idx[None, :], optimizer)[0]
-
     def steps(self, x, t, batches, optimizer, x_divisor=None):
         """One update per row of ``batches`` (S, B), in one compiled call; returns the losses
         (fewer if a step's loss is not finite: that step changed nothing). x in the net's dtype

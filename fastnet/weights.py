@@ -2,17 +2,19 @@
 
 The file holds the parameters (W1, b1, ..., Wn, bn; gamma/beta and batch norm's
 running statistics where the net has them) and a small JSON ``meta``
-string with the architecture (``TwoLayerNet`` or ``MultiLayerNet`` of any depth). Loading checks
+string with the architecture (``TwoLayerNet``, ``MultiLayerNet`` of any depth, ``SimpleConvNet``). Loading checks
 keys, shapes and dtypes before anything is used and never unpickles.
 """
 
 import json
+import os
 import zipfile
 
 import numpy as np
 
 from . import _cores
 from ._atomic import atomic_path
+from .convnet import SimpleConvNet
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
 
@@ -25,6 +27,9 @@ class WeightsError(ValueError):
 
 def architecture(net):
     """What rebuilds ``net``: the class and its constructor's arguments (JSON-able)."""
+    if isinstance(net, SimpleConvNet):
+        return {"network": "SimpleConvNet", "input_dim": list(net.input_dim), "conv_param": net.conv_param,
+                "hidden_size": net.hidden_size, "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
     if isinstance(net, MultiLayerNet):
         return {
             "network": "MultiLayerNet", "input_size": net.input_size, "hidden_size_list": net.hidden_size_list,
@@ -38,7 +43,11 @@ def architecture(net):
 
 
 def describe(net):
-    """'784-100-100-10': the layer sizes."""
+    """'784-100-100-10': the layer sizes (a convnet: its class and constructor's arguments)."""
+    if isinstance(net, SimpleConvNet):
+        conv = net.conv_param
+        return (f"SimpleConvNet{tuple(net.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
+                f"stride {conv['stride']} pad {conv['pad']}, {net.hidden_size}, {net.output_size}")  # fmt: skip
     hidden = net.hidden_size_list if isinstance(net, MultiLayerNet) else [net.hidden_size]
     return "-".join(str(n) for n in [net.input_size, *hidden, net.output_size])
 
@@ -46,6 +55,10 @@ def describe(net):
 def build(meta):
     """A new network with the architecture ``meta`` describes (``architecture``'s dict)."""
     dtype = np.dtype(meta["dtype"])
+    if meta.get("network") == "SimpleConvNet":
+        conv = {key: int(value) for key, value in dict(meta["conv_param"]).items()}
+        return SimpleConvNet(tuple(int(n) for n in meta["input_dim"]), conv, int(meta["hidden_size"]),
+                             int(meta["output_size"]), dtype=dtype)  # fmt: skip
     if meta.get("network", "TwoLayerNet") == "MultiLayerNet":
         net = MultiLayerNet(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]],
                             int(meta["output_size"]), activation=meta["activation"],
@@ -76,6 +89,11 @@ def save_weights(path, net, **meta):
 def read_weights(path):
     """(meta dict, {name: array}) from a weights file, checked for structure."""
     try:
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and advise loading it "unsafely"
+            hint = " (the book's .pkl weights: load_params)" if str(path).endswith(".pkl") else ""
+            raise WeightsError(f"{path}: not a fastnet weights file (an .npz archive){hint}")
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise WeightsError(f"{path}: expected arrays with a 'meta' entry, found {sorted(data.files)}")

@@ -1,5 +1,6 @@
-"""The book's experiments, run on fastnet (``fastnet book ch6 NAME``); see ``ch6``."""
+"""The book's experiments, run on fastnet (``fastnet book ch6|ch7 NAME``); see ``ch6``, ``ch7``."""
 
 # named here so that the command line lists them without importing the kernels
 CH6_EXPERIMENTS = ("optimizer-compare", "weight-init-compare", "batch-norm", "overfit-weight-decay", "overfit-dropout")
 CH6_SEARCH = "hyperparameter-search"  # fastnet.sweep with its defaults: the book's search
+CH7_EXPERIMENTS = ("train-convnet", "visualize-filter", "apply-filter")
