@@ -10,7 +10,6 @@ from numba.extending import overload
 from ._kinds import IN, LABELS, OUT, python_args, typing_problem
 from .checks import require_disjoint, require_finite, span
 from .conv import conv_backward_unchecked, conv_blocks, conv_forward_unchecked, output_size
-from .partition import max_blocks
 from .pool import pool_backward_unchecked, pool_forward_unchecked
 
 
@@ -55,7 +54,7 @@ def _checked_conv_forward(x, W, b, out, stride, pad, relu):
     P = _check_conv(func, x, W, b, out.shape, stride, pad)
     require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
     K = W.shape[1] * W.shape[2] * W.shape[3]
-    col = np.empty((min(conv_blocks(x.shape[0], K, P, W.shape[0]), max_blocks()), K * P), x.dtype)
+    col = np.empty((conv_blocks(x.shape[0], K, P, W.shape[0]), (K + 1) * P), x.dtype)
     return conv_forward_unchecked(x, W, b, out, col, stride, pad, 1 if relu else 0)
 
 
@@ -93,8 +92,8 @@ def _checked_conv_backward(x, W, dout, dW, db, dx, stride, pad):
     require_finite(func, "argument 'dout'", dout)
     require_disjoint(func, (span(dW), span(db), span(dx)), (span(x), span(W), span(dout)))
     K = W.shape[1] * W.shape[2] * W.shape[3]
-    nb = min(conv_blocks(x.shape[0], K, P, W.shape[0]), max_blocks())
-    col, dcol = np.empty((nb, K * P), x.dtype), np.empty((nb, K * P), x.dtype)
+    nb = conv_blocks(x.shape[0], K, P, W.shape[0])
+    col, dcol = np.empty((nb, (K + 1) * P), x.dtype), np.empty((nb, K * P), x.dtype)
     return conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad)
 
 

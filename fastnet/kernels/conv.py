@@ -6,7 +6,8 @@ unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im
 one product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly):
 
     forward   out_n = W·col_n + b, ReLU in the same pass over out_n
-    backward  dW = Σ_n dout_n·col_nᵀ, db = Σ_n Σ_p dout_n, dcol_n = Wᵀ·dout_n → dx_n (col2im)
+    backward  [dW db] = Σ_n dout_n·[col_n; 1]ᵀ (a row of ones under col: the bias gradient comes
+              out of the same product), dcol_n = Wᵀ·dout_n → dx_n (col2im)
 
 A parallel loop runs blocks of images (``partition``); each block unfolds into its own slice of
 the scratch ``col``. dx_n is written by the one iteration that owns image n (col2im's
@@ -41,7 +42,11 @@ def conv_blocks(N, K, P, FN):
 @njit(cache=True)
 def _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col):
     """col[(c·FH + fy)·FW + fx, oy·OW + ox] = x[c, oy·stride − pad + fy, ox·stride − pad + fx]
-    (0 outside the image), for one image x (C·H·W values, flat)."""
+    (0 outside the image), for one image x (C·H·W values, flat); then one more row of ones, so
+    that the weight-gradient product also sums dout over the pixels: the bias gradient."""
+    ones = col[C * FH * FW * OH * OW : (C * FH * FW + 1) * OH * OW]
+    for p in range(OH * OW):
+        ones[p] = 1
     for c in range(C):
         for fy in range(FH):
             for fx in range(FW):
@@ -111,43 +116,40 @@ def _conv_forward_image(x, Wmat, b, out, col, C, H, W, FH, FW, stride, pad, OH, 
 
 
 @njit(cache=True)
-def _conv_backward_image(x, Wmat, dout, col, dcol, dW_part, db_part, first, C, H, W, FH, FW, stride, pad, OH, OW,
-                         dx, below, one_zero, one_one):  # fmt: skip
-    """One image's share of the gradients: dW_part (+)= dout·colᵀ (= when ``first``), db_part +=
-    Σ_p dout (float64); with dx (len > 0), dx = col2im(Wᵀ·dout) ⊙ act'(below)."""
+def _conv_backward_image(x, Wmat, dout, col, dcol, part, first, C, H, W, FH, FW, stride, pad, OH, OW, dx, below,
+                         one_zero, one_one):  # fmt: skip
+    """One image's share of the gradients: part (FN, K + 1) (+)= dout·[col; 1]ᵀ (= when ``first``):
+    dW in its first K columns, db in the last; with dx (len > 0), dx = col2im(Wᵀ·dout) ⊙ act'(below)."""
     FN, K = Wmat.shape
     P = OH * OW
     _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col)
-    gemm(AS_IS, TRANSPOSED, FN, K, P, one_zero if first else one_one, dout, P, col, P, dW_part, K)
-    for f in range(FN):
-        row = dout[f * P : (f + 1) * P]
-        s = 0.0
-        for p in range(P):
-            s += row[p]
-        db_part[f] += s
+    gemm(AS_IS, TRANSPOSED, FN, K + 1, P, one_zero if first else one_one, dout, P, col, P, part, K + 1)
     if dx.shape[0] > 0:
         gemm(TRANSPOSED, AS_IS, K, P, FN, one_zero, Wmat, K, dout, P, dcol, P)
         _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below)
 
 
 @njit(cache=True)
-def _sum_partials(parts, nb, out, acc):
-    """out[j] = Σ_{k < nb} parts[k, j], in block order (float64 accumulators in ``acc``)."""
-    n = out.shape[0]
+def _sum_partials(parts, nb, FN, K, dW, db, acc):
+    """dW (FN·K), db (FN) = Σ_{k < nb} of the blocks' (FN, K + 1) partials, in block order
+    (float64 accumulators in ``acc``, FN·(K + 1) of them)."""
+    n = FN * (K + 1)
     for j in range(n):
         acc[j] = 0.0
     for k in range(nb):
         part = parts[k]
         for j in range(n):
             acc[j] += part[j]
-    for j in range(n):
-        out[j] = acc[j]
+    for f in range(FN):
+        for j in range(K):
+            dW[f * K + j] = acc[f * (K + 1) + j]
+        db[f] = acc[f * (K + 1) + K]
 
 
 @njit(parallel=True, cache=True)
 def conv_forward_rows(x, Wflat, b, out, col, C, H, W, FH, FW, stride, pad, activation, one_zero):
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
-    the filters flat, col scratch (blocks, K·P) with ``conv_blocks`` blocks at least. Unchecked."""
+    the filters flat, col scratch (blocks, (K + 1)·P) with ``conv_blocks`` blocks at least. Unchecked."""
     N = x.shape[0]
     FN = b.shape[0]
     K = C * FH * FW
@@ -163,12 +165,12 @@ def conv_forward_rows(x, Wflat, b, out, col, C, H, W, FH, FW, stride, pad, activ
 
 
 @njit(parallel=True, cache=True)
-def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, dW_parts, db_parts, acc, C, H, W, FH, FW, stride, pad,
-                       below, one_zero, one_one):  # fmt: skip
+def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, parts, acc, C, H, W, FH, FW, stride, pad, below,
+                       one_zero, one_one):  # fmt: skip
     """The backward of a batch held as rows: x (N, C·H·W) the forward's input, dout (N, FN·P);
-    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). Scratch: col,
-    dcol (blocks, K·P), dW_parts (blocks, FN·K), db_parts float64 (blocks, FN), acc float64
-    (FN·K). Unchecked."""
+    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). Scratch: col
+    ((K + 1)·P per block), dcol (K·P per block), parts (blocks, FN·(K + 1)), acc float64
+    (FN·(K + 1)). Unchecked."""
     N = x.shape[0]
     FN = db.shape[0]
     K = C * FH * FW
@@ -178,23 +180,20 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, dW_parts, db_parts
     with_dx = dx.shape[0] > 0
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        part, bpart = dW_parts[k, : FN * K].reshape((FN, K)), db_parts[k, :FN]
-        for f in range(FN):
-            bpart[f] = 0.0
+        part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
-            _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, bpart, n == n0, C, H, W, FH, FW,
-                                 stride, pad, OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
-    _sum_partials(dW_parts[:, : FN * K], nb, dW, acc)
-    _sum_partials(db_parts[:, :FN], nb, db, acc)
+            _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, C, H, W, FH, FW, stride, pad,
+                                 OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
+    _sum_partials(parts, nb, FN, K, dW, db, acc)
     return dW, db, dx
 
 
 @njit(parallel=True, cache=True)
 def conv_forward_unchecked(x, W, b, out, col, stride, pad, activation):
     """out = activation(conv(x, W) + b): x (N, C, H, W), W (FN, C, FH, FW), b (FN,), out (N, FN,
-    OH, OW), col scratch (``conv_blocks`` rows at least, C·FH·FW·OH·OW), activation 0 (none) or
-    1 (ReLU). Unchecked."""
+    OH, OW), col scratch (``conv_blocks`` rows at least, (C·FH·FW + 1)·OH·OW), activation 0 (none)
+    or 1 (ReLU). Unchecked."""
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
     one_zero = np.zeros(2, x.dtype)
@@ -213,11 +212,10 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     one_zero, one_one = np.zeros(2, x.dtype), np.ones(2, x.dtype)
     one_zero[0] = 1
     nb = col.shape[0]
-    dW_parts = np.empty((nb, W.size), x.dtype)
-    db_parts = np.empty((nb, FN))
-    acc = np.empty(W.size)
+    parts = np.empty((nb, W.size + FN), x.dtype)
+    acc = np.empty(W.size + FN)
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
-                       dW.reshape(W.size), db, rows, col, dcol, dW_parts, db_parts, acc, C, H, Wd, FH, FW, stride,
-                       pad, IDENTITY, one_zero, one_one)  # fmt: skip
+                       dW.reshape(W.size), db, rows, col, dcol, parts, acc, C, H, Wd, FH, FW, stride, pad, IDENTITY,
+                       one_zero, one_one)  # fmt: skip
     return dW, db, dx

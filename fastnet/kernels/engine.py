@@ -52,8 +52,7 @@ EngineWork = namedtuple(
         "winners",  # int64 flat: every pool layer's winners for B rows
         "col",  # (blocks, max K·P) the convolutions' unfolded windows, a row per block of images
         "dcol",  # the same, for their gradients
-        "dW_parts",  # (blocks, max conv W size) per-block filter gradients
-        "db_parts",  # float64 (blocks, max filters) per-block bias gradients
+        "parts",  # (blocks, max conv W size + filters) per-block filter and bias gradients
         "acc",  # float64 scratch for sums in a fixed order
         "row_loss",  # (B,) float64
         "row_check",  # (B,) float64, 0 where the gathered row is finite
@@ -113,9 +112,8 @@ def new_engine_work(batch, net, dtype, blocks):
     parallel loop uses (``_cores.BLOCKS``)."""
     conv = net[net[:, KIND] == CONV]
     pool = net[net[:, KIND] == POOL]
-    kp = int(max((conv[:, IN_SIZE] // (conv[:, H] * conv[:, W]) * conv[:, FH] * conv[:, FW] * conv[:, OH]
-                  * conv[:, OW]).max(initial=0), 1))  # fmt: skip
-    wsize = int(max((conv[:, OC] * conv[:, C] * conv[:, FH] * conv[:, FW]).max(initial=0), 1))
+    kp = int(max(((conv[:, C] * conv[:, FH] * conv[:, FW] + 1) * conv[:, OH] * conv[:, OW]).max(initial=0), 1))
+    wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
     outs = int(net[:, OUT_SIZE].sum())
     one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
     one_zero[0] = 1
@@ -124,7 +122,7 @@ def new_engine_work(batch, net, dtype, blocks):
         acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs, dtype),
         winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
         col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype),
-        dW_parts=np.empty((blocks, wsize), dtype), db_parts=np.empty((blocks, int(max(net[:, OC].max(), 1)))),
+        parts=np.empty((blocks, wsize), dtype),
         acc=np.empty(max(wsize, int(net[:, OUT_SIZE].max()))), row_loss=np.empty(batch), row_check=np.empty(batch),
         one_zero=one_zero, one_one=one_one,
     )  # fmt: skip
@@ -210,9 +208,8 @@ def _backward(flat, grad, net, work, B):
         elif kind == CONV:
             w0, b0, fn = net[l, W_OFF], net[l, B_OFF], net[l, OC]
             conv_backward_rows(h, flat[w0:b0], d, grad[w0:b0], grad[b0 : b0 + fn], dh, work.col, work.dcol,
-                               work.dW_parts, work.db_parts, work.acc, net[l, C], net[l, H], net[l, W], net[l, FH],
-                               net[l, FW], net[l, STRIDE], net[l, PAD], below, work.one_zero,
-                               work.one_one)  # fmt: skip
+                               work.parts, work.acc, net[l, C], net[l, H], net[l, W], net[l, FH], net[l, FW],
+                               net[l, STRIDE], net[l, PAD], below, work.one_zero, work.one_one)  # fmt: skip
         elif l > 0:
             pool_backward_rows(d, layer_winners(work.winners, net, l, B), dh, h, below)
 

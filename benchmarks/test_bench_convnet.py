@@ -1,0 +1,236 @@
+"""Chapter 7 (B = 100, MNIST-shaped images): the conv and pool kernels and the SimpleConvNet
+training step (Adam) and ``predict``, fastnet float32 next to the book's numpy reference in float64
+and float32, and next to PyTorch eager and JAX jit (float32) where they are installed; a large
+float32 GEMM gives the machine's peak, so the report can put each step against its floor.
+Also the engine running MultiLayerNet's plain network next to MultiLayerNet's own step."""
+
+import numpy as np
+import pytest
+
+from fastnet import MultiLayerNet, SimpleConvNet, _cores, kernels, optim, reference
+from fastnet.convnet import EngineNet
+from fastnet.kernels.layers import IDENTITY, RELU
+
+B, FN, FS, HIDDEN = 100, 30, 5, 100
+CONV_MACS = B * 24 * 24 * FS * FS * FN  # one conv pass (forward, or dW)
+AFFINE_MACS = B * (FN * 12 * 12 * HIDDEN + HIDDEN * 10)
+STEP_FLOPS = 2 * (2 * CONV_MACS + 3 * AFFINE_MACS)  # forward, dW1 (no dx), and three products per affine
+PREDICT_FLOPS = 2 * 10 * (CONV_MACS + AFFINE_MACS)  # 1,000 images
+IMPLS = ["fastnet-f32", "reference-f64", "reference-f32", "torch-f32", "jax-f32"]
+
+
+def record(benchmark, group, flops):
+    benchmark.group = group
+    benchmark.extra_info["flops"] = flops
+    benchmark.extra_info["fastnet_blas"] = _cores.BACKEND
+
+
+def images(data, n, dtype):
+    return np.ascontiguousarray(data[0][:n].reshape(n, 1, 28, 28), dtype=dtype)
+
+
+def need(impl):
+    if impl.startswith("torch"):
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+        torch.set_num_threads(_cores.BLOCKS or 1)
+        return torch
+    if impl.startswith("jax"):
+        return pytest.importorskip("jax", reason="JAX is not installed")
+    return None
+
+
+def test_gemm_peak(benchmark):
+    """The machine's float32 matmul peak (NumPy's BLAS, all its threads): the floor's denominator."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2048, 2048), dtype=np.float32), rng.random((2048, 2048), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)
+    record(benchmark, "gemm_peak 2048³ float32", 2 * 2048**3)
+    benchmark(np.matmul, a, b, out=out)
+
+
+@pytest.mark.parametrize("impl", IMPLS[:3])
+def test_conv_forward_backward(benchmark, data, impl):
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    x = images(data, B, dtype)
+    rng = np.random.default_rng(1)
+    W, b = (0.1 * rng.standard_normal((FN, 1, FS, FS))).astype(dtype), np.zeros(FN, dtype)
+    dout = rng.standard_normal((B, FN, 24, 24)).astype(dtype)
+    if impl.startswith("fastnet"):
+        out, dW, db = np.empty((B, FN, 24, 24), dtype), np.empty_like(W), np.empty_like(b)
+
+        def func():
+            kernels.conv_forward(x, W, b, out, relu=True)
+            kernels.conv_backward(x, W, dout, dW, db)
+    else:
+        layer = reference.Convolution(W, b)
+
+        def func():
+            np.maximum(layer.forward(x), 0)
+            layer.backward(dout)
+
+    func()
+    record(benchmark, "conv 1→30 5×5 forward+ReLU, backward (dW, db) B100", 2 * 2 * CONV_MACS)
+    benchmark(func)
+
+
+@pytest.mark.parametrize("impl", IMPLS[:3])
+def test_pool_forward_backward(benchmark, data, impl):
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((B, FN, 24, 24)).astype(dtype)
+    dout = rng.standard_normal((B, FN, 12, 12)).astype(dtype)
+    if impl.startswith("fastnet"):
+        out, winners, dx = np.empty((B, FN, 12, 12), dtype), np.empty((B, FN, 12, 12), np.int64), np.empty_like(x)
+
+        def func():
+            kernels.pool_forward(x, out, winners)
+            kernels.pool_backward(dout, winners, dx)
+    else:
+        layer = reference.Pooling(2, 2, 2)
+
+        def func():
+            layer.forward(x)
+            layer.backward(dout)
+
+    func()
+    record(benchmark, "max pool 2×2 forward, backward B100 30×24×24", 0)
+    benchmark(func)
+
+
+def _torch_net(torch):
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, FN, FS), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(FN * 144, HIDDEN),
+                         nn.ReLU(), nn.Linear(HIDDEN, 10))  # fmt: skip
+
+
+def _jax_step_and_predict(jax):
+    """A jitted Adam step and predict of the same network (NCHW, 'VALID' convolution)."""
+    jnp = jax.numpy
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"W1": 0.01 * jax.random.normal(k1, (FN, 1, FS, FS)), "b1": jnp.zeros(FN),
+              "W2": 0.01 * jax.random.normal(k2, (FN * 144, HIDDEN)), "b2": jnp.zeros(HIDDEN),
+              "W3": 0.01 * jax.random.normal(k3, (HIDDEN, 10)), "b3": jnp.zeros(10)}  # fmt: skip
+
+    def predict(p, x):
+        h = jax.lax.conv_general_dilated(x, p["W1"], (1, 1), "VALID") + p["b1"][None, :, None, None]
+        h = jnp.maximum(h, 0)
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        h = jnp.maximum(h.reshape(h.shape[0], -1) @ p["W2"] + p["b2"], 0)
+        return h @ p["W3"] + p["b3"]
+
+    def loss(p, x, t):
+        z = predict(p, x)
+        return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), t])
+
+    @jax.jit
+    def step(p, m, v, i, x, t):
+        g = jax.grad(loss)(p, x, t)
+        i = i + 1
+        lr_t = 0.001 * jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
+        m = jax.tree_util.tree_map(lambda m, g: m + 0.1 * (g - m), m, g)
+        v = jax.tree_util.tree_map(lambda v, g: v + 0.001 * (g * g - v), v, g)
+        p = jax.tree_util.tree_map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), p, m, v)
+        return p, m, v, i
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return params, zeros, step, jax.jit(predict)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_simple_convnet_step(benchmark, data, impl):
+    """One training step of the book's train_convnet.py: batch 100, Adam."""
+    lib = need(impl)
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    x_all, t_all = images(data, 2000, dtype), data[1][:2000]
+    idx = np.random.default_rng(3).integers(0, 2000, B)
+    if impl.startswith("fastnet"):
+        net, opt = SimpleConvNet(seed=0), optim.Adam()
+        rows = x_all.reshape(2000, -1)
+
+        def func():
+            net.step_indices(rows, t_all, idx, opt)
+    elif impl.startswith("reference"):
+        net, opt = reference.SimpleConvNet(dtype=dtype, seed=0), reference.Adam()
+
+        def func():
+            opt.update(net.params, net.gradient(x_all[idx], t_all[idx]))
+    elif impl.startswith("torch"):
+        model = _torch_net(lib)
+        opt = lib.optim.Adam(model.parameters(), lr=0.001)
+        xb, tb = lib.from_numpy(x_all[idx]), lib.from_numpy(t_all[idx])
+        loss_fn = lib.nn.CrossEntropyLoss()
+
+        def func():
+            opt.zero_grad()
+            loss_fn(model(xb), tb).backward()
+            opt.step()
+    else:
+        params, zeros, step, _ = _jax_step_and_predict(lib)
+        state = [params, zeros, zeros, lib.numpy.array(0, lib.numpy.int32)]
+        xb, tb = lib.numpy.asarray(x_all[idx]), lib.numpy.asarray(t_all[idx])
+
+        def func():
+            state[:] = step(*state, xb, tb)
+            lib.block_until_ready(state[0])
+
+    func()
+    record(benchmark, "simple_convnet_step Adam B100", STEP_FLOPS)
+    benchmark(func)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_simple_convnet_predict(benchmark, data, impl):
+    """Logits of 1,000 images."""
+    lib = need(impl)
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    x = images(data, 1000, dtype)
+    if impl.startswith("fastnet"):
+        net = SimpleConvNet(seed=0)
+
+        def func():
+            net.predict(x)
+    elif impl.startswith("reference"):
+        net = reference.SimpleConvNet(dtype=dtype, seed=0)
+
+        def func():
+            for i in range(0, 1000, 100):  # the book's accuracy(): batches of 100
+                net.predict(x[i : i + 100])
+    elif impl.startswith("torch"):
+        model, xt = _torch_net(lib), lib.from_numpy(x)
+
+        def func():
+            with lib.no_grad():
+                model(xt)
+    else:
+        params, _, _, predict = _jax_step_and_predict(lib)
+        xj = lib.numpy.asarray(x)
+
+        def func():
+            lib.block_until_ready(predict(params, xj))
+
+    func()
+    record(benchmark, "simple_convnet_predict 1000 images", PREDICT_FLOPS)
+    benchmark(func)
+
+
+@pytest.mark.parametrize("impl", ["multilayer", "engine"])
+def test_multilayer_network_on_the_engine(benchmark, data, impl):
+    """MultiLayerNet's own step next to the engine running the same plain network (784-100×4-10,
+    batch 128, Adam): what moving MultiLayerNet onto the engine would cost."""
+    x, t = np.ascontiguousarray(data[0][:2000], dtype=np.float32), data[1][:2000]
+    idx = np.random.default_rng(4).integers(0, 2000, 128)
+    if impl == "multilayer":
+        net = MultiLayerNet(784, [100] * 4, 10, seed=0)
+    else:
+        net = EngineNet((784, 1, 1), [("affine", 100, RELU)] * 4 + [("affine", 10, IDENTITY)], np.float32)
+    opt = optim.Adam()
+
+    def func():
+        net.step_indices(x, t, idx, opt)
+
+    func()
+    record(benchmark, "784-100x4-10 step Adam B128: MultiLayerNet vs the engine", 2 * 128 * 3 * (784 * 100 + 3 * 1e4))
+    benchmark(func)
