@@ -1,11 +1,11 @@
-"""fastnet: the networks of Deep Learning from Scratch (ch. 5-7) as fused Numba kernels.
+"""fastnet: the networks of Deep Learning from Scratch (ch. 5-8) as fused Numba kernels.
 
 from fastnet import TwoLayerNet, MultiLayerNet, SimpleConvNet, NetStack, optim, kernels, reference, load_mnist
 """
 
 from . import gradcheck, kernels, optim, reference
 from ._cores import SharedCoresWarning, exclusive_cores
-from .convnet import SimpleConvNet
+from .convnet import DeepConvNet, SimpleConvNet
 from .datasets import load_csv, load_fashion_mnist, load_mnist
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
@@ -16,6 +16,7 @@ __all__ = [
     "TwoLayerNet",
     "MultiLayerNet",
     "SimpleConvNet",
+    "DeepConvNet",
     "NetStack",
     "optim",
     "kernels",

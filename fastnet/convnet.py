@@ -64,6 +64,9 @@ class EngineNet(Network):
         self._sgd = None
         self._bound_optimizer = None
         self._lock = _cores.CallLock()
+        self.use_dropout = bool((self.net[:, compiled.KIND] == compiled.DROPOUT).any())
+        self.dropout_seed = 0  # drawn by a subclass after its weights, as MultiLayerNet's
+        self.dropout_step = 0  # training passes taken: numbers the next one's dropout masks
 
     def _param_views(self, flat):
         views, i = {}, 1
@@ -111,17 +114,24 @@ class EngineNet(Network):
 
     # -- the book's interface -----------------------------------------------------------------
 
-    def predict(self, x, train_flg=False):
-        """Logits (N, output_size) for images x, (N, C, H, W) or rows (N, C·H·W). ``train_flg`` is
-        the book's; these layers act the same in training and at test time."""
+    def predict(self, x, train_flg=False, advance=True):
+        """Logits (N, output_size) for images x, (N, C, H, W) or rows (N, C·H·W). ``train_flg`` as
+        the book: dropout draws this training pass's masks (numbered ``dropout_step``) instead of
+        scaling by (1 − ratio), and, as the book's layer, a training-mode pass advances
+        ``dropout_step`` (the next draws fresh masks); ``advance=False``: no side effect."""
         x = self.prepare_inputs(x)
+        train = bool(train_flg) and self.use_dropout
         z = np.empty((x.shape[0], self.output_size), self.dtype)
         with self._lock:
             self._sync_params()
-            for r0 in range(0, x.shape[0], PREDICT_ROWS):
-                r1 = min(r0 + PREDICT_ROWS, x.shape[0])
-                z[r0:r1] = compiled.engine_forward(x[r0:r1], self._flat, self.net,
-                                                   compiled.EngineWork(*self._forward_buffers(r1 - r0)))  # fmt: skip
+            masks = (self.dropout_seed, self.dropout_step, train)
+            chunk = x.shape[0] if train else PREDICT_ROWS  # masks are numbered by the batch's rows
+            for r0 in range(0, x.shape[0], chunk):
+                r1 = min(r0 + chunk, x.shape[0])
+                work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
+                z[r0:r1] = compiled.engine_forward(x[r0:r1], self._flat, self.net, work, masks)
+            if train_flg and advance:
+                self.dropout_step += 1
         if not np.isfinite(z).all():
             self._explain_non_finite(x)
         return z
@@ -135,12 +145,13 @@ class EngineNet(Network):
             require_finite(name, f"params[{key!r}]", np.ascontiguousarray(value))
         raise ValueError(f"{name}: the logits overflowed (finite inputs and weights: has training diverged?)")
 
-    def loss(self, x, t, train_flg=False):
-        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), a float."""
+    def loss(self, x, t, train_flg=False, advance=True):
+        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), a float
+        (``train_flg`` and ``advance`` as ``predict``)."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         require_labels(f"{type(self).__name__}.loss", t, self.output_size)
-        z = self.predict(x, train_flg)
+        z = self.predict(x, train_flg, advance)
         return softmax_cross_entropy(z, t, np.empty_like(z))
 
     def accuracy(self, x, t, batch_size=100):
@@ -162,22 +173,30 @@ class EngineNet(Network):
                 correct += count
         return correct / x.shape[0]
 
-    def gradient(self, x, t):
-        """Backprop gradients of ``loss(x, t)``, as new arrays keyed like ``params``: one training
-        step's forward and backward (these layers have no state to move: nothing changes)."""
+    def gradient(self, x, t, advance=True):
+        """Backprop gradients of the training-mode loss, as new arrays keyed like ``params``: one
+        training step's forward and backward, with the book's side effect: ``dropout_step``
+        advances (the next call draws fresh masks), as ``step`` does before its update, so the
+        book's loop (``gradient`` then ``optimizer.update``) ends bit for bit where ``steps`` ends.
+        ``advance=False``: the same gradients, nothing changed."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         with self._lock:
             loss = self._run(x, t, self._workspace(x.shape[0])[1], None, None, f"{type(self).__name__}.gradient",
                              update=False)  # fmt: skip
+            finite = bool(np.isfinite(loss[0]))
+            if finite and advance:
+                self.dropout_step += 1
             grads = {key: g.copy() for key, g in self._grad_views.items()}
-        if not np.isfinite(loss[0]):
+        if not finite:
             self._explain_non_finite(x)
         return grads
 
     def numerical_gradient(self, x, t):
-        """Central-difference gradients of ``loss(x, t)`` (slow: for checking ``gradient`` on small nets)."""
-        return network_numerical_gradient(self, x, t)
+        """Central-difference gradients of the training-mode loss (slow: for checking ``gradient`` on
+        small nets), on the masks the next ``gradient`` call uses; changes nothing (compare with
+        ``gradient`` called after it, or ``gradient(x, t, advance=False)``)."""
+        return network_numerical_gradient(self, x, t, train_flg=True, advance=False)
 
     # -- weights ------------------------------------------------------------------------------
 
@@ -255,13 +274,15 @@ class EngineNet(Network):
             opt_args = self._optimizer_args(optimizer, func) if update else (0, np.zeros(4), self._grad, self._grad)
             work, _ = self._workspace(batches.shape[1])
             losses = np.empty(batches.shape[0])
+            seed, step = self.dropout_seed, self.dropout_step
             if update:
-                taken = compiled.engine_steps(x, t, batches, self._flat, self._grad, self.net, work, opt_args, losses,
-                                              divisor)  # fmt: skip
+                taken = compiled.engine_steps(x, t, batches, self._flat, self._grad, self.net, work, seed, step,
+                                              opt_args, losses, divisor)  # fmt: skip
+                self.dropout_step += taken
                 return losses[:taken]
             compiled.engine_steps_check(x, t, batches, self.net, work)
-            losses[0] = compiled.engine_step_unchecked(x, t, batches[0], self._flat, self._grad, self.net, work,
-                                                       opt_args, False, divisor)  # fmt: skip
+            losses[0] = compiled.engine_step_unchecked(x, t, batches[0], self._flat, self._grad, self.net, work, seed,
+                                                       step, opt_args, False, divisor)  # fmt: skip
             return losses[:1]
 
 
@@ -305,3 +326,58 @@ class SimpleConvNet(EngineNet):
         rng = np.random.default_rng(seed)  # W1, W2, W3 in turn, as the reference draws them
         for key in ("W1", "W2", "W3"):
             self._views[key][...] = self.weight_init_std * rng.standard_normal(self._views[key].shape)
+
+
+def _conv_param(func, name, param):
+    if not isinstance(param, dict) or set(param) - set(DEFAULT_CONV_PARAM):
+        raise ValueError(f"{func}: {name} must be a dict with keys {sorted(DEFAULT_CONV_PARAM)}, got {param!r}")
+    param = {**DEFAULT_CONV_PARAM, **param}
+    checked = {key: _positive_int(func, f"{name}[{key!r}]", param[key]) for key in ("filter_num", "filter_size",
+                                                                                    "stride")}  # fmt: skip
+    pad = param["pad"]
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise ValueError(f"{func}: {name}['pad'] must be an integer >= 0, got {pad!r}")
+    return {**checked, "pad": int(pad)}
+
+
+class DeepConvNet(EngineNet):
+    """The book's ``DeepConvNet`` (chapter 8): (conv → ReLU → conv → ReLU → 2×2 max pool) × 3 →
+    affine → ReLU → dropout → affine → dropout → softmax-with-cross-entropy, with its constructor
+    and defaults (3×3 filters, 16, 16, 32, 32, 64, 64 of them, the fourth padded by 2) and its He
+    initialisation (fan-ins C·3·3 of each conv and 64·4·4, hidden of the affine layers).
+    ``params``: W1 ... W6 (FN, C, 3, 3), W7, W8, with b1 ... b8. Dropout as the book's: a fresh
+    mask each training pass (seeded: reproducible bit for bit whatever the thread count; masks are
+    those of ``fastnet.reference.DeepConvNet`` with ``CounterMasks(net.dropout_seed)``), a
+    (1 − ratio) scaling at test time. The same methods as ``SimpleConvNet``."""
+
+    def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None, conv_param_3=None,
+                 conv_param_4=None, conv_param_5=None, conv_param_6=None, hidden_size=50, output_size=10,
+                 dropout_ratio=0.5, dtype=np.float32, seed=None):  # fmt: skip
+        from .reference.conv import DEEP_CONV_PARAMS
+
+        func = "DeepConvNet"
+        input_dim = _input_dim(func, input_dim)
+        given = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6]
+        self.conv_params = [_conv_param(func, f"conv_param_{i + 1}", DEEP_CONV_PARAMS[i] if p is None else p)
+                            for i, p in enumerate(given)]  # fmt: skip
+        self.hidden_size = _positive_int(func, "hidden_size", hidden_size)
+        output_size = _positive_int(func, "output_size", output_size)
+        if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float, np.number)) \
+                or not 0 <= dropout_ratio < 1:  # fmt: skip
+            raise ValueError(f"{func}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")
+        self.dropout_ratio = float(dropout_ratio)
+        layers = []
+        for i, cp in enumerate(self.conv_params):
+            fs = cp["filter_size"]
+            layers.append(("conv", cp["filter_num"], fs, fs, cp["stride"], cp["pad"], RELU))
+            if i % 2 == 1:
+                layers.append(("pool", 2, 2, 2, 0))
+        drop = ("dropout", self.dropout_ratio)
+        layers += [("affine", self.hidden_size, RELU), drop, ("affine", output_size, IDENTITY), drop]
+        super().__init__(input_dim, layers, dtype)
+        rng = np.random.default_rng(seed)  # W1 ... W8 in turn, as the reference draws them
+        for key in (f"W{i}" for i in range(1, 9)):
+            W = self._views[key]
+            fan_in = W.shape[0] if W.ndim == 2 else int(np.prod(W.shape[1:]))
+            W[...] = np.sqrt(2.0 / fan_in) * rng.standard_normal(W.shape)
+        self.dropout_seed = int(rng.integers(2**63))  # after the weights: they stay the reference's

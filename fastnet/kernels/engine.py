@@ -2,7 +2,7 @@
 compiled training step that run any such sequence (chapters 7-8's convnets).
 
 A network is an int64 array ``net`` with one row per layer (the columns below): its kind
-(``AFFINE``, ``CONV``, ``POOL``), the activation fused into its output (``layers.IDENTITY`` or
+(``AFFINE``, ``CONV``, ``POOL``, ``DROPOUT``), the activation fused into its output (``layers.IDENTITY`` or
 ``RELU``), its input and output geometry per image, its filter, stride and padding, where its
 W and b start in the one flat parameter vector, and where its output starts in the workspace.
 Every layer's outputs for a batch of B rows live in one flat buffer ``acts`` (layer l's are a
@@ -16,6 +16,7 @@ One step (``engine_step_unchecked``)::
     logits, t --softmax-CE--> loss, deltas_L
     for l = L..1: dW_l, db_l (conv: per block of images, partials summed in block order);
                   deltas_{l-1} = backward_l(deltas_l) ⊙ act'(acts_{l-1})   (not for the first layer)
+                  (dropout draws its mask again from the counters: nothing is stored)
     the optimizer's update of the whole flat vector, one parallel pass
 
 Dispatch is an integer test per layer inside one compiled function: it caches like any other
@@ -35,12 +36,14 @@ from .layers import IDENTITY, RELU, _affine_block, _column_sums, _input_grad_row
 from .optimizer import next_rate, update_range
 from .partition import block_bounds, num_blocks, product_split
 from .pool import pool_backward_rows, pool_forward_rows
+from .regularize import dropout_row_key, dropout_uniform
 
-AFFINE, CONV, POOL = 1, 2, 3
+AFFINE, CONV, POOL, DROPOUT = 1, 2, 3, 4
 # The columns of a layer record.
 (KIND, ACT, IN_SIZE, OUT_SIZE, C, H, W, OC, OH, OW, FH, FW, STRIDE, PAD, W_OFF, B_OFF, ACT_OFF,
- AUX_OFF) = range(18)  # fmt: skip
-FIELDS = 18
+ AUX_OFF, RATIO) = range(19)  # fmt: skip
+FIELDS = 19
+RATIO_UNIT = 1e-9  # a dropout ratio is kept in its record as an integer number of these
 
 EngineWork = namedtuple(
     "EngineWork",
@@ -64,8 +67,8 @@ EngineWork = namedtuple(
 
 def layer_records(input_shape, layers):
     """(net, number of parameters) for ``layers`` applied to images of ``input_shape`` (C, H, W):
-    each layer a tuple ('conv', FN, FH, FW, stride, pad, act), ('pool', ph, pw, stride, pad) or
-    ('affine', n, act). Raises ValueError for a geometry that does not fit."""
+    each layer a tuple ('conv', FN, FH, FW, stride, pad, act), ('pool', ph, pw, stride, pad),
+    ('affine', n, act) or ('dropout', ratio). Raises ValueError for a geometry that does not fit."""
     net = np.zeros((len(layers), FIELDS), np.int64)
     c, h, w = input_shape
     params = act_off = aux_off = 0
@@ -95,6 +98,10 @@ def layer_records(input_shape, layers):
             rec[FH], rec[FW], rec[STRIDE], rec[PAD] = ph, pw, stride, pad
             rec[AUX_OFF] = aux_off
             aux_off += c * oh * ow
+        elif kind == "dropout":
+            _, ratio = spec
+            rec[KIND], rec[ACT], rec[OC], rec[OH], rec[OW] = DROPOUT, IDENTITY, c, h, w
+            rec[RATIO] = round(ratio / RATIO_UNIT)
         else:
             _, n, act = spec
             rec[KIND], rec[ACT], rec[OC], rec[OH], rec[OW] = AFFINE, act, n, 1, 1
@@ -149,11 +156,40 @@ def affine_params(flat, net, l):
     return flat[w0 : w0 + d * n].reshape((d, n)), flat[b0 : b0 + n]
 
 
+@njit(cache=True)
+def _dropout_rows(h, out, ratio, seed, step, layer, train, r0, r1):
+    """Rows r0:r1 of out = h ⊙ mask in training (unit j of row i kept where its counter-based draw
+    for (seed, step, layer, i, j) exceeds the ratio: ``regularize``'s masks), h·(1 − ratio) at test time."""
+    for i in range(r0, r1):
+        src, dst = h[i], out[i]
+        if train:
+            key = dropout_row_key(seed, step, layer, i)
+            for j in range(src.shape[0]):
+                dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
+        else:
+            scale = 1.0 - ratio
+            for j in range(src.shape[0]):
+                dst[j] = src[j] * scale
+
+
+@njit(cache=True)
+def _dropout_backward_rows(d, dh, h, below, ratio, seed, step, layer, r0, r1):
+    """Rows r0:r1 of dh = d ⊙ mask (the forward's, drawn again) ⊙ act'(below) read from h."""
+    for i in range(r0, r1):
+        key = dropout_row_key(seed, step, layer, i)
+        src, dst, hin = d[i], dh[i], h[i]
+        for j in range(src.shape[0]):
+            keep = dropout_uniform(key, j) > ratio and (below != RELU or hin[j] > 0)
+            dst[j] = src[j] if keep else 0
+
+
 @njit(parallel=True, cache=True)
-def engine_forward(x, flat, net, work):
+def engine_forward(x, flat, net, work, masks):
     """Every layer's output for the rows of x (B, IN_SIZE of the first layer) into ``work.acts``;
-    returns the logits' view (B, classes). Unchecked."""
+    returns the logits' view (B, classes). ``masks`` = (seed, step, train): dropout's masks are
+    those of training step ``step`` when ``train``, else dropout scales. Unchecked."""
     B = x.shape[0]
+    seed, step, train = masks
     h = x
     for l in range(net.shape[0]):
         out = layer_rows(work.acts, net, l, B)
@@ -169,22 +205,30 @@ def engine_forward(x, flat, net, work):
             conv_forward_rows(h, flat[w0:b0], flat[b0 : b0 + net[l, OC]], out, work.col, net[l, C], net[l, H],
                               net[l, W], net[l, FH], net[l, FW], net[l, STRIDE], net[l, PAD], act,
                               work.one_zero)  # fmt: skip
-        else:
+        elif kind == POOL:
             pool_forward_rows(h, out, layer_winners(work.winners, net, l, B), net[l, C], net[l, H], net[l, W],
                               net[l, FH], net[l, FW], net[l, STRIDE], net[l, PAD])  # fmt: skip
+        else:
+            nb = num_blocks(B)
+            ratio = net[l, RATIO] * RATIO_UNIT
+            for k in prange(nb):
+                r0, r1 = block_bounds(B, nb, k)
+                _dropout_rows(h, out, ratio, seed, step, l + 1, train, r0, r1)
         h = out
     return h
 
 
 @njit(parallel=True, cache=True)
 def engine_correct_count_unchecked(x, t, flat, net, work):
-    """How many rows of x the network classifies as t; -1 if a logit is not finite. Unchecked."""
-    return _count_correct(engine_forward(x, flat, net, work), t)
+    """How many rows of x the network (at test time) classifies as t; -1 if a logit is not finite.
+    Unchecked."""
+    return _count_correct(engine_forward(x, flat, net, work, (0, 0, False)), t)
 
 
 @njit(parallel=True, cache=True)
-def _backward(flat, grad, net, work, B):
-    """Every layer's parameter gradients into ``grad``, from ``work.deltas`` of the last layer down."""
+def _backward(flat, grad, net, work, B, seed, step):
+    """Every layer's parameter gradients into ``grad``, from ``work.deltas`` of the last layer down
+    (``seed``, ``step``: the training step's dropout masks)."""
     L = net.shape[0]
     for l in range(L - 1, -1, -1):
         d = layer_rows(work.deltas, net, l, B)
@@ -210,22 +254,28 @@ def _backward(flat, grad, net, work, B):
             conv_backward_rows(h, flat[w0:b0], d, grad[w0:b0], grad[b0 : b0 + fn], dh, work.col, work.dcol,
                                work.parts, work.acc, net[l, C], net[l, H], net[l, W], net[l, FH], net[l, FW],
                                net[l, STRIDE], net[l, PAD], below, work.one_zero, work.one_one)  # fmt: skip
-        elif l > 0:
+        elif kind == POOL and l > 0:
             pool_backward_rows(d, layer_winners(work.winners, net, l, B), dh, h, below)
+        elif l > 0:
+            nb = num_blocks(B)
+            ratio = net[l, RATIO] * RATIO_UNIT
+            for k in prange(nb):
+                r0, r1 = block_bounds(B, nb, k)
+                _dropout_backward_rows(d, dh, h, below, ratio, seed, step, l + 1, r0, r1)
 
 
 @njit(parallel=True, cache=True)
-def engine_step_unchecked(X, T, idx, flat, grad, net, work, optimizer, update, x_divisor):
-    """One step on rows ``idx`` of (X, T): forward, softmax-CE, backward into ``grad`` and, with
-    ``update``, the optimizer's update of ``flat`` (``optimizer`` = (kind, hyper, s1, s2) as
-    ``optimizer.update_range`` takes them). Returns the loss before it; a non-finite loss
-    changes nothing. ``work`` is an ``EngineWork`` (or a plain tuple in its order) for
-    B = len(idx) rows. Unchecked."""
-    return _step(X, T, idx, flat, grad, net, EngineWork(*work), optimizer, update, x_divisor)
+def engine_step_unchecked(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_divisor):
+    """One step on rows ``idx`` of (X, T): forward (dropout masks of training step ``step``
+    under ``seed``), softmax-CE, backward into ``grad`` and, with ``update``, the optimizer's
+    update of ``flat`` (``optimizer`` = (kind, hyper, s1, s2) as ``optimizer.update_range``
+    takes them). Returns the loss before it; a non-finite loss changes nothing. ``work`` is an
+    ``EngineWork`` (or a plain tuple in its order) for B = len(idx) rows. Unchecked."""
+    return _step(X, T, idx, flat, grad, net, EngineWork(*work), seed, step, optimizer, update, x_divisor)
 
 
 @njit(parallel=True, cache=True)
-def _step(X, T, idx, flat, grad, net, work, optimizer, update, x_divisor):
+def _step(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_divisor):
     B = idx.shape[0]
     inv_batch = 1.0 / B
     x, tb, row_check = work.x, work.tb, work.row_check
@@ -236,7 +286,7 @@ def _step(X, T, idx, flat, grad, net, work, optimizer, update, x_divisor):
     for i in range(B):
         if row_check[i] != 0.0:
             raise ValueError("the network: x has NaN or infinity in row", idx[i])
-    z = engine_forward(x, flat, net, work)
+    z = engine_forward(x, flat, net, work, (seed, step, True))
     dz = layer_rows(work.deltas, net, net.shape[0] - 1, B)
     row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
     for i in prange(B):
@@ -247,7 +297,7 @@ def _step(X, T, idx, flat, grad, net, work, optimizer, update, x_divisor):
     loss *= inv_batch
     if update and not np.isfinite(loss):
         return loss  # diverged: the parameters stay the last finite ones
-    _backward(flat, grad, net, work, B)
+    _backward(flat, grad, net, work, B, seed, step)
     if update:
         kind, hyper, s1, s2 = optimizer
         lr_t = next_rate(kind, hyper)
@@ -286,20 +336,16 @@ def engine_steps_check(X, T, batches, net, work):
 
 
 @njit(parallel=True, cache=True)
-def engine_steps(X, T, batches, flat, grad, net, work, optimizer, losses, x_divisor):
-    """``engine_step_unchecked`` on each row of ``batches`` in turn (updating), behind one
-    ``check_batches`` of every batch first. losses[s] = step s's; stops after a step whose loss
-    is not finite. Returns the steps taken."""
+def engine_steps(X, T, batches, flat, grad, net, work, seed, first_step, optimizer, losses, x_divisor):
+    """``engine_step_unchecked`` on each row of ``batches`` in turn (updating; step s's masks are
+    those of ``first_step + s``), behind one ``check_batches`` of every batch first. losses[s] =
+    step s's; stops after a step whose loss is not finite. Returns the steps taken."""
     named = EngineWork(*work)
     if losses.shape[0] < batches.shape[0]:
         raise ValueError("the network: losses needs one entry per batch")
     check_batches(X, T, batches, net, named.tb.shape[0])
     for s in range(batches.shape[0]):
-        losses[s] = _step(X, T, batches[s], flat, grad, net, named, optimizer, True, x_divisor)
+        losses[s] = _step(X, T, batches[s], flat, grad, net, named, seed, first_step + s, optimizer, True, x_divisor)
         if not np.isfinite(losses[s]):
             return s + 1
     return batches.shape[0]
-
-
-__all__ = ["AFFINE", "CONV", "POOL", "RELU", "IDENTITY", "layer_records", "new_engine_work", "engine_forward",
-           "engine_step_unchecked", "engine_steps", "engine_correct_count_unchecked"]  # fmt: skip

@@ -502,4 +502,4 @@ class MultiLayerNet:
         return grads
 
 
-from .conv import Convolution, Pooling, SimpleConvNet, col2im, conv_output_size, im2col  # noqa: E402, F401
+from .conv import Convolution, DeepConvNet, Pooling, SimpleConvNet, col2im, conv_output_size, im2col  # noqa: E402, F401

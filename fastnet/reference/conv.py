@@ -165,3 +165,82 @@ class SimpleConvNet:
             dout = layer.backward(dout)
         conv, a1, a2 = self.layers["Conv1"], self.layers["Affine1"], self.layers["Affine2"]
         return {"W1": conv.dW, "b1": conv.db, "W2": a1.dW, "b2": a1.db, "W3": a2.dW, "b3": a2.db}
+
+
+DEEP_CONV_PARAMS = [
+    {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 32, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 32, "filter_size": 3, "pad": 2, "stride": 1},
+    {"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+]
+DEEP_DROPOUT_LAYERS = (11, 13)  # the two dropouts' numbers in fastnet's layer sequence (their masks' counter)
+
+
+class DeepConvNet:
+    """Chapter 8's network: (conv → ReLU → conv → ReLU → 2×2 pool) × 3 → affine → ReLU → dropout
+    → affine → dropout → softmax-with-loss, He initialisation as the book computes it (fan-ins
+    C·3·3 per conv, 64·4·4 and hidden for the affine layers). Weights W1 ... W8 drawn in turn from
+    ``np.random.default_rng(seed)``; ``dropout_uniforms`` (a ``CounterMasks``) makes the dropout
+    draws fastnet's (layer numbers ``DEEP_DROPOUT_LAYERS``)."""
+
+    def __init__(self, input_dim=(1, 28, 28), conv_params=None, hidden_size=50, output_size=10, dropout_ratio=0.5,
+                 dtype=np.float64, seed=None, dropout_uniforms=None):  # fmt: skip
+        from . import Dropout
+
+        conv_params = conv_params or DEEP_CONV_PARAMS
+        rng = np.random.default_rng(seed)
+        self.params, self.layers = {}, []
+        c, h, w = input_dim
+        for i, cp in enumerate(conv_params):
+            fn, fs = cp["filter_num"], cp["filter_size"]
+            W = (np.sqrt(2.0 / (c * fs * fs)) * rng.standard_normal((fn, c, fs, fs))).astype(dtype)
+            self.params[f"W{i + 1}"], self.params[f"b{i + 1}"] = W, np.zeros(fn, dtype)
+            self.layers += [Convolution(W, self.params[f"b{i + 1}"], cp["stride"], cp["pad"]), Relu()]
+            c = fn
+            h = conv_output_size(h, fs, cp["stride"], cp["pad"], "height")
+            w = conv_output_size(w, fs, cp["stride"], cp["pad"], "width")
+            if i % 2 == 1:
+                self.layers.append(Pooling(2, 2, stride=2))
+                h, w = conv_output_size(h, 2, 2), conv_output_size(w, 2, 2)
+        n = len(conv_params)
+        uniforms = [dropout_uniforms.layer(k) if dropout_uniforms else None for k in DEEP_DROPOUT_LAYERS]
+        for k, (n_in, n_out) in enumerate([(c * h * w, hidden_size), (hidden_size, output_size)]):
+            key = n + k + 1
+            W = (np.sqrt(2.0 / n_in) * rng.standard_normal((n_in, n_out))).astype(dtype)
+            self.params[f"W{key}"], self.params[f"b{key}"] = W, np.zeros(n_out, dtype)
+            self.layers.append(Affine(W, self.params[f"b{key}"]))
+            if k == 0:
+                self.layers.append(Relu())
+            self.layers.append(Dropout(dropout_ratio, uniforms[k]))
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        from . import Dropout
+
+        for layer in self.layers:
+            x = layer.forward(x, train_flg) if isinstance(layer, Dropout) else layer.forward(x)
+        return x
+
+    def loss(self, x, t, train_flg=False):
+        return self.last_layer.forward(self.predict(x, train_flg), t)
+
+    def accuracy(self, x, t, batch_size=100):
+        return SimpleConvNet.accuracy(self, x, t, batch_size)
+
+    def numerical_gradient(self, x, t):
+        loss_w = lambda w: self.loss(x, t, train_flg=True)  # noqa: E731
+        return {key: numerical_gradient(loss_w, value) for key, value in self.params.items()}
+
+    def gradient(self, x, t):
+        self.last_loss = self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        grads, i = {}, 1
+        for layer in self.layers:
+            if isinstance(layer, (Convolution, Affine)):
+                grads[f"W{i}"], grads[f"b{i}"] = layer.dW, layer.db
+                i += 1
+        return grads
