@@ -1,4 +1,4 @@
-"""The fastnet command: train, evaluate, gradcheck, fetch, book (the book's chapter 6 and 7
+"""The fastnet command: train, evaluate, gradcheck, fetch, book (the book's chapter 6, 7 and 8
 experiments) and sweep (hyperparameter search on Optuna).
 
   fastnet train                             the book's two-layer run on MNIST
@@ -7,6 +7,8 @@ experiments) and sweep (hyperparameter search on Optuna).
   fastnet evaluate fastnet-run/weights.npz
   fastnet book ch6 optimizer-compare        chapter 6's experiments (figure and data)
   fastnet book ch7 train-convnet            chapter 7's
+  fastnet train --net deep-conv             chapter 8's DeepConvNet
+  fastnet book ch8 train-deepnet            chapter 8's experiments
   fastnet sweep --trials 100                the book's hyperparameter search
   fastnet gradcheck                         the book's gradient check
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .book import CH6_EXPERIMENTS, CH6_SEARCH, CH7_EXPERIMENTS
+from .book import CH6_EXPERIMENTS, CH6_SEARCH, CH7_EXPERIMENTS, CH8_EXPERIMENTS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -67,8 +69,8 @@ def build_network(args, inputs, classes, seed):
     from .net import TwoLayerNet
     from .optim import OPTIMIZERS
 
-    if args.net == "simple-conv":
-        return _simple_conv(args, inputs, classes, seed)
+    if args.net in CONVNETS:
+        return _convnet(args, inputs, classes, seed)
     hidden = parse_sizes(args.hidden)
     chapter6 = [args.optimizer, args.activation, args.init, args.weight_decay, args.dropout, args.batchnorm or None]
     dtype = np.dtype(args.dtype)
@@ -85,22 +87,39 @@ def build_network(args, inputs, classes, seed):
     return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
 
 
-def _simple_conv(args, inputs, classes, seed):
-    """SimpleConvNet with the book's settings (Adam 0.001) for square one-channel images."""
-    from .convnet import SimpleConvNet
+CONVNETS = ("simple-conv", "deep-conv")  # --net: chapter 7's SimpleConvNet, chapter 8's DeepConvNet
+
+
+def new_convnet(name, input_dim=(1, 28, 28), classes=10, dtype=np.float32, seed=None, **options):
+    """The book's convnet called ``name`` (``CONVNETS``) with its defaults."""
+    from .convnet import DeepConvNet, SimpleConvNet
+
+    if name == "simple-conv":
+        return SimpleConvNet(input_dim, output_size=classes, dtype=dtype, seed=seed, **options)
+    return DeepConvNet(input_dim, output_size=classes, dtype=dtype, seed=seed, **options)
+
+
+def _convnet(args, inputs, classes, seed):
+    """SimpleConvNet or DeepConvNet with the book's settings (Adam 0.001) for square one-channel images."""
     from .optim import OPTIMIZERS
 
     side = math.isqrt(inputs)
     if side * side != inputs:
-        raise ValueError(f"--net simple-conv takes square one-channel images; {args.dataset} has {inputs} inputs")
-    unused = [name for name in ("activation", "init", "weight_decay", "dropout") if getattr(args, name) is not None]
+        raise ValueError(f"--net {args.net} takes square one-channel images; {args.dataset} has {inputs} inputs")
+    unused = [name for name in ("activation", "init", "weight_decay") if getattr(args, name) is not None]
+    if args.net == "simple-conv" and args.dropout is not None:
+        unused.append("dropout")
+    if args.net == "deep-conv" and args.weight_init_std is not None:
+        unused.append("weight_init_std")
     if unused or args.batchnorm or args.hidden != DEFAULTS["hidden"]:
         given = ", ".join("--" + n.replace("_", "-") for n in unused + (["batchnorm"] if args.batchnorm else []))
-        raise ValueError(f"--net simple-conv: the book's SimpleConvNet has no {given or '--hidden list'} option "
-                         "(its hidden layer has 100 units)")  # fmt: skip
-    std = 0.01 if args.weight_init_std is None else args.weight_init_std
-    net = SimpleConvNet((1, side, side), output_size=classes, weight_init_std=std, dtype=np.dtype(args.dtype),
-                        seed=seed)  # fmt: skip
+        raise ValueError(f"--net {args.net}: the book's network has no {given or '--hidden list'} option")
+    options = {}
+    if args.net == "simple-conv":
+        options["weight_init_std"] = 0.01 if args.weight_init_std is None else args.weight_init_std
+    elif args.dropout is not None:
+        options["dropout_ratio"] = args.dropout
+    net = new_convnet(args.net, (1, side, side), classes, np.dtype(args.dtype), seed, **options)
     optimizer_class = OPTIMIZERS[args.optimizer or "adam"]
     return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
 
@@ -133,8 +152,8 @@ def cmd_train(args):
 
     if args.threads is not None:
         check_threads("--threads", args.threads)
-    if args.net == "simple-conv" and args.iters is None and args.epochs is None:
-        args.epochs = 20  # the book's train_convnet.py
+    if args.net in CONVNETS and args.iters is None and args.epochs is None:
+        args.epochs = 20  # the book's train_convnet.py and train_deepnet.py
     apply_preset(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size}: must be at least 1")
@@ -213,7 +232,7 @@ def cmd_book(args):
         print(line)
         print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
         return 0
-    names = CH6_EXPERIMENTS + (CH6_SEARCH,) if args.chapter == "ch6" else CH7_EXPERIMENTS
+    names = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMENTS, "ch8": CH8_EXPERIMENTS}[args.chapter]
     if args.name not in names:
         raise ValueError(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has "
                          f"{', '.join(names)}")  # fmt: skip
@@ -222,6 +241,15 @@ def cmd_book(args):
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if x.shape[1] != 784 or classes > 10:
         raise ValueError(f"--dataset {args.dataset}: the experiments take 28×28 images of 10 classes")
+    if args.chapter == "ch8":
+        from .book import ch8
+
+        _, line = ch8.run(args.name, args.out, data=((x, t), (x_test, t_test)), seed=args.seed,
+                          epochs=20 if args.epochs is None else args.epochs, params=args.params)  # fmt: skip
+        print(line)
+        files = [ch8.PARAMS_FILE, "weights.npz"] if args.name == "train-deepnet" else []
+        print(f"wrote {Path(args.out) / (args.name + '.png')}, " + ", ".join([args.name + ".json", *files]))
+        return 0
     if args.chapter == "ch7":
         from .book import ch7
 
@@ -283,12 +311,10 @@ def cmd_evaluate(args):
     from .weights import describe, load_weights
 
     if str(args.weights).endswith(".pkl"):  # the book's own weights file, for a network given by --net
-        from .convnet import SimpleConvNet
-
-        if args.net != "simple-conv":
+        if args.net is None:
             raise ValueError(f"{args.weights}: the book's .pkl weights do not say their network; give --net "
-                             "simple-conv")  # fmt: skip
-        net = SimpleConvNet()
+                             "simple-conv or --net deep-conv")  # fmt: skip
+        net = new_convnet(args.net)
         net.load_params(args.weights)
     else:
         net = load_weights(args.weights)
@@ -349,9 +375,10 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a network (by default the book's TwoLayerNet run)")
     data_options(t)
-    t.add_argument("--net", choices=["simple-conv"],
-                   help="simple-conv: chapter 7's SimpleConvNet (conv 30×5×5, pool, 100, Adam 0.001, 20 epochs); "
-                        "without it, a TwoLayerNet or MultiLayerNet from the options below")  # fmt: skip
+    t.add_argument("--net", choices=CONVNETS,
+                   help="simple-conv: chapter 7's SimpleConvNet (conv 30×5×5, pool, 100); deep-conv: chapter 8's "
+                        "DeepConvNet (six 3×3 convs, dropout 0.5, --dropout to change it); both Adam 0.001, "
+                        "20 epochs. Without it, a TwoLayerNet or MultiLayerNet from the options below")  # fmt: skip
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs "
                         "(options you give override it)")  # fmt: skip
@@ -398,18 +425,21 @@ def build_parser():
                        description="The book's experiments on real MNIST, each writing its figure (PNG) and data "
                                    "(JSON).\n\n  ch6 (training techniques): "
                                    + ", ".join((*CH6_EXPERIMENTS, CH6_SEARCH))
-                                   + "\n  ch7 (convolutional networks): " + ", ".join(CH7_EXPERIMENTS),
+                                   + "\n  ch7 (convolutional networks): " + ", ".join(CH7_EXPERIMENTS)
+                                   + "\n  ch8 (the deep convnet): " + ", ".join(CH8_EXPERIMENTS),
                        formatter_class=raw)  # fmt: skip
-    b.add_argument("chapter", choices=["ch6", "ch7"], help="ch6: training techniques; ch7: convolutional networks")
+    b.add_argument("chapter", choices=["ch6", "ch7", "ch8"],
+                   help="ch6: training techniques; ch7: convolutional networks; ch8: the deep convnet")  # fmt: skip
     b.add_argument("name", metavar="NAME", help="the experiment (listed above)")
     data_options(b)
     b.add_argument("--out", default="fastnet-book", help="output directory (fastnet-book)")
     b.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (0)")
     b.add_argument("--method", choices=["fastnet", "reference"], default="fastnet",
                    help="ch6: fastnet (float32), or the book's numpy method (reference, float64)")  # fmt: skip
-    b.add_argument("--epochs", type=int, help="ch7 train-convnet: epochs (the book's 20)")
-    b.add_argument("--params", help="ch7 visualize-filter, apply-filter: trained weights (the book's params.pkl or "
-                                    "a fastnet weights file; default: OUT/params.pkl from train-convnet)")  # fmt: skip
+    b.add_argument("--epochs", type=int, help="ch7 train-convnet, ch8 train-deepnet: epochs (the book's 20)")
+    b.add_argument("--params", help="the other ch7 and ch8 experiments: trained weights (the book's params.pkl or "
+                                    "deep_convnet_params.pkl, or a fastnet weights file; default: the file "
+                                    "train-convnet or train-deepnet wrote in --out)")  # fmt: skip
     b.add_argument("--image", type=int, default=0, help="ch7 apply-filter: which test image (0)")
     b.set_defaults(func=cmd_book)
 
@@ -442,8 +472,9 @@ def build_parser():
     w.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("evaluate", help="accuracy of saved weights on a test set")
-    e.add_argument("weights", help="a fastnet weights file (.npz), or the book's params.pkl with --net simple-conv")
-    e.add_argument("--net", choices=["simple-conv"], help="the network of a book's .pkl file")
+    e.add_argument("weights", help="a fastnet weights file (.npz), or the book's .pkl with --net")
+    e.add_argument("--net", choices=CONVNETS, help="the network of a book's .pkl file: simple-conv (params.pkl) "
+                                                   "or deep-conv (deep_convnet_params.pkl)")  # fmt: skip
     data_options(e)
     e.add_argument("--train", action="store_true", help="also report training accuracy")
     e.set_defaults(func=cmd_evaluate)

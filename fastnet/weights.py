@@ -2,8 +2,9 @@
 
 The file holds the parameters (W1, b1, ..., Wn, bn; gamma/beta and batch norm's
 running statistics where the net has them) and a small JSON ``meta``
-string with the architecture (``TwoLayerNet``, ``MultiLayerNet`` of any depth, ``SimpleConvNet``). Loading checks
-keys, shapes and dtypes before anything is used and never unpickles.
+string with the architecture (``TwoLayerNet``, ``MultiLayerNet`` of any depth,
+``SimpleConvNet``, ``DeepConvNet``). Loading checks keys, shapes and dtypes before anything
+is used and never unpickles.
 """
 
 import json
@@ -14,7 +15,7 @@ import numpy as np
 
 from . import _cores
 from ._atomic import atomic_path
-from .convnet import SimpleConvNet
+from .convnet import DeepConvNet, SimpleConvNet
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
 
@@ -30,6 +31,11 @@ def architecture(net):
     if isinstance(net, SimpleConvNet):
         return {"network": "SimpleConvNet", "input_dim": list(net.input_dim), "conv_param": net.conv_param,
                 "hidden_size": net.hidden_size, "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
+    if isinstance(net, DeepConvNet):
+        return {"network": "DeepConvNet", "input_dim": list(net.input_dim), "conv_params": net.conv_params,
+                "hidden_size": net.hidden_size, "output_size": net.output_size, "dropout_ratio": net.dropout_ratio,
+                "dropout_seed": net.dropout_seed, "dropout_step": net.dropout_step,
+                "dtype": net.dtype.name}  # fmt: skip
     if isinstance(net, MultiLayerNet):
         return {
             "network": "MultiLayerNet", "input_size": net.input_size, "hidden_size_list": net.hidden_size_list,
@@ -44,6 +50,9 @@ def architecture(net):
 
 def describe(net):
     """'784-100-100-10': the layer sizes (a convnet: its class and constructor's arguments)."""
+    if isinstance(net, DeepConvNet):
+        convs = ",".join(str(p["filter_num"]) for p in net.conv_params)
+        return f"DeepConvNet{tuple(net.input_dim)} conv {convs}, {net.hidden_size}, {net.output_size}"
     if isinstance(net, SimpleConvNet):
         conv = net.conv_param
         return (f"SimpleConvNet{tuple(net.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
@@ -55,6 +64,13 @@ def describe(net):
 def build(meta):
     """A new network with the architecture ``meta`` describes (``architecture``'s dict)."""
     dtype = np.dtype(meta["dtype"])
+    if meta.get("network") == "DeepConvNet":
+        convs = [{key: int(value) for key, value in dict(p).items()} for p in meta["conv_params"]]
+        net = DeepConvNet(tuple(int(n) for n in meta["input_dim"]), *convs, hidden_size=int(meta["hidden_size"]),
+                          output_size=int(meta["output_size"]), dropout_ratio=float(meta["dropout_ratio"]),
+                          dtype=dtype)  # fmt: skip
+        net.dropout_seed, net.dropout_step = int(meta["dropout_seed"]), int(meta["dropout_step"])
+        return net
     if meta.get("network") == "SimpleConvNet":
         conv = {key: int(value) for key, value in dict(meta["conv_param"]).items()}
         return SimpleConvNet(tuple(int(n) for n in meta["input_dim"]), conv, int(meta["hidden_size"]),
@@ -140,6 +156,6 @@ def load_weights(path, net=None):
             raise WeightsError(f"{path}: {name} contains NaN or infinite values")
     for name, target in targets.items():
         target[...] = arrays[name]
-    if isinstance(net, MultiLayerNet):  # where the masks go on: a resumed run continues bit for bit
+    if isinstance(net, (MultiLayerNet, DeepConvNet)):  # where the masks go on: a resumed run continues bit for bit
         net.dropout_seed, net.dropout_step = saved.dropout_seed, saved.dropout_step
     return net

@@ -24,7 +24,7 @@ from . import CH7_EXPERIMENTS  # noqa: F401  (the names, listed where the CLI re
 EVALUATION_SAMPLES = 1000  # the book's Trainer(evaluate_sample_num_per_epoch=1000)
 
 
-def _figure(fig, path):
+def save_figure(fig, path):
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -34,18 +34,21 @@ def _figure(fig, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _trained_params(out, params):
-    """The path of the trained weights the filter experiments show: ``params``, else train-convnet's."""
-    path = Path(params) if params else Path(out) / "params.pkl"
+def trained_params(out, params, file_name="params.pkl", command="fastnet book ch7 train-convnet"):
+    """The path of the trained weights an experiment shows: ``params``, else what ``command`` wrote."""
+    path = Path(params) if params else Path(out) / file_name
     if not path.exists():
-        raise ValueError(f"{path}: no trained weights; run `fastnet book ch7 train-convnet --out {out}` first, "
-                         "or give --params (the book's params.pkl, or a fastnet weights file)")  # fmt: skip
+        raise ValueError(f"{path}: no trained weights; run `{command} --out {out}` first, or give --params "
+                         f"(the book's {file_name}, or a fastnet weights file)")  # fmt: skip
     return path
 
 
-def train_convnet(data, out, seed=0, epochs=20, log=print):
+def train_book_net(net, data, out, seed, epochs, name, file_name, log=print):
+    """The book's Trainer on ``net``: Adam 0.001, batch 100, ``epochs`` epochs of batches drawn with
+    replacement, accuracy on the first 1,000 training and test images after each epoch, the final
+    test accuracy on all of them; writes OUT/``file_name`` (the book's format), OUT/weights.npz and
+    OUT/``name``.png. Returns (result, line)."""
     (x, t), (x_test, t_test) = data
-    net = SimpleConvNet(seed=seed)
     opt = optim.Adam(lr=0.001)
     batch, per_epoch = 100, max(len(x) // 100, 1)
     rng = np.random.default_rng(seed)
@@ -65,7 +68,7 @@ def train_convnet(data, out, seed=0, epochs=20, log=print):
         log(f"=== epoch:{epoch + 1}, train acc:{train_acc[-1]:.3f}, test acc:{test_acc[-1]:.3f} ===")
     seconds = time.perf_counter() - start
     final = net.accuracy(x_test, t_test)
-    net.save_params(Path(out) / "params.pkl")
+    net.save_params(Path(out) / file_name)
     net.save_params(Path(out) / "weights.npz")
     result = {"epochs": epochs, "batch_size": batch, "steps": epochs * per_epoch, "optimizer": "Adam(lr=0.001)",
               "train_acc": train_acc, "test_acc": test_acc, "final_test_acc": final, "step_seconds": step_seconds,
@@ -81,11 +84,15 @@ def train_convnet(data, out, seed=0, epochs=20, log=print):
     ax.set_xlabel("epochs")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.0)
-    ax.set_title(f"SimpleConvNet: final test accuracy {final:.4f}")
-    _figure(fig, Path(out) / "train-convnet.png")
-    line = (f"train-convnet: final test accuracy {final:.4f} after {epochs} epochs; {step_seconds:.1f} s of steps, "
+    ax.set_title(f"{type(net).__name__}: final test accuracy {final:.4f}")
+    save_figure(fig, Path(out) / f"{name}.png")
+    line = (f"{name}: final test accuracy {final:.4f} after {epochs} epochs; {step_seconds:.1f} s of steps, "
             f"{seconds:.1f} s with the evaluations")  # fmt: skip
     return result, line
+
+
+def train_convnet(data, out, seed=0, epochs=20, log=print):
+    return train_book_net(SimpleConvNet(seed=seed), data, out, seed, epochs, "train-convnet", "params.pkl", log)
 
 
 def _filter_grid(axes_row, filters, title):
@@ -100,7 +107,7 @@ def _filter_grid(axes_row, filters, title):
 def visualize_filter(out, params, seed=0):
     import matplotlib.pyplot as plt
 
-    path = _trained_params(out, params)
+    path = trained_params(out, params)
     trained = SimpleConvNet(seed=seed)
     trained.load_params(path)
     initial = SimpleConvNet(seed=seed).params["W1"]
@@ -112,7 +119,7 @@ def visualize_filter(out, params, seed=0):
     for r in range(rows):
         _filter_grid(axes[r], initial[r * cols : (r + 1) * cols], "random initialisation" if r == 0 else "")
         _filter_grid(axes[rows + r], after[r * cols : (r + 1) * cols], f"trained ({path.name})" if r == 0 else "")
-    _figure(fig, Path(out) / "visualize-filter.png")
+    save_figure(fig, Path(out) / "visualize-filter.png")
     result = {"params": str(path), "filters": int(n), "initial_std": float(initial.std()),
               "trained_std": float(after.std())}  # fmt: skip
     return result, f"visualize-filter: {n} filters, random init and trained ({path})"
@@ -123,7 +130,7 @@ def apply_filter(data, out, params, image=0):
 
     from .. import reference
 
-    path = _trained_params(out, params)
+    path = trained_params(out, params)
     net = SimpleConvNet()
     net.load_params(path)
     (_, _), (x_test, t_test) = data
@@ -144,7 +151,7 @@ def apply_filter(data, out, params, image=0):
         ax.axis("off")
     for i in range(n):
         axes[1 + i // cols, i % cols].imshow(maps[i], cmap="gray_r")
-    _figure(fig, Path(out) / "apply-filter.png")
+    save_figure(fig, Path(out) / "apply-filter.png")
     result = {"params": str(path), "image": image, "label": int(t_test[image]),
               "map_range": [float(maps.min()), float(maps.max())]}  # fmt: skip
     return result, f"apply-filter: {n} feature maps of test image {image} (label {int(t_test[image])})"
