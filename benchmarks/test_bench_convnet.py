@@ -7,7 +7,7 @@ Also the engine running MultiLayerNet's plain network next to MultiLayerNet's ow
 import numpy as np
 import pytest
 
-from fastnet import MultiLayerNet, SimpleConvNet, _cores, kernels, optim, reference
+from fastnet import DeepConvNet, MultiLayerNet, SimpleConvNet, _cores, kernels, optim, reference
 from fastnet.convnet import EngineNet
 from fastnet.kernels.layers import IDENTITY, RELU
 
@@ -234,3 +234,63 @@ def test_multilayer_network_on_the_engine(benchmark, data, impl):
     func()
     record(benchmark, "784-100x4-10 step Adam B128: MultiLayerNet vs the engine", 2 * 128 * 3 * (784 * 100 + 3 * 1e4))
     benchmark(func)
+
+
+def deep_flops(net, batch):
+    """A DeepConvNet step's products: forward, dW for every layer, dx for every layer but the first."""
+    from fastnet.kernels import engine
+
+    total = 0
+    for l, rec in enumerate(net.net):
+        if rec[engine.KIND] == engine.CONV:
+            macs = int(rec[engine.OUT_SIZE] * rec[engine.C] * rec[engine.FH] * rec[engine.FW])
+        elif rec[engine.KIND] == engine.AFFINE:
+            macs = int(rec[engine.IN_SIZE] * rec[engine.OUT_SIZE])
+        else:
+            continue
+        total += macs * (3 if l > 0 else 2)
+    return 2 * batch * total
+
+
+@pytest.mark.parametrize("impl", ["fastnet-f32", "reference-f64", "torch-f32"])
+def test_deep_convnet_step(benchmark, data, impl):
+    """One training step of the book's train_deepnet.py: batch 100, Adam, dropout 0.5."""
+    lib = need(impl)
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    x_all, t_all = images(data, 2000, dtype), data[1][:2000]
+    idx = np.random.default_rng(5).integers(0, 2000, B)
+    if impl.startswith("fastnet"):
+        net, opt = DeepConvNet(seed=0), optim.Adam()
+        rows = x_all.reshape(2000, -1)
+
+        def func():
+            net.step_indices(rows, t_all, idx, opt)
+    elif impl.startswith("reference"):
+        net, opt = reference.DeepConvNet(dtype=dtype, seed=0), reference.Adam()
+
+        def func():
+            opt.update(net.params, net.gradient(x_all[idx], t_all[idx]))
+    else:
+        nn = lib.nn
+        lib.manual_seed(0)
+        layers, c = [], 1
+        for i, (n, pad) in enumerate([(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]):
+            layers += [nn.Conv2d(c, n, 3, padding=pad), nn.ReLU()] + ([nn.MaxPool2d(2)] if i % 2 else [])
+            c = n
+        model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 16, 50), nn.ReLU(), nn.Dropout(0.5),
+                              nn.Linear(50, 10), nn.Dropout(0.5))  # fmt: skip
+        opt = lib.optim.Adam(model.parameters(), lr=0.001)
+        xb, tb = lib.from_numpy(x_all[idx]), lib.from_numpy(t_all[idx])
+        loss_fn = nn.CrossEntropyLoss()
+
+        def func():
+            opt.zero_grad()
+            loss_fn(model(xb), tb).backward()
+            opt.step()
+
+    func()
+    record(benchmark, "deep_convnet_step Adam B100", deep_flops(DeepConvNet(), B))
+    if impl.startswith("reference"):
+        benchmark.pedantic(func, rounds=3, iterations=1)  # ~1 s a step: three rounds
+    else:
+        benchmark(func)

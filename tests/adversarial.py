@@ -6,7 +6,7 @@ interpreter fails a test instead of killing the run):
     python tests/adversarial.py [--examples N] [--json PATH]
 
 Each class of bad input is tried on the checked kernels (from Python and from
-an @njit caller) and on TwoLayerNet. A case passes if it raises the documented
+an @njit caller), on TwoLayerNet and on SimpleConvNet. A case passes if it raises the documented
 error (TypeError, ValueError or MemoryError) with a message naming the
 argument, or, where the input is valid but unusual, returns the reference
 answer. Anything else counts as a wrong failure. Prints a table of the counts.
@@ -257,6 +257,66 @@ def absurd_sizes(d, h):
     record("absurd sizes", lambda: TwoLayerNet(d, h, 10), "error", names=("GiB",))
 
 
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(1, 5),
+       st.integers(1, 5), st.integers(1, 3), st.integers(0, 2))  # fmt: skip
+def conv_geometry(n, c, h, w, fn, fh, fw, stride, pad):
+    """Any geometry: a valid one gives the reference's answer, any other a ValueError, never a crash."""
+    from fastnet import reference
+
+    rng = np.random.default_rng(n + 10 * h + 100 * w)
+    x, W, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((fn, c, fh, fw)), rng.standard_normal(fn)
+    fits = (h + 2 * pad - fh) >= 0 and (w + 2 * pad - fw) >= 0 and (h + 2 * pad - fh) % stride == 0 \
+        and (w + 2 * pad - fw) % stride == 0  # fmt: skip
+    oh, ow = max((h + 2 * pad - fh) // stride + 1, 1), max((w + 2 * pad - fw) // stride + 1, 1)
+    out = np.empty((n, fn, oh, ow))
+    if fits:
+        want = reference.Convolution(W, b, stride, pad).forward(x)
+        record("conv geometry (valid)", lambda: kernels.conv_forward(x, W, b, out, stride, pad), "ok",
+               lambda r: np.allclose(r, want, rtol=1e-10, atol=1e-10))  # fmt: skip
+    else:
+        record("conv geometry (invalid)", lambda: kernels.conv_forward(x, W, b, out, stride, pad), "error",
+               names=("window does not fit", "multiple", "must have shape"))  # fmt: skip
+    pool_ok = (h + 2 * pad - fh) >= 0 and (h + 2 * pad - fh) % stride == 0 and (w + 2 * pad - fw) >= 0 \
+        and (w + 2 * pad - fw) % stride == 0  # fmt: skip
+    pooled, winners = np.empty((n, c, oh, ow)), np.empty((n, c, oh, ow), np.int64)
+    pool_want = reference.Pooling(fh, fw, stride, pad).forward(x) if pool_ok else None
+    record("pool geometry", lambda: kernels.pool_forward(x, pooled, winners, fh, fw, stride, pad),
+           "ok" if pool_ok else "error", lambda r: np.array_equal(r[0], pool_want))  # fmt: skip
+
+
+@given(st.integers(-5, 40), st.integers(0, 3))
+def pool_winners(value, position):
+    """Winners that pool_forward did not write are refused before anything is scattered."""
+    winners = np.zeros((1, 1, 2, 2), np.int64)
+    winners.flat[position] = value
+    dx = np.empty((1, 1, 4, 4))
+    ok = -1 <= value < 16
+    record("pool winners out of range", lambda: kernels.pool_backward(np.ones((1, 1, 2, 2)), winners, dx),
+           "ok" if ok else "error", names=("winner",))  # fmt: skip
+
+
+@given(st.sampled_from(["rank", "channels", "size", "nan", "labels", "dtype"]))
+def convnet_inputs(kind):
+    from fastnet import SimpleConvNet
+
+    net = SimpleConvNet((1, 12, 12), {"filter_num": 2, "filter_size": 5, "pad": 0, "stride": 1}, 5, 3, seed=0)
+    x, t = np.ones((2, 1, 12, 12)), np.zeros(2, np.int64)
+    if kind == "rank":
+        x = np.ones((2, 12, 12))
+    elif kind == "channels":
+        x = np.ones((2, 3, 12, 12))
+    elif kind == "size":
+        x = np.ones((2, 1, 4, 4))
+    elif kind == "nan":
+        x[1, 0, 3, 3] = np.nan
+    elif kind == "labels":
+        t = np.array([0, 3])
+    else:
+        x = x.astype(np.int32)
+    record(f"SimpleConvNet bad {kind}", lambda: net.loss(x, t), "error", names=("x", "labels"))
+    record(f"SimpleConvNet bad {kind} (step)", lambda: net.step(x, t, 0.1), "error", names=("x", "labels"))
+
+
 CASES = [
     shapes_and_ndim,
     bad_dtypes,
@@ -268,6 +328,9 @@ CASES = [
     float_labels,
     non_finite,
     absurd_sizes,
+    conv_geometry,
+    pool_winners,
+    convnet_inputs,
 ]
 
 

@@ -159,3 +159,22 @@ def test_book_ch7_commands_write_their_figures(tmp_path, capsys):
 def test_the_commands_answers_name_the_option(argv, words):
     run = subprocess.run([sys.executable, "-m", "fastnet", *argv], capture_output=True, text=True)
     assert words in run.stdout + run.stderr
+
+
+def test_deep_convnet_weights_and_book_ch8_commands(tmp_path, capsys):
+    out = str(tmp_path / "book")
+    assert main(["book", "ch8", "misclassified", "--dataset", SUBSET, "--out", out]) == 1
+    assert "run `fastnet book ch8 train-deepnet" in capsys.readouterr().err
+    assert main(["book", "ch8", "train-deepnet", "--dataset", SUBSET, "--out", out, "--epochs", "1"]) == 0
+    for name in ("misclassified", "half-float"):
+        assert main(["book", "ch8", name, "--dataset", SUBSET, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "misclassified: test accuracy" in printed and "with float16 weights and inputs" in printed
+    for name in ("train-deepnet", "misclassified", "half-float"):
+        assert (tmp_path / "book" / f"{name}.png").stat().st_size > 1000
+    pkl = tmp_path / "book" / "deep_convnet_params.pkl"
+    assert main(["evaluate", str(pkl), "--net", "deep-conv", "--dataset", SUBSET]) == 0
+    loaded = load_weights(tmp_path / "book" / "weights.npz")
+    assert type(loaded).__name__ == "DeepConvNet" and loaded.dropout_step == 10  # 1,000 images: 10 steps
+    with pytest.raises(BookFileError, match="this network needs"):
+        SimpleConvNet().load_params(pkl)

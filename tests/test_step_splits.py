@@ -18,7 +18,7 @@ import pytest
 from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import MultiLayerNet, TwoLayerNet, _cores, kernels, optim, reference
-from fastnet.kernels.multilayer import _gradient_tasks
+from fastnet.kernels.weight_gradients import _gradient_tasks
 
 # (B, D, H, C), named for the split of layer 1 they reach with two or more blocks
 SHAPES = {

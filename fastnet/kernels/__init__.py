@@ -29,6 +29,8 @@ Where things are (one module per concern)::
     step.py       the two-layer net's fused training step, many steps per call, their named buffers
     regularize.py batch norm and dropout on a hidden layer's outputs (counter-based masks)
     multilayer.py MultiLayerNet's forward pass and fused step, any depth
+    layout.py     where a MultiLayerNet's parameters and layer outputs live in its flat buffers
+    weight_gradients.py  its weight gradients in one balanced region, the update fused; weight decay
     optimizer.py  the six optimizers' updates on a flat parameter vector
     conv.py       convolution (ch. 7): forward (+ bias, ReLU) next to its backward (dW, db, dx)
     pool.py       max pooling: forward (recording the winners) next to its backward

@@ -35,13 +35,11 @@ from .layers import (
     IDENTITY,
     _affine_block,
     _affine_rows,
-    _column_sums,
     _input_grad_rows,
     _softmax_ce_row,
-    _weight_grad_block,
 )
-from .optimizer import next_rate, update_range
-from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
+from .layout import batchnorm_params, hidden_offset, layer_offset, layer_params, layer_rows, num_params  # noqa: F401
+from .partition import block_bounds, num_blocks, product_block, product_split
 from .regularize import (
     NO_ARRAY,
     _activate_drop,
@@ -50,6 +48,7 @@ from .regularize import (
     batchnorm_test_transform,
     update_running_statistics,
 )
+from .weight_gradients import _gradient_tasks, _weight_gradients, add_decay, weight_decay_loss  # noqa: F401
 
 MultiLayerWork = namedtuple(
     "MultiLayerWork",
@@ -94,56 +93,6 @@ def new_multilayer_work(batch, sizes, dtype, batchnorm=False):
         normed=np.empty(hidden_rows if batchnorm else 0, dtype), batch_stats=np.empty((3, hidden_units)),
         tasks=np.stack(_gradient_tasks(np.asarray(sizes, np.int64), batch, 2 * hidden_units if batchnorm else 0)),
     )  # fmt: skip
-
-
-def num_params(sizes, batchnorm=False):
-    """How many numbers W1, b1, ..., WL, bL (and gamma1, beta1, ... with batch norm) hold."""
-    total = int(sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1)))
-    return total + (2 * int(sum(sizes[1:-1])) if batchnorm else 0)
-
-
-@njit(cache=True)
-def layer_offset(sizes, l):
-    """Where W_l starts in the flat parameter vector (b_l follows it); l = L + 1: where the
-    parameters after every W and b start."""
-    o = 0
-    for j in range(l - 1):
-        o += sizes[j] * sizes[j + 1] + sizes[j + 1]
-    return o
-
-
-@njit(cache=True)
-def layer_params(flat, sizes, l):
-    """W_l (n_{l-1}, n_l) and b_l (n_l,) of layer l = 1..L, as views of the flat vector."""
-    o = layer_offset(sizes, l)
-    n, m = sizes[l - 1], sizes[l]
-    return flat[o : o + n * m].reshape((n, m)), flat[o + n * m : o + n * m + m]
-
-
-@njit(cache=True)
-def hidden_offset(sizes, l):
-    """Where hidden layer l's units start in vectors over all hidden units (n_1 + ... + n_{l-1})."""
-    o = 0
-    for j in range(1, l):
-        o += sizes[j]
-    return o
-
-
-@njit(cache=True)
-def batchnorm_params(flat, sizes, l):
-    """gamma_l and beta_l (n_l,) of hidden layer l, as views of the flat vector (after every W, b)."""
-    o = layer_offset(sizes, sizes.shape[0]) + 2 * hidden_offset(sizes, l)
-    n = sizes[l]
-    return flat[o : o + n], flat[o + n : o + 2 * n]
-
-
-@njit(cache=True)
-def layer_rows(buf, sizes, rows, l):
-    """Layer l's outputs (rows, n_l), l = 1..L, as a view of a flat buffer holding all of them."""
-    o = 0
-    for j in range(1, l):
-        o += rows * sizes[j]
-    return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
 
 
 @njit(cache=True)
@@ -263,37 +212,6 @@ def multilayer_correct_count_unchecked(x, t, flat, sizes, activation, work, reg)
     return _count_correct(multilayer_forward_unchecked(x, flat, sizes, activation, work, reg, 0), t)
 
 
-@njit(cache=True)
-def add_decay(dW, W, decay):
-    """dW += λ·W, for a block (views indexed from 0: the inner loop vectorises)."""
-    for i in range(W.shape[0]):
-        g, w = dW[i], W[i]
-        for j in range(w.shape[0]):
-            g[j] += decay * w[j]
-
-
-@njit(cache=True)
-def weight_decay_loss(flat, sizes, decay):
-    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order: four
-    running sums (entry i of a matrix goes to sum i mod 4), so that the additions need not wait
-    on each other, then added up."""
-    total = 0.0
-    for l in range(1, sizes.shape[0]):
-        W, _ = layer_params(flat, sizes, l)
-        v = W.reshape(W.size)
-        s0 = s1 = s2 = s3 = 0.0
-        n4 = v.size - v.size % 4
-        for i in range(0, n4, 4):
-            s0 += float(v[i]) * float(v[i])
-            s1 += float(v[i + 1]) * float(v[i + 1])
-            s2 += float(v[i + 2]) * float(v[i + 2])
-            s3 += float(v[i + 3]) * float(v[i + 3])
-        for i in range(n4, v.size):
-            s0 += float(v[i]) * float(v[i])
-        total += (s0 + s1) + (s2 + s3)
-    return 0.5 * decay * total
-
-
 @njit(parallel=True, cache=True)
 def multilayer_step_unchecked(X, T, idx, flat, grad, sizes, activation, decay, work, reg, step, optimizer, update,
                               x_divisor):  # fmt: skip
@@ -410,113 +328,6 @@ def _forward_backward_by_layer(X, T, idx, flat, grad, sizes, activation, work, r
             for k in prange(nr):
                 r0, r1 = block_bounds(B, nr, k)
                 _input_grad_rows(d, W, h, dh, r0, r1, work.alpha_beta, activation)
-
-
-BIAS_TASK, EXTRA_TASK = -1, -2  # the weight-gradient region's tasks that are not a product block
-
-
-@njit(cache=True)
-def _gradient_tasks(sizes, B, extra):
-    """The weight-gradient region's tasks and the block that runs each, by the shapes only.
-
-    Task i is block ``part[i]`` of layer ``layer[i]``'s weight-gradient product
-    (``product_split``), or that layer's bias gradient (``BIAS_TASK``), or, with
-    ``extra`` > 0, the update of the parameters after every W and b (batch norm's
-    gamma and beta: ``EXTRA_TASK``). The blocks are as many as the total work
-    supports (at most ``max_blocks()``, each with WORK_PER_BLOCK multiply-adds and
-    one task at least); tasks go largest first to the block with the least work so
-    far (ties: the lower number): the first layer's product is most of the work,
-    and a prange over the tasks in order (Numba gives each thread one contiguous
-    range) gave one thread nearly all of it. Returns (layer, part, owner); the
-    blocks are numbered 0 .. max(owner).
-    """
-    L = sizes.shape[0] - 1
-    count = 0
-    for l in range(1, L + 1):
-        split = product_split(sizes[l - 1], B, sizes[l])
-        count += split[0] * split[1] + 1
-    count += 1 if extra > 0 else 0
-    layer, part, cost = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
-    i = 0
-    for l in range(1, L + 1):
-        split = product_split(sizes[l - 1], B, sizes[l])
-        for k in range(split[0] * split[1]):
-            r0, r1, c0, c1 = product_block(sizes[l - 1], sizes[l], split, k)
-            layer[i], part[i], cost[i] = l, k, (r1 - r0) * (c1 - c0) * B
-            i += 1
-        layer[i], part[i], cost[i] = l, BIAS_TASK, B * sizes[l]
-        i += 1
-    if extra > 0:
-        layer[i], part[i], cost[i] = 0, EXTRA_TASK, extra
-    total = 0
-    for i in range(count):
-        total += cost[i]
-    nb = max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
-    owner = np.full(count, -1, np.int64)
-    load = np.zeros(nb, np.int64)
-    for _ in range(count):
-        largest = -1
-        for i in range(count):
-            if owner[i] < 0 and (largest < 0 or cost[i] > cost[largest]):
-                largest = i
-        least = 0
-        for k in range(1, nb):
-            if load[k] < load[least]:
-                least = k
-        owner[largest] = least
-        load[least] += cost[largest]
-    return layer, part, owner
-
-
-@njit(parallel=True, cache=True)
-def _weight_gradients(flat, grad, sizes, decay, work, optimizer, update):
-    """dW_l = h_{l-1}ᵀ d_l (+ λ W_l) and db_l = Σ_rows d_l of every layer, in one parallel region
-    (the tasks of ``work.tasks``, planned once per workspace by ``_gradient_tasks``); with
-    ``update``, each task then applies the optimizer to the parameters whose gradient it wrote,
-    while they are in its cache (batch norm's gamma and beta, whose gradients are written
-    before, in a task of their own)."""
-    L = sizes.shape[0] - 1
-    B = work.x.shape[0]
-    kind, hyper, s1, s2 = optimizer
-    lr_t = next_rate(kind, hyper) if update else 0.0
-    params_end = layer_offset(sizes, L + 1)
-    layer, part, owner = work.tasks[0], work.tasks[1], work.tasks[2]
-    nb = 0
-    for i in range(owner.shape[0]):
-        nb = max(nb, owner[i] + 1)
-    col_acc = work.col_acc
-    for block in prange(nb):
-        for i in range(layer.shape[0]):
-            if owner[i] != block:
-                continue
-            l = layer[i]
-            if part[i] == EXTRA_TASK:
-                if update:
-                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, params_end, flat.shape[0])
-                continue
-            n = sizes[l]
-            w0 = layer_offset(sizes, l)  # W_l's start in the flat vectors, b_l's after it
-            if part[i] == BIAS_TASK:  # summed over the rows in order
-                _, db = layer_params(grad, sizes, l)
-                _column_sums(layer_rows(work.deltas, sizes, B, l), db, col_acc[hidden_offset(sizes, l) :])
-                if update:
-                    b0 = w0 + sizes[l - 1] * n
-                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, b0, b0 + n)
-                continue
-            h = work.x if l == 1 else layer_rows(work.acts, sizes, B, l - 1)
-            dW, _ = layer_params(grad, sizes, l)
-            split = product_split(sizes[l - 1], B, n)
-            _weight_grad_block(h, layer_rows(work.deltas, sizes, B, l), work.alpha_beta, dW, split, part[i])
-            d0, d1, h0, h1 = product_block(sizes[l - 1], n, split, part[i])
-            if decay != 0:
-                W, _ = layer_params(flat, sizes, l)
-                add_decay(dW[d0:d1, h0:h1], W[d0:d1, h0:h1], decay)
-            if update:  # rows d0:d1, columns h0:h1 of W_l
-                if h0 == 0 and h1 == n:
-                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d0 * n, w0 + d1 * n)
-                else:
-                    for d in range(d0, d1):
-                        update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d * n + h0, w0 + d * n + h1)
 
 
 @njit(parallel=True, cache=True)

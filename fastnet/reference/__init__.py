@@ -10,14 +10,18 @@ copies of it show:
 * no layer modifies the caller's arrays (``Relu.backward`` in the book writes
   zeros into ``dout`` in place).
 
-Labels may be integers ``(B,)`` or one-hot ``(B, C)``. Nothing here is optimised.
-Chapter 7's convolution, pooling and ``SimpleConvNet`` are in ``reference.conv`` (their
-names are importable from here too).
+Labels may be integers ``(B,)`` or one-hot ``(B, C)``. Nothing here is optimised. The
+optimizers are in ``reference.optim``, dropout and batch norm in ``reference.regularize``,
+chapters 7-8's convolution, pooling, ``SimpleConvNet`` and ``DeepConvNet`` in
+``reference.conv``; every name is importable from here.
 """
 
 from collections import OrderedDict
 
 import numpy as np
+
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop  # noqa: F401  (the book's names, here)
+from .regularize import BatchNormalization, CounterMasks, Dropout, counter_uniforms  # noqa: F401
 
 
 def softmax(x):
@@ -219,185 +223,6 @@ class TwoLayerNet:
 
 
 # -- Chapter 6: deeper networks and the optimizers ---------------------------------------
-
-
-class SGD:
-    """W -= lr * g."""
-
-    def __init__(self, lr=0.01):
-        self.lr = lr
-
-    def update(self, params, grads):
-        for key in params:
-            params[key] -= self.lr * grads[key]
-
-
-class Momentum:
-    """v = momentum * v - lr * g; W += v."""
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        self.lr, self.momentum, self.v = lr, momentum, None
-
-    def update(self, params, grads):
-        if self.v is None:
-            self.v = {key: np.zeros_like(val) for key, val in params.items()}
-        for key in params:
-            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
-            params[key] += self.v[key]
-
-
-class Nesterov:
-    """W += m·m·v; W -= (1+m)·lr·g; v = m·v - lr·g (v from before the step), as the book."""
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        self.lr, self.momentum, self.v = lr, momentum, None
-
-    def update(self, params, grads):
-        if self.v is None:
-            self.v = {key: np.zeros_like(val) for key, val in params.items()}
-        m = self.momentum
-        for key in params:
-            params[key] += m * m * self.v[key]
-            params[key] -= (1 + m) * self.lr * grads[key]
-            self.v[key] = m * self.v[key] - self.lr * grads[key]
-
-
-class AdaGrad:
-    """h += g²; W -= lr·g / (√h + 1e-7)."""
-
-    def __init__(self, lr=0.01):
-        self.lr, self.h = lr, None
-
-    def update(self, params, grads):
-        if self.h is None:
-            self.h = {key: np.zeros_like(val) for key, val in params.items()}
-        for key in params:
-            self.h[key] += grads[key] * grads[key]
-            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
-
-
-class RMSprop:
-    """h = d·h + (1-d)·g²; W -= lr·g / (√h + 1e-7)."""
-
-    def __init__(self, lr=0.01, decay_rate=0.99):
-        self.lr, self.decay_rate, self.h = lr, decay_rate, None
-
-    def update(self, params, grads):
-        if self.h is None:
-            self.h = {key: np.zeros_like(val) for key, val in params.items()}
-        for key in params:
-            self.h[key] = self.decay_rate * self.h[key] + (1 - self.decay_rate) * grads[key] * grads[key]
-            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
-
-
-class Adam:
-    """The book's Adam: ε on the uncorrected √v, bias correction folded into lr_t."""
-
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2 = lr, beta1, beta2
-        self.iter, self.m, self.v = 0, None, None
-
-    def update(self, params, grads):
-        if self.m is None:
-            self.m = {key: np.zeros_like(val) for key, val in params.items()}
-            self.v = {key: np.zeros_like(val) for key, val in params.items()}
-        self.iter += 1
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
-        for key in params:
-            self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
-            self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
-            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
-
-
-class Dropout:
-    """Training: keep each unit where a uniform draw exceeds the ratio (x·mask, no rescaling);
-    test: x·(1 - ratio). ``uniforms(shape)`` gives the draws: the book's ``np.random.rand`` by
-    default, or ``counter_uniforms`` for the masks fastnet's compiled step draws."""
-
-    def __init__(self, dropout_ratio=0.5, uniforms=None):
-        self.dropout_ratio = dropout_ratio
-        self.uniforms = uniforms if uniforms is not None else (lambda shape: np.random.rand(*shape))
-        self.mask = None
-
-    def forward(self, x, train_flg=True):
-        if train_flg:
-            self.mask = self.uniforms(x.shape) > self.dropout_ratio
-            return x * self.mask
-        return x * (1.0 - self.dropout_ratio)
-
-    def backward(self, dout):
-        return dout * self.mask
-
-
-class BatchNormalization:
-    """y = γ·(x - mean)/√(var + 10e-7) + β over the batch (var with 1/N) in training, over the
-    running statistics (running = 0.9·running + 0.1·batch) at test time."""
-
-    def __init__(self, gamma, beta, momentum=0.9):
-        self.gamma, self.beta, self.momentum = gamma, beta, momentum
-        self.running_mean = self.running_var = None
-        self.xc = self.xn = self.std = self.dgamma = self.dbeta = None
-
-    def forward(self, x, train_flg=True):
-        if self.running_mean is None:
-            self.running_mean = np.zeros(x.shape[1], x.dtype)
-            self.running_var = np.zeros(x.shape[1], x.dtype)
-        if train_flg:
-            mean = x.mean(axis=0)
-            self.xc = x - mean
-            var = np.mean(self.xc**2, axis=0)
-            self.std = np.sqrt(var + 10e-7)
-            self.xn = self.xc / self.std
-            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
-            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
-            xn = self.xn
-        else:
-            xn = (x - self.running_mean) / np.sqrt(self.running_var + 10e-7)
-        return self.gamma * xn + self.beta
-
-    def backward(self, dout):
-        """Through y = γ·xc/std with xc = x - mean and std = √(mean(xc²) + ε), step by step."""
-        n = dout.shape[0]
-        self.dbeta = dout.sum(axis=0)
-        self.dgamma = np.sum(self.xn * dout, axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -np.sum(dxn * self.xc / (self.std * self.std), axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc = dxc + (2.0 / n) * self.xc * dvar
-        return dxc - np.sum(dxc, axis=0) / n
-
-
-def _mix(z):
-    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def counter_uniforms(seed, step, layer, shape):
-    """The uniform draws in [0, 1) behind fastnet's dropout masks: for batch row i and unit j of
-    hidden layer ``layer`` at training step ``step``, a hash of (seed, step, layer, i, j)."""
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        key = _mix(np.array([seed], np.uint64) + golden)
-        key = _mix(key + np.uint64(step))
-        key = _mix(key + np.uint64(layer))
-        rows = _mix(key + np.arange(shape[0], dtype=np.uint64))
-        units = (np.arange(shape[1], dtype=np.uint64) + np.uint64(1)) * golden
-        bits = _mix(rows[:, None] + units[None, :]) >> np.uint64(11)
-    return bits.astype(np.float64) * 2.0**-53
-
-
-class CounterMasks:
-    """Dropout draws as fastnet makes them, for ``MultiLayerNet(dropout_uniforms=...)``: set ``step``
-    to the training step's number (fastnet's ``net.dropout_step``) before each forward pass."""
-
-    def __init__(self, seed):
-        self.seed, self.step = seed, 0
-
-    def layer(self, l):
-        return lambda shape: counter_uniforms(self.seed, self.step, l, shape)
 
 
 def init_std(weight_init_std, n_in):

@@ -1,0 +1,94 @@
+"""The networks the train command builds from its options: the book's TwoLayerNet, a
+MultiLayerNet with chapter 6's options, or one of the book's convnets; presets and defaults."""
+
+import math
+
+import numpy as np
+
+# Settings chosen on a validation split (the last 10,000 of the 60,000 training images, held out):
+# see docs/PERFORMANCE.md for the runs behind them and the test accuracy they reach.
+PRESETS = {
+    "accurate": {"hidden": "256,256", "optimizer": "adam", "lr": 1e-3, "dropout": 0.2, "lr_decay": 0.9,
+                 "epochs": 20, "batch_size": 100},
+}  # fmt: skip
+DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000}
+
+
+def apply_preset(args):
+    """Fill the options the user did not give from ``--preset`` (if any), then from the defaults."""
+    for key, value in {**DEFAULTS, **PRESETS.get(args.preset or "", {})}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def build_network(args, inputs, classes, seed):
+    """(network, optimizer) from the train command's options: the book's TwoLayerNet with SGD for one
+    hidden layer and no chapter-6 option, else a MultiLayerNet with the optimizer asked for."""
+    from .multilayer import MultiLayerNet
+    from .net import TwoLayerNet
+    from .optim import OPTIMIZERS
+
+    if args.net in CONVNETS:
+        return _convnet(args, inputs, classes, seed)
+    hidden = parse_sizes(args.hidden)
+    chapter6 = [args.optimizer, args.activation, args.init, args.weight_decay, args.dropout, args.batchnorm or None]
+    dtype = np.dtype(args.dtype)
+    if len(hidden) == 1 and all(option is None for option in chapter6):
+        std = 0.01 if args.weight_init_std is None else args.weight_init_std
+        net = TwoLayerNet(inputs, hidden[0], classes, weight_init_std=std, dtype=dtype, seed=seed)
+        return net, OPTIMIZERS["sgd"](0.1 if args.lr is None else args.lr)
+    init = args.init or (args.weight_init_std if args.weight_init_std is not None else "he")
+    net = MultiLayerNet(inputs, hidden, classes, activation=args.activation or "relu", weight_init_std=init,
+                        weight_decay_lambda=args.weight_decay or 0.0, use_dropout=args.dropout is not None,
+                        dropout_ratio=0.5 if args.dropout is None else args.dropout, use_batchnorm=args.batchnorm,
+                        dtype=dtype, seed=seed)  # fmt: skip
+    optimizer_class = OPTIMIZERS[args.optimizer or "sgd"]
+    return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+CONVNETS = ("simple-conv", "deep-conv")  # --net: chapter 7's SimpleConvNet, chapter 8's DeepConvNet
+
+
+def new_convnet(name, input_dim=(1, 28, 28), classes=10, dtype=np.float32, seed=None, **options):
+    """The book's convnet called ``name`` (``CONVNETS``) with its defaults."""
+    from .convnet import DeepConvNet, SimpleConvNet
+
+    if name == "simple-conv":
+        return SimpleConvNet(input_dim, output_size=classes, dtype=dtype, seed=seed, **options)
+    return DeepConvNet(input_dim, output_size=classes, dtype=dtype, seed=seed, **options)
+
+
+def _convnet(args, inputs, classes, seed):
+    """SimpleConvNet or DeepConvNet with the book's settings (Adam 0.001) for square one-channel images."""
+    from .optim import OPTIMIZERS
+
+    side = math.isqrt(inputs)
+    if side * side != inputs:
+        raise ValueError(f"--net {args.net} takes square one-channel images; {args.dataset} has {inputs} inputs")
+    unused = [name for name in ("activation", "init", "weight_decay") if getattr(args, name) is not None]
+    if args.net == "simple-conv" and args.dropout is not None:
+        unused.append("dropout")
+    if args.net == "deep-conv" and args.weight_init_std is not None:
+        unused.append("weight_init_std")
+    if unused or args.batchnorm or args.hidden != DEFAULTS["hidden"]:
+        given = ", ".join("--" + n.replace("_", "-") for n in unused + (["batchnorm"] if args.batchnorm else []))
+        raise ValueError(f"--net {args.net}: the book's network has no {given or '--hidden list'} option")
+    options = {}
+    if args.net == "simple-conv":
+        options["weight_init_std"] = 0.01 if args.weight_init_std is None else args.weight_init_std
+    elif args.dropout is not None:
+        options["dropout_ratio"] = args.dropout
+    net = new_convnet(args.net, (1, side, side), classes, np.dtype(args.dtype), seed, **options)
+    optimizer_class = OPTIMIZERS[args.optimizer or "adam"]
+    return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+def parse_sizes(text):
+    """'100,100,100' -> [100, 100, 100] (each at least 1)."""
+    try:
+        sizes = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden {text!r}: expected sizes separated by commas, e.g. 100,100") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--hidden {text!r}: every size must be at least 1")
+    return sizes
