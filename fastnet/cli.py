@@ -144,10 +144,6 @@ def cmd_book(args):
         print(line)
         print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
         return 0
-    names = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMENTS, "ch8": CH8_EXPERIMENTS}[args.chapter]
-    if args.name not in names:
-        raise ValueError(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has "
-                         f"{', '.join(names)}")  # fmt: skip
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: must be at least 1")
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
@@ -406,8 +402,15 @@ def build_parser():
     return p
 
 
+BOOK_EXPERIMENTS = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMENTS, "ch8": CH8_EXPERIMENTS}
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "book" and args.name not in BOOK_EXPERIMENTS[args.chapter]:  # a usage error, exit 2
+        names = BOOK_EXPERIMENTS[args.chapter]
+        parser.error(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has {', '.join(names)}")
     hidden = getattr(args, "hidden", 1)  # train parses its list itself (parse_sizes)
     if (getattr(args, "batch_size", 1) or 1) < 1 or (isinstance(hidden, int) and hidden < 1):
         print("fastnet: error: --batch-size and --hidden must be at least 1", file=sys.stderr)

@@ -108,6 +108,9 @@ def read_weights(path):
         if not os.path.exists(path):
             raise FileNotFoundError(path)
         if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and advise loading it "unsafely"
+            with open(path, "rb") as f:
+                if f.read(4) == b"PK\x03\x04":
+                    raise WeightsError(f"{path}: not a readable fastnet weights file (a truncated or damaged .npz)")
             hint = " (the book's .pkl weights: load_params)" if str(path).endswith(".pkl") else ""
             raise WeightsError(f"{path}: not a fastnet weights file (an .npz archive){hint}")
         with np.load(path, allow_pickle=False) as data:
