@@ -232,7 +232,7 @@ def test_multilayer_network_on_the_engine(benchmark, data, impl):
         net.step_indices(x, t, idx, opt)
 
     func()
-    record(benchmark, "784-100x4-10 step Adam B128: MultiLayerNet vs the engine", 2 * 128 * 3 * (784 * 100 + 3 * 1e4))
+    record(benchmark, "784-100x4-10 step Adam B128: MultiLayerNet vs the engine", 0)  # a ratio only
     benchmark(func)
 
 

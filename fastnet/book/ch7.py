@@ -157,8 +157,9 @@ def apply_filter(data, out, params, image=0):
     return result, f"apply-filter: {n} feature maps of test image {image} (label {int(t_test[image])})"
 
 
-def run(name, out, data=None, seed=0, epochs=20, params=None, image=0):
-    """Run experiment ``name``, write ``OUT/NAME.png`` and ``OUT/NAME.json``; returns (result, line)."""
+def prepare(out, data):
+    """(the output directory, made; MNIST or ``data`` as float32 inputs and int64 labels), with
+    matplotlib drawing off screen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,7 +170,12 @@ def run(name, out, data=None, seed=0, epochs=20, params=None, image=0):
 
         data = load_mnist()
     (x, t), (xt, tt) = data
-    data = ((x.astype(np.float32), t.astype(np.int64)), (xt.astype(np.float32), tt.astype(np.int64)))
+    return out, ((x.astype(np.float32), t.astype(np.int64)), (xt.astype(np.float32), tt.astype(np.int64)))
+
+
+def run(name, out, data=None, seed=0, epochs=20, params=None, image=0):
+    """Run experiment ``name``, write ``OUT/NAME.png`` and ``OUT/NAME.json``; returns (result, line)."""
+    out, data = prepare(out, data)
     if name == "train-convnet":
         result, line = train_convnet(data, out, seed, epochs)
     elif name == "visualize-filter":

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from ..convnet import DeepConvNet
-from .ch7 import save_figure, train_book_net, trained_params
+from .ch7 import prepare, save_figure, train_book_net, trained_params
 
 PARAMS_FILE = "deep_convnet_params.pkl"  # the book's name for the trained weights
 COMMAND = "fastnet book ch8 train-deepnet"
@@ -76,17 +76,7 @@ def half_float(data, out, params):
 
 def run(name, out, data=None, seed=0, epochs=20, params=None):
     """Run experiment ``name``, write ``OUT/NAME.png`` and ``OUT/NAME.json``; returns (result, line)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        from ..datasets import load_mnist
-
-        data = load_mnist()
-    (x, t), (xt, tt) = data
-    data = ((x.astype(np.float32), t.astype(np.int64)), (xt.astype(np.float32), tt.astype(np.int64)))
+    out, data = prepare(out, data)
     if name == "train-deepnet":
         result, line = train_book_net(DeepConvNet(seed=seed), data, out, seed, epochs, name, PARAMS_FILE)
     elif name == "misclassified":
