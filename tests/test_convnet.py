@@ -336,3 +336,28 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="batch index lies outside"):
         net.steps(np.ones((2, 144), np.float32), t, np.array([[0, 2]]), 0.1)
     assert np.array_equal(before, net._flat)
+
+
+def test_every_work_split_equals_the_reference():
+    """The kernels and a SimpleConvNet step with 1, 3 and 5 blocks per parallel loop (FASTNET_BLOCKS),
+    each in a process of its own, against the reference in float64."""
+    code = (
+        "import numpy as np; from fastnet import SimpleConvNet, kernels, optim, reference\n"
+        "rng = np.random.default_rng(0); x = rng.standard_normal((7, 3, 11, 11))\n"
+        "W = rng.standard_normal((4, 3, 3, 3))\n"
+        "b = rng.standard_normal(4); out = np.empty((7, 4, 6, 6)); kernels.conv_forward(x, W, b, out, 2, 1)\n"
+        "ref = reference.Convolution(W, b, 2, 1); assert np.allclose(out, ref.forward(x), rtol=1e-12, atol=1e-12)\n"
+        "dout = rng.standard_normal(out.shape); dW, db, dx = np.empty_like(W), np.empty(4), np.empty_like(x)\n"
+        "kernels.conv_backward(x, W, dout, dW, db, dx, 2, 1); rdx = ref.backward(dout)\n"
+        "assert np.allclose(dW, ref.dW, rtol=1e-12) and np.allclose(db, ref.db) and np.allclose(dx, rdx, atol=1e-12)\n"
+        "cp = {'filter_num': 3, 'filter_size': 3, 'pad': 1, 'stride': 2}\n"
+        "net = SimpleConvNet((3, 11, 11), cp, 5, 4, 0.3, dtype=np.float64, seed=1)\n"
+        "twin = reference.SimpleConvNet((3, 11, 11), cp, 5, 4, 0.3, seed=1); t = rng.integers(0, 4, 7)\n"
+        "net.step(x, t, optim.SGD(0.1)); reference.SGD(0.1).update(twin.params, twin.gradient(x, t))\n"
+        "assert all(np.allclose(net.params[k], twin.params[k], rtol=1e-12, atol=1e-14) for k in twin.params)\n"
+        "print('ok')"
+    )
+    for blocks in ("1", "3", "5"):
+        env = {**os.environ, "FASTNET_BLOCKS": blocks}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
