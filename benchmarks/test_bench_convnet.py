@@ -236,8 +236,9 @@ def test_multilayer_network_on_the_engine(benchmark, data, impl):
     benchmark(func)
 
 
-def deep_flops(net, batch):
-    """A DeepConvNet step's products: forward, dW for every layer, dx for every layer but the first."""
+def deep_flops(net, batch, forward_only=False):
+    """A DeepConvNet step's products: forward, dW for every layer, dx for every layer but the first
+    (``forward_only``: the forward's)."""
     from fastnet.kernels import engine
 
     total = 0
@@ -248,17 +249,74 @@ def deep_flops(net, batch):
             macs = int(rec[engine.IN_SIZE] * rec[engine.OUT_SIZE])
         else:
             continue
-        total += macs * (3 if l > 0 else 2)
+        total += macs * (1 if forward_only else 3 if l > 0 else 2)
     return 2 * batch * total
 
 
-@pytest.mark.parametrize("impl", ["fastnet-f32", "reference-f64", "torch-f32"])
+DEEP_CONVS = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]  # (filters, pad), 3×3 each
+
+
+def _torch_deep(torch):
+    nn = torch.nn
+    torch.manual_seed(0)
+    layers, c = [], 1
+    for i, (n, pad) in enumerate(DEEP_CONVS):
+        layers += [nn.Conv2d(c, n, 3, padding=pad), nn.ReLU()] + ([nn.MaxPool2d(2)] if i % 2 else [])
+        c = n
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 16, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10),
+                         nn.Dropout(0.5))  # fmt: skip
+
+
+def _jax_deep(jax):
+    """A jitted Adam step (with dropout) and predict of the book's DeepConvNet."""
+    jnp = jax.numpy
+    keys = jax.random.split(jax.random.PRNGKey(0), 9)
+    params, c = {}, 1
+    for i, (n, _) in enumerate(DEEP_CONVS):
+        params[f"W{i}"], params[f"b{i}"] = 0.1 * jax.random.normal(keys[i], (n, c, 3, 3)), jnp.zeros(n)
+        c = n
+    params["W6"], params["b6"] = 0.05 * jax.random.normal(keys[6], (64 * 16, 50)), jnp.zeros(50)
+    params["W7"], params["b7"] = 0.1 * jax.random.normal(keys[7], (50, 10)), jnp.zeros(10)
+
+    def forward(p, x, key, train):
+        h = x
+        for i, (_, pad) in enumerate(DEEP_CONVS):
+            h = jax.lax.conv_general_dilated(h, p[f"W{i}"], (1, 1), [(pad, pad), (pad, pad)])
+            h = jnp.maximum(h + p[f"b{i}"][None, :, None, None], 0)
+            if i % 2:
+                h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        h = jnp.maximum(h.reshape(h.shape[0], -1) @ p["W6"] + p["b6"], 0)
+        if train:
+            h = h * jax.random.bernoulli(key, 0.5, h.shape)
+        z = h @ p["W7"] + p["b7"]
+        return z * jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, z.shape) if train else z * 0.5
+
+    def loss(p, x, t, key):
+        z = forward(p, x, key, True)
+        return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), t])
+
+    @jax.jit
+    def step(p, m, v, i, x, t):
+        g = jax.grad(loss)(p, x, t, jax.random.PRNGKey(i))
+        i = i + 1
+        lr_t = 0.001 * jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
+        m = jax.tree_util.tree_map(lambda m, g: m + 0.1 * (g - m), m, g)
+        v = jax.tree_util.tree_map(lambda v, g: v + 0.001 * (g * g - v), v, g)
+        p = jax.tree_util.tree_map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), p, m, v)
+        return p, m, v, i
+
+    predict = jax.jit(lambda p, x: forward(p, x, None, False))
+    return params, jax.tree_util.tree_map(jnp.zeros_like, params), step, predict
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_deep_convnet_step(benchmark, data, impl):
     """One training step of the book's train_deepnet.py: batch 100, Adam, dropout 0.5."""
     lib = need(impl)
     dtype = np.float32 if impl.endswith("f32") else np.float64
     x_all, t_all = images(data, 2000, dtype), data[1][:2000]
     idx = np.random.default_rng(5).integers(0, 2000, B)
+    rounds = None
     if impl.startswith("fastnet"):
         net, opt = DeepConvNet(seed=0), optim.Adam()
         rows = x_all.reshape(2000, -1)
@@ -266,31 +324,71 @@ def test_deep_convnet_step(benchmark, data, impl):
         def func():
             net.step_indices(rows, t_all, idx, opt)
     elif impl.startswith("reference"):
-        net, opt = reference.DeepConvNet(dtype=dtype, seed=0), reference.Adam()
+        net, opt, rounds = reference.DeepConvNet(dtype=dtype, seed=0), reference.Adam(), 3  # ~0.5 s a step
 
         def func():
             opt.update(net.params, net.gradient(x_all[idx], t_all[idx]))
-    else:
-        nn = lib.nn
-        lib.manual_seed(0)
-        layers, c = [], 1
-        for i, (n, pad) in enumerate([(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]):
-            layers += [nn.Conv2d(c, n, 3, padding=pad), nn.ReLU()] + ([nn.MaxPool2d(2)] if i % 2 else [])
-            c = n
-        model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 16, 50), nn.ReLU(), nn.Dropout(0.5),
-                              nn.Linear(50, 10), nn.Dropout(0.5))  # fmt: skip
+    elif impl.startswith("torch"):
+        model = _torch_deep(lib)
         opt = lib.optim.Adam(model.parameters(), lr=0.001)
         xb, tb = lib.from_numpy(x_all[idx]), lib.from_numpy(t_all[idx])
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = lib.nn.CrossEntropyLoss()
 
         def func():
             opt.zero_grad()
             loss_fn(model(xb), tb).backward()
             opt.step()
+    else:
+        params, zeros, step, _ = _jax_deep(lib)
+        state = [params, zeros, zeros, lib.numpy.array(0, lib.numpy.int32)]
+        xb, tb = lib.numpy.asarray(x_all[idx]), lib.numpy.asarray(t_all[idx])
+
+        def func():
+            state[:] = step(*state, xb, tb)
+            lib.block_until_ready(state[0])
 
     func()
     record(benchmark, "deep_convnet_step Adam B100", deep_flops(DeepConvNet(), B))
-    if impl.startswith("reference"):
-        benchmark.pedantic(func, rounds=3, iterations=1)  # ~1 s a step: three rounds
+    if rounds:
+        benchmark.pedantic(func, rounds=rounds, iterations=1)
+    else:
+        benchmark(func)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_deep_convnet_predict(benchmark, data, impl):
+    """Logits of 1,000 images (dropout at test time: the scaling)."""
+    lib = need(impl)
+    dtype = np.float32 if impl.endswith("f32") else np.float64
+    x = images(data, 1000, dtype)
+    rounds = None
+    if impl.startswith("fastnet"):
+        net = DeepConvNet(seed=0)
+
+        def func():
+            net.predict(x)
+    elif impl.startswith("reference"):
+        net, rounds = reference.DeepConvNet(dtype=dtype, seed=0), 2
+
+        def func():
+            for i in range(0, 1000, 100):
+                net.predict(x[i : i + 100])
+    elif impl.startswith("torch"):
+        model, xt = _torch_deep(lib).eval(), lib.from_numpy(x)
+
+        def func():
+            with lib.no_grad():
+                model(xt)
+    else:
+        params, _, _, predict = _jax_deep(lib)
+        xj = lib.numpy.asarray(x)
+
+        def func():
+            lib.block_until_ready(predict(params, xj))
+
+    func()
+    record(benchmark, "deep_convnet_predict 1000 images", deep_flops(DeepConvNet(), 1000, forward_only=True))
+    if rounds:
+        benchmark.pedantic(func, rounds=rounds, iterations=1)
     else:
         benchmark(func)

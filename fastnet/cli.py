@@ -3,6 +3,7 @@ experiments) and sweep (hyperparameter search on Optuna).
 
   fastnet train                             the book's two-layer run on MNIST
   fastnet train --preset accurate           784-256-256-10, >= 98 % on MNIST in under a minute
+  fastnet train --preset accurate-conv      DeepConvNet, Adam with a decaying rate, 15 epochs
   fastnet train --net simple-conv           chapter 7's SimpleConvNet (Adam, 20 epochs)
   fastnet evaluate fastnet-run/weights.npz
   fastnet book ch6 optimizer-compare        chapter 6's experiments (figure and data)
@@ -64,7 +65,7 @@ def cmd_train(args):
 
     if args.threads is not None:
         check_threads("--threads", args.threads)
-    if args.net in CONVNETS and args.iters is None and args.epochs is None:
+    if args.net in CONVNETS and args.iters is None and args.epochs is None and args.preset is None:
         args.epochs = 20  # the book's train_convnet.py and train_deepnet.py
     apply_preset(args)
     if args.batch_size < 1:
@@ -288,7 +289,8 @@ def build_parser():
                         "DeepConvNet (six 3×3 convs, dropout 0.5, --dropout to change it); both Adam 0.001, "
                         "20 epochs. Without it, a TwoLayerNet or MultiLayerNet from the options below")  # fmt: skip
     t.add_argument("--preset", choices=sorted(PRESETS),
-                   help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs "
+                   help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
+                        "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs "
                         "(options you give override it)")  # fmt: skip
     t.add_argument("--hidden", help="hidden sizes, e.g. 50 or 100,100,100 (50)")
     t.add_argument("--batch-size", type=int, help="minibatch size (100)")

@@ -178,3 +178,12 @@ def test_deep_convnet_weights_and_book_ch8_commands(tmp_path, capsys):
     assert type(loaded).__name__ == "DeepConvNet" and loaded.dropout_step == 10  # 1,000 images: 10 steps
     with pytest.raises(BookFileError, match="this network needs"):
         SimpleConvNet().load_params(pkl)
+
+
+def test_the_accurate_conv_preset_trains_a_deep_convnet(tmp_path, capsys):
+    out = tmp_path / "preset"
+    code = main(["train", "--preset", "accurate-conv", "--epochs", "1", "--dataset", SUBSET, "--out", str(out),
+                 "--no-plot", "--no-progress", "--seed", "0"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "DeepConvNet" in printed and "Adam(lr=0.001)" in printed, printed
+    assert type(load_weights(out / "weights.npz")).__name__ == "DeepConvNet"
