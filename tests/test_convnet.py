@@ -21,6 +21,12 @@ GEOMETRIES = [
     (5, 2, 8, 8, 3, 5, 5, 1, 2),
     (1, 4, 6, 6, 1, 1, 1, 1, 0),
     (4, 1, 28, 28, 30, 5, 5, 1, 0),
+    # stride 1 with 8+ channels in and out: the shifted products (kernels.conv.uses_shifts)
+    (1, 8, 5, 5, 8, 3, 3, 1, 1),
+    (3, 9, 7, 6, 10, 3, 2, 1, 2),
+    (2, 12, 6, 9, 8, 2, 3, 1, 0),
+    (5, 16, 7, 7, 16, 3, 3, 1, 1),
+    (2, 8, 4, 5, 9, 1, 1, 1, 0),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -287,7 +293,13 @@ def test_bitwise_identical_with_1_2_and_8_threads():
         "net = SimpleConvNet(conv_param={'filter_num': 6, 'filter_size': 5, 'pad': 0, 'stride': 1}, hidden_size=20,"
         " seed=2)\n"
         "print(net.steps(x, t, b, optim.Adam()).tolist(), net._flat.tobytes().hex()[:4000],"
-        " net.predict(x[:7]).tobytes().hex())"
+        " net.predict(x[:7]).tobytes().hex())\n"
+        "from fastnet import DeepConvNet; import hashlib\n"  # its convs after the first: shifted products
+        "cps = [{'filter_num': n, 'filter_size': 3, 'pad': p, 'stride': 1} for n, p in zip((8, 8, 9, 9, 10, 10),"
+        " (1, 1, 1, 2, 1, 1))]\n"
+        "deep = DeepConvNet((1, 12, 12), *cps, hidden_size=6, output_size=10, seed=3); xs = x[:, :144].copy()\n"
+        "print(deep.steps(xs, t, b, optim.Adam()).tolist(), hashlib.sha256(deep._flat.tobytes()).hexdigest(),"
+        " deep.predict(xs[:7]).tobytes().hex())"
     )
     outputs = set()
     for threads in ("1", "2", "8"):
@@ -349,6 +361,13 @@ def test_every_work_split_equals_the_reference():
         "ref = reference.Convolution(W, b, 2, 1); assert np.allclose(out, ref.forward(x), rtol=1e-12, atol=1e-12)\n"
         "dout = rng.standard_normal(out.shape); dW, db, dx = np.empty_like(W), np.empty(4), np.empty_like(x)\n"
         "kernels.conv_backward(x, W, dout, dW, db, dx, 2, 1); rdx = ref.backward(dout)\n"
+        "assert np.allclose(dW, ref.dW, rtol=1e-12) and np.allclose(db, ref.db) and np.allclose(dx, rdx, atol=1e-12)\n"
+        "W = rng.standard_normal((8, 9, 3, 3)); b = rng.standard_normal(8); x9 = rng.standard_normal((7, 9, 6, 5))\n"
+        "out = np.empty((7, 8, 6, 5)); kernels.conv_forward(x9, W, b, out, 1, 1)\n"
+        "ref = reference.Convolution(W, b, 1, 1)\n"
+        "assert np.allclose(out, ref.forward(x9), rtol=1e-12, atol=1e-12)  # shifted products\n"
+        "dout = rng.standard_normal(out.shape); dW, db, dx = np.empty_like(W), np.empty(8), np.empty_like(x9)\n"
+        "kernels.conv_backward(x9, W, dout, dW, db, dx, 1, 1); rdx = ref.backward(dout)\n"
         "assert np.allclose(dW, ref.dW, rtol=1e-12) and np.allclose(db, ref.db) and np.allclose(dx, rdx, atol=1e-12)\n"
         "cp = {'filter_num': 3, 'filter_size': 3, 'pad': 1, 'stride': 2}\n"
         "net = SimpleConvNet((3, 11, 11), cp, 5, 4, 0.3, dtype=np.float64, seed=1)\n"

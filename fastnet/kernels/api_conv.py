@@ -9,7 +9,7 @@ from numba.extending import overload
 
 from ._kinds import IN, LABELS, OUT, python_args, typing_problem
 from .checks import require_disjoint, require_finite, span
-from .conv import conv_backward_unchecked, conv_blocks, conv_forward_unchecked, output_size
+from .conv import conv_backward_unchecked, conv_blocks, conv_forward_unchecked, conv_scratch_size, output_size
 from .pool import pool_backward_unchecked, pool_forward_unchecked
 
 
@@ -45,6 +45,11 @@ def _check_conv(func, x, W, b, out_shape, stride, pad):
     return OH * OW
 
 
+@njit(cache=True)
+def _scratch(x, W, stride, pad):
+    return conv_scratch_size(x.shape[1], x.shape[2], x.shape[3], W.shape[0], W.shape[2], W.shape[3], stride, pad)
+
+
 _CONV_SPEC = [("x", 4, IN), ("W", 4, IN), ("b", 1, IN), ("out", 4, OUT)]
 
 
@@ -53,8 +58,7 @@ def _checked_conv_forward(x, W, b, out, stride, pad, relu):
     func = "conv_forward"
     P = _check_conv(func, x, W, b, out.shape, stride, pad)
     require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
-    K = W.shape[1] * W.shape[2] * W.shape[3]
-    col = np.empty((conv_blocks(x.shape[0], K, P, W.shape[0]), (K + 1) * P), x.dtype)
+    col = np.empty((conv_blocks(x.shape[0], W[0].size, P, W.shape[0]), _scratch(x, W, stride, pad)), x.dtype)
     return conv_forward_unchecked(x, W, b, out, col, stride, pad, 1 if relu else 0)
 
 
@@ -91,9 +95,8 @@ def _checked_conv_backward(x, W, dout, dW, db, dx, stride, pad):
         raise ValueError(func + ": argument 'dx' must have the shape of x (or 0 rows: no input gradient)")
     require_finite(func, "argument 'dout'", dout)
     require_disjoint(func, (span(dW), span(db), span(dx)), (span(x), span(W), span(dout)))
-    K = W.shape[1] * W.shape[2] * W.shape[3]
-    nb = conv_blocks(x.shape[0], K, P, W.shape[0])
-    col, dcol = np.empty((nb, (K + 1) * P), x.dtype), np.empty((nb, K * P), x.dtype)
+    nb, size = conv_blocks(x.shape[0], W[0].size, P, W.shape[0]), _scratch(x, W, stride, pad)
+    col, dcol = np.empty((nb, size), x.dtype), np.empty((nb, size), x.dtype)
     return conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad)
 
 

@@ -1,18 +1,34 @@
 """Convolution (chapter 7): forward (+ bias, + ReLU) next to its backward (dW, db, dx).
 
 Images are NCHW, filters (FN, C, FH, FW), outputs (N, FN, OH, OW), OH = (H + 2·pad − FH) /
-stride + 1; reference twin: ``fastnet.reference.Convolution``. Per image, the windows are
-unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im2col, so that
-one product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly):
+stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of two
+routes to BLAS, chosen by the shapes (``uses_shifts``):
+
+* **unfolded windows** (any stride; thin inputs such as a first layer's one channel): the windows
+  are unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im2col, so that
+  one product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly)::
 
     forward   out_n = W·col_n + b, ReLU in the same pass over out_n
     backward  [dW db] = Σ_n dout_n·[col_n; 1]ᵀ (a row of ones under col: the bias gradient comes
               out of the same product), dcol_n = Wᵀ·dout_n → dx_n (col2im)
 
-A parallel loop runs blocks of images (``partition``); each block unfolds into its own slice of
-the scratch ``col``. dx_n is written by the one iteration that owns image n (col2im's
-scatter-add is serial within an image). dW and db are summed per block into partials, which
-are then added in block order: the same bits whatever the number of threads.
+* **shifted products** (stride 1, several channels in and out): no unfolding. With the image
+  zero-padded into planes of Wp = W + 2·pad columns, filter tap (fy, fx) reads every output
+  pixel's input at one fixed offset fy·Wp + fx, so the convolution is FH·FW products of the
+  tap's (FN × C) weights with the padded image read at that offset, accumulated into a "wide"
+  output of OH × Wp pixels (its last Wp − OW columns are discarded)::
+
+    forward   wide = Σ_taps W_tap·xp[tap offset:]             (FN×C)·(C×OH·Wp) each
+    backward  dW_tap = dwide·xp[tap offset:]ᵀ, db = Σ dout      dwide: dout widened with zeros
+              dxp[tap offset:] += W_tapᵀ·dwide → dx (the padding cut off)
+
+  The unfolded block is FH·FW times the image, written and read once per pass; the shifted
+  products read the image in place (docs/PERFORMANCE.md has the measurements).
+
+A parallel loop runs blocks of images (``partition``); each block works in its own slice of the
+scratch ``col`` and ``dcol`` (``conv_scratch_size`` values each). dx_n is written by the one
+iteration that owns image n. dW and db are summed per block into partials, which are then
+added in block order: the same bits whatever the number of threads.
 """
 
 import numpy as np
@@ -37,6 +53,126 @@ def output_size(size, filter_size, stride, pad):
 def conv_blocks(N, K, P, FN):
     """How many blocks of images the convolution's parallel loops use (by the shapes only)."""
     return num_blocks(N * 8, N * K * P * FN) if N > 1 else 1
+
+
+SHIFT_MIN_CHANNELS = 8  # below this many input or output channels the shifted products are too thin
+
+
+@njit(cache=True)
+def uses_shifts(C, FN, stride):
+    """Whether a convolution runs as shifted products (else on unfolded windows): stride 1 and at
+    least SHIFT_MIN_CHANNELS channels in and out (the products' inner sizes: C forward, FN for dx)."""
+    return stride == 1 and C >= SHIFT_MIN_CHANNELS and FN >= SHIFT_MIN_CHANNELS
+
+
+@njit(cache=True)
+def _padded_plane(H, W, pad):
+    """(rows, columns) of a zero-padded image plane for the shifted products: one spare row, so
+    that every tap's offset read of OH·Wp values stays inside the plane."""
+    return H + 2 * pad + 1, W + 2 * pad
+
+
+@njit(cache=True)
+def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
+    """Values of ``col`` (and of ``dcol``) one block of images needs."""
+    OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
+    if uses_shifts(C, FN, stride):
+        Hq, Wp = _padded_plane(H, W, pad)
+        return C * Hq * Wp + FN * OH * Wp  # the padded image, the wide output (or its gradient)
+    return (C * FH * FW + 1) * OH * OW  # the unfolded windows and the row of ones
+
+
+@njit(cache=True)
+def shift_filters(Wmat, C, FH, FW, taps):
+    """taps (FH·FW·FN·C, flat) = the filters tap by tap: tap (fy, fx)'s (FN, C) block at
+    (fy·FW + fx)·FN·C, from Wmat (FN, C·FH·FW)."""
+    FN = Wmat.shape[0]
+    for f in range(FN):
+        for c in range(C):
+            for t in range(FH * FW):
+                taps[(t * FN + f) * C + c] = Wmat[f, c * FH * FW + t]
+
+
+@njit(cache=True)
+def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
+    """xp (C planes of Hq×Wp, flat) = image x (C·H·W, flat) with ``pad`` zeros around it; the
+    rest of each plane zero."""
+    for i in range(C * Hq * Wp):
+        xp[i] = 0
+    for c in range(C):
+        for y in range(H):
+            src, dst = x[(c * H + y) * W : (c * H + y + 1) * W], xp[(c * Hq + y + pad) * Wp + pad :]
+            for i in range(W):
+                dst[i] = src[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _shift_forward_image(x, taps, b, out, scratch, C, H, W, FH, FW, pad, OH, OW, activation, one_zero, one_one):
+    """One image by shifted products: out (FN·OH·OW, flat) = activation(conv(x) + b)."""
+    FN = b.shape[0]
+    Hq, Wp = _padded_plane(H, W, pad)
+    N = OH * Wp
+    xp, wide = scratch[: C * Hq * Wp], scratch[C * Hq * Wp : C * Hq * Wp + FN * N]
+    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
+    for t in range(FH * FW):
+        shifted = xp[(t // FW) * Wp + t % FW :]
+        gemm(AS_IS, AS_IS, FN, N, C, one_zero if t == 0 else one_one, taps[t * FN * C :], C, shifted, Hq * Wp,
+             wide, N)  # fmt: skip
+    for f in range(FN):
+        bias = b[f]
+        for oy in range(OH):
+            src, dst = wide[f * N + oy * Wp : f * N + oy * Wp + OW], out[(f * OH + oy) * OW : (f * OH + oy + 1) * OW]
+            if activation == RELU:
+                for i in range(OW):
+                    v = src[i] + bias
+                    dst[i] = v
+                    if v < 0:  # not "v > 0 else 0": NaN must stay NaN
+                        dst[i] = 0
+            else:
+                for i in range(OW):
+                    dst[i] = src[i] + bias
+
+
+@njit(cache=True)
+def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, C, H, W, FH, FW, pad, OH, OW, dx, below,
+                          one_zero, one_one):  # fmt: skip
+    """One image's share of the gradients by shifted products: part ((FH·FW, FN, C) tap by tap,
+    then FN bias entries) (+)= this image's dW and db (= when ``first``); with dx (len > 0),
+    dx = the input gradient ⊙ act'(below)."""
+    FN = dout.shape[0] // (OH * OW)
+    Hq, Wp = _padded_plane(H, W, pad)
+    N, plane = OH * Wp, Hq * Wp
+    xp = scratch[: C * plane]
+    dwide, dxp = dscratch[: FN * N], dscratch[FN * N : FN * N + C * plane]
+    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
+    K = C * FH * FW
+    for f in range(FN):
+        total = 0.0
+        for oy in range(OH):
+            src, dst = dout[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], dwide[f * N + oy * Wp : f * N + (oy + 1) * Wp]
+            for i in range(OW):
+                dst[i] = src[i]
+                total += src[i]
+            for i in range(OW, Wp):
+                dst[i] = 0
+        part[FN * K + f] = total if first else part[FN * K + f] + total
+    for t in range(FH * FW):
+        shifted = xp[(t // FW) * Wp + t % FW :]
+        gemm(AS_IS, TRANSPOSED, FN, C, N, one_zero if first else one_one, dwide, N, shifted, plane,
+             part[t * FN * C :], C)  # fmt: skip
+    if dx.shape[0] == 0:
+        return
+    for i in range(C * plane):
+        dxp[i] = 0
+    for t in range(FH * FW):
+        gemm(TRANSPOSED, AS_IS, C, N, FN, one_one, taps[t * FN * C :], C, dwide, N, dxp[(t // FW) * Wp + t % FW :],
+             plane)  # fmt: skip
+    for c in range(C):
+        for y in range(H):
+            src = dxp[(c * Hq + y + pad) * Wp + pad : (c * Hq + y + pad) * Wp + pad + W]
+            dst, inp = dx[(c * H + y) * W : (c * H + y + 1) * W], x[(c * H + y) * W : (c * H + y + 1) * W]
+            for i in range(W):
+                dst[i] = src[i] if below != RELU or inp[i] > 0 else 0
 
 
 @njit(cache=True)
@@ -130,9 +266,11 @@ def _conv_backward_image(x, Wmat, dout, col, dcol, part, first, C, H, W, FH, FW,
 
 
 @njit(cache=True)
-def _sum_partials(parts, nb, FN, K, dW, db, acc):
-    """dW (FN·K), db (FN) = Σ_{k < nb} of the blocks' (FN, K + 1) partials, in block order
-    (float64 accumulators in ``acc``, FN·(K + 1) of them)."""
+def _sum_partials(parts, nb, FN, C, FH, FW, shifts, dW, db, acc):
+    """dW (FN·K), db (FN) = Σ_{k < nb} of the blocks' FN·(K + 1) partials, in block order (float64
+    accumulators in ``acc``, FN·(K + 1) of them). A partial is (FN, K + 1), dW's rows with db as
+    a last column, or, with ``shifts``, (FH·FW, FN, C) tap by tap and then db."""
+    K = C * FH * FW
     n = FN * (K + 1)
     for j in range(n):
         acc[j] = 0.0
@@ -141,35 +279,49 @@ def _sum_partials(parts, nb, FN, K, dW, db, acc):
         for j in range(n):
             acc[j] += part[j]
     for f in range(FN):
-        for j in range(K):
-            dW[f * K + j] = acc[f * (K + 1) + j]
-        db[f] = acc[f * (K + 1) + K]
+        if shifts:
+            for c in range(C):
+                for t in range(FH * FW):
+                    dW[f * K + c * FH * FW + t] = acc[(t * FN + f) * C + c]
+            db[f] = acc[FN * K + f]
+        else:
+            for j in range(K):
+                dW[f * K + j] = acc[f * (K + 1) + j]
+            db[f] = acc[f * (K + 1) + K]
 
 
 @njit(parallel=True, cache=True)
-def conv_forward_rows(x, Wflat, b, out, col, C, H, W, FH, FW, stride, pad, activation, one_zero):
+def conv_forward_rows(x, Wflat, b, out, col, taps, C, H, W, FH, FW, stride, pad, activation, one_zero, one_one):
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
-    the filters flat, col scratch (blocks, (K + 1)·P) with ``conv_blocks`` blocks at least. Unchecked."""
+    the filters flat; scratch: col (blocks, ``conv_scratch_size``) with ``conv_blocks`` blocks at
+    least, taps (FN·C·FH·FW,) for the shifted products' filters. Unchecked."""
     N = x.shape[0]
     FN = b.shape[0]
     K = C * FH * FW
     OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
+    shifts = uses_shifts(C, FN, stride)
+    if shifts:
+        shift_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
         for n in range(n0, n1):
-            _conv_forward_image(x[n], Wmat, b, out[n], col[k], C, H, W, FH, FW, stride, pad, OH, OW, activation,
-                                one_zero)  # fmt: skip
+            if shifts:
+                _shift_forward_image(x[n], taps, b, out[n], col[k], C, H, W, FH, FW, pad, OH, OW, activation,
+                                     one_zero, one_one)  # fmt: skip
+            else:
+                _conv_forward_image(x[n], Wmat, b, out[n], col[k], C, H, W, FH, FW, stride, pad, OH, OW,
+                                    activation, one_zero)  # fmt: skip
     return out
 
 
 @njit(parallel=True, cache=True)
-def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, parts, acc, C, H, W, FH, FW, stride, pad, below,
+def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, taps, parts, acc, C, H, W, FH, FW, stride, pad, below,
                        one_zero, one_one):  # fmt: skip
     """The backward of a batch held as rows: x (N, C·H·W) the forward's input, dout (N, FN·P);
-    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). Scratch: col
-    ((K + 1)·P per block), dcol (K·P per block), parts (blocks, FN·(K + 1)), acc float64
+    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). Scratch: col,
+    dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc float64
     (FN·(K + 1)). Unchecked."""
     N = x.shape[0]
     FN = db.shape[0]
@@ -178,28 +330,36 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, parts, acc, C, H, 
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
     with_dx = dx.shape[0] > 0
+    shifts = uses_shifts(C, FN, stride)
+    if shifts and with_dx:
+        shift_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
-            _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, C, H, W, FH, FW, stride, pad,
-                                 OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
-    _sum_partials(parts, nb, FN, K, dW, db, acc)
+            if shifts:
+                _shift_backward_image(x[n], taps, dout[n], col[k], dcol[k], parts[k], n == n0, C, H, W, FH, FW, pad,
+                                      OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
+            else:
+                part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
+                _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, C, H, W, FH, FW, stride,
+                                     pad, OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
+    _sum_partials(parts, nb, FN, C, FH, FW, shifts, dW, db, acc)
     return dW, db, dx
 
 
 @njit(parallel=True, cache=True)
 def conv_forward_unchecked(x, W, b, out, col, stride, pad, activation):
     """out = activation(conv(x, W) + b): x (N, C, H, W), W (FN, C, FH, FW), b (FN,), out (N, FN,
-    OH, OW), col scratch (``conv_blocks`` rows at least, (C·FH·FW + 1)·OH·OW), activation 0 (none)
-    or 1 (ReLU). Unchecked."""
+    OH, OW), col scratch (``conv_blocks`` rows at least, ``conv_scratch_size`` values each),
+    activation 0 (none) or 1 (ReLU). Unchecked."""
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
-    one_zero = np.zeros(2, x.dtype)
+    one_zero, one_one = np.zeros(2, x.dtype), np.ones(2, x.dtype)
     one_zero[0] = 1
+    taps = np.empty(W.size, x.dtype)
     conv_forward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), b, out.reshape((N, out.size // max(N, 1))), col,
-                      C, H, Wd, FH, FW, stride, pad, activation, one_zero)  # fmt: skip
+                      taps, C, H, Wd, FH, FW, stride, pad, activation, one_zero, one_one)  # fmt: skip
     return out
 
 
@@ -214,8 +374,9 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     nb = col.shape[0]
     parts = np.empty((nb, W.size + FN), x.dtype)
     acc = np.empty(W.size + FN)
+    taps = np.empty(W.size, x.dtype)
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
-                       dW.reshape(W.size), db, rows, col, dcol, parts, acc, C, H, Wd, FH, FW, stride, pad, IDENTITY,
-                       one_zero, one_one)  # fmt: skip
+                       dW.reshape(W.size), db, rows, col, dcol, taps, parts, acc, C, H, Wd, FH, FW, stride, pad,
+                       IDENTITY, one_zero, one_one)  # fmt: skip
     return dW, db, dx

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .codes import _gather_rows
-from .conv import conv_backward_rows, conv_forward_rows, output_size
+from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size, output_size
 from .forward import _count_correct
 from .layers import IDENTITY, RELU, _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import next_rate, update_range
@@ -53,8 +53,9 @@ EngineWork = namedtuple(
         "acts",  # flat: every layer's outputs for B rows
         "deltas",  # flat: their gradients, the same layout
         "winners",  # int64 flat: every pool layer's winners for B rows
-        "col",  # (blocks, max K·P) the convolutions' unfolded windows, a row per block of images
+        "col",  # (blocks, the most conv_scratch_size) the convolutions' scratch, a row per block of images
         "dcol",  # the same, for their gradients
+        "taps",  # (the largest conv W size,) a convolution's filters tap by tap (shifted products)
         "parts",  # (blocks, max conv W size + filters) per-block filter and bias gradients
         "acc",  # float64 scratch for sums in a fixed order
         "row_loss",  # (B,) float64
@@ -119,7 +120,7 @@ def new_engine_work(batch, net, dtype, blocks):
     parallel loop uses (``_cores.BLOCKS``)."""
     conv = net[net[:, KIND] == CONV]
     pool = net[net[:, KIND] == POOL]
-    kp = int(max(((conv[:, C] * conv[:, FH] * conv[:, FW] + 1) * conv[:, OH] * conv[:, OW]).max(initial=0), 1))
+    kp = max([int(conv_scratch_size(*r[[C, H, W, OC, FH, FW, STRIDE, PAD]])) for r in conv] + [1])
     wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
     outs = int(net[:, OUT_SIZE].sum())
     one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
@@ -128,7 +129,7 @@ def new_engine_work(batch, net, dtype, blocks):
         x=np.empty((batch, int(net[0, IN_SIZE])), dtype), tb=np.empty(batch, np.int64),
         acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs, dtype),
         winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
-        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype),
+        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype), taps=np.empty(wsize, dtype),
         parts=np.empty((blocks, wsize), dtype),
         acc=np.empty(max(wsize, int(net[:, OUT_SIZE].max()))), row_loss=np.empty(batch), row_check=np.empty(batch),
         one_zero=one_zero, one_one=one_one,
@@ -202,9 +203,9 @@ def engine_forward(x, flat, net, work, masks):
                 _affine_block(h, weights, bias, out, one_zero, split, k, act)
         elif kind == CONV:
             w0, b0 = net[l, W_OFF], net[l, B_OFF]
-            conv_forward_rows(h, flat[w0:b0], flat[b0 : b0 + net[l, OC]], out, work.col, net[l, C], net[l, H],
-                              net[l, W], net[l, FH], net[l, FW], net[l, STRIDE], net[l, PAD], act,
-                              work.one_zero)  # fmt: skip
+            conv_forward_rows(h, flat[w0:b0], flat[b0 : b0 + net[l, OC]], out, work.col, work.taps, net[l, C],
+                              net[l, H], net[l, W], net[l, FH], net[l, FW], net[l, STRIDE], net[l, PAD], act,
+                              work.one_zero, work.one_one)  # fmt: skip
         elif kind == POOL:
             pool_forward_rows(h, out, layer_winners(work.winners, net, l, B), net[l, C], net[l, H], net[l, W],
                               net[l, FH], net[l, FW], net[l, STRIDE], net[l, PAD])  # fmt: skip
@@ -252,7 +253,7 @@ def _backward(flat, grad, net, work, B, seed, step):
         elif kind == CONV:
             w0, b0, fn = net[l, W_OFF], net[l, B_OFF], net[l, OC]
             conv_backward_rows(h, flat[w0:b0], d, grad[w0:b0], grad[b0 : b0 + fn], dh, work.col, work.dcol,
-                               work.parts, work.acc, net[l, C], net[l, H], net[l, W], net[l, FH], net[l, FW],
+                               work.taps, work.parts, work.acc, net[l, C], net[l, H], net[l, W], net[l, FH], net[l, FW],
                                net[l, STRIDE], net[l, PAD], below, work.one_zero, work.one_one)  # fmt: skip
         elif kind == POOL and l > 0:
             pool_backward_rows(d, layer_winners(work.winners, net, l, B), dh, h, below)
