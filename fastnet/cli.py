@@ -99,6 +99,8 @@ def cmd_train(args):
         validation=args.validation,
         early_stopping=args.early_stopping,
         lr_decay=args.lr_decay,
+        shift=args.shift,
+        flip=args.flip,
     )
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
@@ -292,7 +294,11 @@ def build_parser():
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
                         "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs "
                         "(options you give override it)")  # fmt: skip
-    t.add_argument("--hidden", help="hidden sizes, e.g. 50 or 100,100,100 (50)")
+    t.add_argument(
+        "--hidden",
+        help="hidden sizes, e.g. 50 or 100,100,100 (50); a convnet: its one hidden layer "
+        "(SimpleConvNet 100, DeepConvNet 50)",
+    )
     t.add_argument("--batch-size", type=int, help="minibatch size (100)")
     t.add_argument("--lr", type=float, help="learning rate (0.1 for the book's run, else the optimizer's default)")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],
@@ -312,6 +318,18 @@ def build_parser():
         help="stop after N evaluations without a better validation accuracy; keep the best weights",
     )  # fmt: skip
     t.add_argument("--lr-decay", type=float, help="multiply the learning rate by this after each epoch (1)")
+    t.add_argument(
+        "--shift",
+        type=int,
+        metavar="PIXELS",
+        help="a convnet: move each training image by up to PIXELS in each direction, afresh each epoch (0)",
+    )
+    t.add_argument(
+        "--flip",
+        action="store_true",
+        default=None,
+        help="a convnet: mirror a random half of the training images each epoch (clothes, not digits)",
+    )
     t.add_argument("--iters", type=int, help="iterations (10000)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")

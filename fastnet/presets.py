@@ -14,11 +14,12 @@ PRESETS = {
     "accurate-conv": {"net": "deep-conv", "optimizer": "adam", "lr": 1e-3, "lr_decay": 0.9, "epochs": 15,
                       "batch_size": 100},
 }  # fmt: skip
-DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000}
+DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000, "shift": 0, "flip": False}
 
 
 def apply_preset(args):
     """Fill the options the user did not give from ``--preset`` (if any), then from the defaults."""
+    args.hidden_given = getattr(args, "hidden", None) is not None or "hidden" in PRESETS.get(args.preset or "", {})
     for key, value in {**DEFAULTS, **PRESETS.get(args.preset or "", {})}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -73,10 +74,11 @@ def _convnet(args, inputs, classes, seed):
         unused.append("dropout")
     if args.net == "deep-conv" and args.weight_init_std is not None:
         unused.append("weight_init_std")
-    if unused or args.batchnorm or args.hidden != DEFAULTS["hidden"]:
+    hidden = parse_sizes(args.hidden) if getattr(args, "hidden_given", False) else []
+    if unused or args.batchnorm or len(hidden) > 1:
         given = ", ".join("--" + n.replace("_", "-") for n in unused + (["batchnorm"] if args.batchnorm else []))
         raise ValueError(f"--net {args.net}: the book's network has no {given or '--hidden list'} option")
-    options = {}
+    options = {"hidden_size": hidden[0]} if hidden else {}
     if args.net == "simple-conv":
         options["weight_init_std"] = 0.01 if args.weight_init_std is None else args.weight_init_std
     elif args.dropout is not None:

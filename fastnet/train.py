@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _cores
 from ._atomic import atomic_write_text
+from .augment import augmented, check_augmentation
 from .kernels import pixel_codes_unchecked, require_finite, require_labels
 from .weights import describe
 
@@ -62,7 +63,7 @@ def resolve_seed(seed=None):
 
 def train(
     net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
-    optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0,
+    optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0, shift=0, flip=False,
 ):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
@@ -71,7 +72,8 @@ def train(
     ``validation`` (a fraction in [0, 1)) holds out that share of the training set, drawn with
     the seed, and records its accuracy at every evaluation; ``early_stopping=N`` then stops after
     N evaluations without a better validation accuracy and restores the best weights.
-    ``lr_decay`` multiplies the learning rate by that factor after each epoch (1: constant)."""
+    ``lr_decay`` multiplies the learning rate by that factor after each epoch (1: constant).
+    ``shift`` and ``flip`` augment the training images of a convnet afresh each epoch (``fastnet.augment``)."""
     if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
     if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
@@ -80,10 +82,11 @@ def train(
         raise ValueError("early_stopping needs a validation split (validation > 0)")
     if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be a factor in (0, 1], got {lr_decay!r}")
+    check_augmentation(shift, flip, getattr(net, "input_dim", None))
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         update = optimizer if optimizer is not None else lr
         return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c,
-                      validation, early_stopping, lr_decay)  # fmt: skip
+                      validation, early_stopping, lr_decay, shift, flip)  # fmt: skip
 
 
 def split_validation(x, t, fraction, seed):
@@ -97,7 +100,7 @@ def split_validation(x, t, fraction, seed):
 
 
 def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c, validation,
-           early_stopping, lr_decay):  # fmt: skip
+           early_stopping, lr_decay, shift, flip):  # fmt: skip
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     seed = resolve_seed(seed)
@@ -106,6 +109,7 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
         x_train, t_train, x_val, t_val = split_validation(x_train, t_train, validation, seed)
     # The steps gather 1 byte per input instead of 4 or 8, where that is exact
     train_x, train_divisor = pixel_codes(x_train) or (x_train, None)
+    original_x, augment_rng = train_x, np.random.default_rng([seed, 2])  # not the batches' stream
     train_size = x_train.shape[0]
     if batch_size < 1 or iters < 0:
         raise ValueError("batch_size must be >= 1 and iters >= 0")
@@ -126,6 +130,8 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             validation_size=0 if x_val is None else x_val.shape[0],
             early_stopping=early_stopping,
             lr_decay=lr_decay,
+            shift=shift,
+            flip=flip,
             pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
             blas=_cores.BACKEND,
             blocks=_cores.BLOCKS,  # results are bitwise reproducible for one BLAS and block count
@@ -186,6 +192,8 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
                 if early_stopping is not None and best["waited"] >= early_stopping:
                     history.stopped = "early-stopped"
                     break
+                if shift or flip:  # this epoch's images
+                    train_x = augmented(original_x, net.input_dim, augment_rng, shift, flip)
             # Steps up to the next evaluation, at most `chunk`, in one compiled call.
             stop = i + 1
             while stop < min(i + chunk, iters) and stop % iter_per_epoch != 0:
