@@ -105,6 +105,52 @@ def _torch_net(torch):
                          nn.ReLU(), nn.Linear(HIDDEN, 10))  # fmt: skip
 
 
+def _jax_adam(jax, loss, keyed=False):
+    """The book's Adam (lr 0.001) on ``loss`` as one jitted step (p, m, v, i, x, t) -> (p, m, v, i);
+    with ``keyed`` the loss also takes a PRNG key made from the step number (dropout masks)."""
+    jnp = jax.numpy
+
+    @jax.jit
+    def step(p, m, v, i, x, t):
+        g = jax.grad(loss)(p, x, t, jax.random.PRNGKey(i)) if keyed else jax.grad(loss)(p, x, t)
+        i = i + 1
+        lr_t = 0.001 * jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
+        m = jax.tree_util.tree_map(lambda m, g: m + 0.1 * (g - m), m, g)
+        v = jax.tree_util.tree_map(lambda v, g: v + 0.001 * (g * g - v), v, g)
+        p = jax.tree_util.tree_map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), p, m, v)
+        return p, m, v, i
+
+    return step
+
+
+def _predictor(impl, lib, x, fast, ref, torch_model, jax_model):
+    """A function computing the logits of images x with ``impl``: fastnet's predict in one call, the
+    reference in the book's batches of 100 (its accuracy()), PyTorch without autograd, JAX's jitted
+    predict; each network built by its maker (jax_model: lib -> (params, predict))."""
+    if impl.startswith("fastnet"):
+        net = fast()
+        return lambda: net.predict(x)
+    if impl.startswith("reference"):
+        net = ref()
+
+        def func():
+            for i in range(0, len(x), 100):
+                net.predict(x[i : i + 100])
+
+        return func
+    if impl.startswith("torch"):
+        model, xt = torch_model(lib), lib.from_numpy(x)
+
+        def func():
+            with lib.no_grad():
+                model(xt)
+
+        return func
+    params, predict = jax_model(lib)
+    xj = lib.numpy.asarray(x)
+    return lambda: lib.block_until_ready(predict(params, xj))
+
+
 def _jax_step_and_predict(jax):
     """A jitted Adam step and predict of the same network (NCHW, 'VALID' convolution)."""
     jnp = jax.numpy
@@ -125,18 +171,8 @@ def _jax_step_and_predict(jax):
         z = predict(p, x)
         return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), t])
 
-    @jax.jit
-    def step(p, m, v, i, x, t):
-        g = jax.grad(loss)(p, x, t)
-        i = i + 1
-        lr_t = 0.001 * jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
-        m = jax.tree_util.tree_map(lambda m, g: m + 0.1 * (g - m), m, g)
-        v = jax.tree_util.tree_map(lambda v, g: v + 0.001 * (g * g - v), v, g)
-        p = jax.tree_util.tree_map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), p, m, v)
-        return p, m, v, i
-
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    return params, zeros, step, jax.jit(predict)
+    return params, zeros, _jax_adam(jax, loss), jax.jit(predict)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -187,30 +223,8 @@ def test_simple_convnet_predict(benchmark, data, impl):
     lib = need(impl)
     dtype = np.float32 if impl.endswith("f32") else np.float64
     x = images(data, 1000, dtype)
-    if impl.startswith("fastnet"):
-        net = SimpleConvNet(seed=0)
-
-        def func():
-            net.predict(x)
-    elif impl.startswith("reference"):
-        net = reference.SimpleConvNet(dtype=dtype, seed=0)
-
-        def func():
-            for i in range(0, 1000, 100):  # the book's accuracy(): batches of 100
-                net.predict(x[i : i + 100])
-    elif impl.startswith("torch"):
-        model, xt = _torch_net(lib), lib.from_numpy(x)
-
-        def func():
-            with lib.no_grad():
-                model(xt)
-    else:
-        params, _, _, predict = _jax_step_and_predict(lib)
-        xj = lib.numpy.asarray(x)
-
-        def func():
-            lib.block_until_ready(predict(params, xj))
-
+    func = _predictor(impl, lib, x, lambda: SimpleConvNet(seed=0), lambda: reference.SimpleConvNet(dtype=dtype, seed=0),
+                      _torch_net, lambda jax: _jax_step_and_predict(jax)[::3])  # fmt: skip
     func()
     record(benchmark, "simple_convnet_predict 1000 images", PREDICT_FLOPS)
     benchmark(func)
@@ -295,18 +309,8 @@ def _jax_deep(jax):
         z = forward(p, x, key, True)
         return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), t])
 
-    @jax.jit
-    def step(p, m, v, i, x, t):
-        g = jax.grad(loss)(p, x, t, jax.random.PRNGKey(i))
-        i = i + 1
-        lr_t = 0.001 * jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
-        m = jax.tree_util.tree_map(lambda m, g: m + 0.1 * (g - m), m, g)
-        v = jax.tree_util.tree_map(lambda v, g: v + 0.001 * (g * g - v), v, g)
-        p = jax.tree_util.tree_map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), p, m, v)
-        return p, m, v, i
-
     predict = jax.jit(lambda p, x: forward(p, x, None, False))
-    return params, jax.tree_util.tree_map(jnp.zeros_like, params), step, predict
+    return params, jax.tree_util.tree_map(jnp.zeros_like, params), _jax_adam(jax, loss, keyed=True), predict
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -361,31 +365,9 @@ def test_deep_convnet_predict(benchmark, data, impl):
     lib = need(impl)
     dtype = np.float32 if impl.endswith("f32") else np.float64
     x = images(data, 1000, dtype)
-    rounds = None
-    if impl.startswith("fastnet"):
-        net = DeepConvNet(seed=0)
-
-        def func():
-            net.predict(x)
-    elif impl.startswith("reference"):
-        net, rounds = reference.DeepConvNet(dtype=dtype, seed=0), 2
-
-        def func():
-            for i in range(0, 1000, 100):
-                net.predict(x[i : i + 100])
-    elif impl.startswith("torch"):
-        model, xt = _torch_deep(lib).eval(), lib.from_numpy(x)
-
-        def func():
-            with lib.no_grad():
-                model(xt)
-    else:
-        params, _, _, predict = _jax_deep(lib)
-        xj = lib.numpy.asarray(x)
-
-        def func():
-            lib.block_until_ready(predict(params, xj))
-
+    rounds = 2 if impl.startswith("reference") else None  # seconds per call
+    func = _predictor(impl, lib, x, lambda: DeepConvNet(seed=0), lambda: reference.DeepConvNet(dtype=dtype, seed=0),
+                      lambda torch: _torch_deep(torch).eval(), lambda jax: _jax_deep(jax)[::3])  # fmt: skip
     func()
     record(benchmark, "deep_convnet_predict 1000 images", deep_flops(DeepConvNet(), 1000, forward_only=True))
     if rounds:

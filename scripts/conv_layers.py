@@ -41,7 +41,7 @@ def main():
     flat, grad = net._flat, net._grad
     print("| conv | C→FN, H×W | route | forward ms | backward ms | of which dW, db | GFLOP/s fwd, bwd |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for l in np.flatnonzero(rec[:, E.KIND] == E.CONV):
+    for number, l in enumerate(np.flatnonzero(rec[:, E.KIND] == E.CONV), start=1):
         r = rec[l]
         h = work.x if l == 0 else E.layer_rows(work.acts, rec, l - 1, B)
         out, d = E.layer_rows(work.acts, rec, l, B), E.layer_rows(work.deltas, rec, l, B)
@@ -62,7 +62,7 @@ def main():
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]
         route = "shifted" if uses_shifts(r[E.C], fn, r[E.STRIDE]) else "unfolded"
         print(
-            f"| {l + 1} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "
+            f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "
             f"{params_only * 1e3:.2f} | {flops / forward / 1e9:.0f}, {(2 if l else 1) * flops / back / 1e9:.0f} |"
         )
 

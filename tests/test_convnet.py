@@ -211,6 +211,30 @@ def test_kernels_from_njit_code():
         conv_then_pool(x, rng.standard_normal((3, 2, 3, 3)), b, out, pooled, winners)
 
 
+@pytest.mark.parametrize("channels,filters", [(1, 3), (8, 9)])  # unfolded windows, shifted products
+def test_unchecked_kernels_with_scratch_sized_by_the_helpers(channels, filters):
+    @njit
+    def forward_backward(x, W, b, dout, out, dW, db, dx):
+        N, C, H, Wd = x.shape
+        FN, _, FH, FW = W.shape
+        blocks = kernels.conv_blocks(N, C * FH * FW, out.shape[2] * out.shape[3], FN)
+        size = kernels.conv_scratch_size(C, H, Wd, FN, FH, FW, 1, 1)
+        col, dcol = np.empty((blocks, size)), np.empty((blocks, size))
+        kernels.conv_forward_unchecked(x, W, b, out, col, 1, 1, 0)
+        kernels.conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, 1, 1)
+
+    rng = np.random.default_rng(channels)
+    x, W, b = rng.standard_normal((9, channels, 7, 6)), rng.standard_normal((filters, channels, 3, 3)), np.ones(filters)
+    out, dout = np.empty((9, filters, 7, 6)), rng.standard_normal((9, filters, 7, 6))
+    dW, db, dx = np.empty_like(W), np.empty(filters), np.empty_like(x)
+    forward_backward(x, W, b, dout, out, dW, db, dx)
+    ref = reference.Convolution(W, b, 1, 1)
+    np.testing.assert_allclose(out, ref.forward(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, ref.backward(dout), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, ref.dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, ref.db, rtol=1e-12, atol=1e-12)
+
+
 # -- SimpleConvNet ---------------------------------------------------------------------------------
 
 NETS = [((1, 12, 12), {"filter_num": 4, "filter_size": 5, "pad": 0, "stride": 1}, 1),

@@ -69,7 +69,7 @@ from .api import (  # noqa: E402
 from .api_conv import conv_backward, conv_forward, pool_backward, pool_forward  # noqa: E402
 from .checks import require, require_disjoint, require_finite, require_labels, require_lr, span  # noqa: E402
 from .codes import gather_unchecked, input_value, pixel_codes_unchecked  # noqa: E402
-from .conv import conv_backward_unchecked, conv_forward_unchecked  # noqa: E402
+from .conv import conv_backward_unchecked, conv_blocks, conv_forward_unchecked, conv_scratch_size  # noqa: E402
 from .forward import correct_count_unchecked, forward_unchecked  # noqa: E402
 from .layers import (  # noqa: E402
     affine_backward_params_unchecked,
@@ -98,6 +98,8 @@ __all__ = [
     "pool_backward",
     "conv_forward_unchecked",
     "conv_backward_unchecked",
+    "conv_blocks",
+    "conv_scratch_size",
     "pool_forward_unchecked",
     "pool_backward_unchecked",
     "affine_relu_forward_unchecked",

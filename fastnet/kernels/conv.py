@@ -82,6 +82,20 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     return (C * FH * FW + 1) * OH * OW  # the unfolded windows and the row of ones
 
 
+@njit(cache=True, error_model="numpy")
+def _add_bias(src, dst, bias, activation):
+    """dst = activation(src + bias), element by element (src may be dst)."""
+    if activation == RELU:
+        for i in range(dst.shape[0]):
+            v = src[i] + bias
+            dst[i] = v
+            if v < 0:  # not "v > 0 else 0": NaN must stay NaN
+                dst[i] = 0
+    else:
+        for i in range(dst.shape[0]):
+            dst[i] = src[i] + bias
+
+
 @njit(cache=True)
 def shift_filters(Wmat, C, FH, FW, taps):
     """taps (FH·FW·FN·C, flat) = the filters tap by tap: tap (fy, fx)'s (FN, C) block at
@@ -119,18 +133,9 @@ def _shift_forward_image(x, taps, b, out, scratch, C, H, W, FH, FW, pad, OH, OW,
         gemm(AS_IS, AS_IS, FN, N, C, one_zero if t == 0 else one_one, taps[t * FN * C :], C, shifted, Hq * Wp,
              wide, N)  # fmt: skip
     for f in range(FN):
-        bias = b[f]
         for oy in range(OH):
             src, dst = wide[f * N + oy * Wp : f * N + oy * Wp + OW], out[(f * OH + oy) * OW : (f * OH + oy + 1) * OW]
-            if activation == RELU:
-                for i in range(OW):
-                    v = src[i] + bias
-                    dst[i] = v
-                    if v < 0:  # not "v > 0 else 0": NaN must stay NaN
-                        dst[i] = 0
-            else:
-                for i in range(OW):
-                    dst[i] = src[i] + bias
+            _add_bias(src, dst, b[f], activation)
 
 
 @njit(cache=True)
@@ -239,16 +244,8 @@ def _conv_forward_image(x, Wmat, b, out, col, C, H, W, FH, FW, stride, pad, OH, 
     _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col)
     gemm(AS_IS, AS_IS, FN, P, K, one_zero, Wmat, K, col, P, out, P)
     for f in range(FN):
-        row, bias = out[f * P : (f + 1) * P], b[f]
-        if activation == RELU:
-            for p in range(P):
-                v = row[p] + bias
-                row[p] = v
-                if v < 0:  # not "v > 0 else 0": NaN must stay NaN
-                    row[p] = 0
-        else:
-            for p in range(P):
-                row[p] += bias
+        row = out[f * P : (f + 1) * P]
+        _add_bias(row, row, b[f], activation)
 
 
 @njit(cache=True)
