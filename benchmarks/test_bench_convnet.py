@@ -256,7 +256,7 @@ def deep_flops(net, batch, forward_only=False):
     from fastnet.kernels import engine
 
     total = 0
-    for l, rec in enumerate(net.net):
+    for l, rec in enumerate(net.records):
         if rec[engine.KIND] == engine.CONV:
             macs = int(rec[engine.OUT_SIZE] * rec[engine.C] * rec[engine.FH] * rec[engine.FW])
         elif rec[engine.KIND] == engine.AFFINE:

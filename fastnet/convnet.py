@@ -50,45 +50,73 @@ class EngineNet(Network):
         self.input_dim = tuple(input_dim)
         self.layer_specs = list(layers)
         try:
-            self.net, total = compiled.layer_records(self.input_dim, self.layer_specs)
+            self.net, total = compiled.new_engine_network(self.input_dim, self.layer_specs, self.dtype)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
-        self.input_size = int(self.net[0, compiled.IN_SIZE])
-        self.output_size = int(self.net[-1, compiled.OUT_SIZE])
+        self.records = self.net.rec
+        self.input_size = int(self.records[0, compiled.IN_SIZE])
+        self.output_size = int(self.records[-1, compiled.OUT_SIZE])
         self._flat, self._grad = np.zeros(total, self.dtype), np.zeros(total, self.dtype)
         self._views, self._grad_views = self._param_views(self._flat), self._param_views(self._grad)
+        for key, gamma in self._views.items():
+            if key.startswith("gamma"):
+                gamma[...] = 1  # the book's initial γ; β starts at 0
         self.params = dict(self._views)
         self.PARAM_NAMES = tuple(self._views)
+        self.running = self._running_views()
         self._workspaces = {}  # batch rows -> (work tuple, the batch's own rows as one batch)
         self._forward_work = {}  # rows -> work for a forward pass (a few sizes)
         self._sgd = None
         self._bound_optimizer = None
         self._lock = _cores.CallLock()
-        self.use_dropout = bool((self.net[:, compiled.KIND] == compiled.DROPOUT).any())
+        kinds = self.records[:, compiled.KIND]
+        self.use_dropout = bool((kinds == compiled.DROPOUT).any())
+        self.use_batchnorm = bool((kinds == compiled.BATCHNORM).any())
         self.dropout_seed = 0  # drawn by a subclass after its weights, as MultiLayerNet's
         self.dropout_step = 0  # training passes taken: numbers the next one's dropout masks
 
     def _param_views(self, flat):
-        views, i = {}, 1
-        for l, spec in enumerate(self.layer_specs):
-            rec = self.net[l]
-            w0, b0, n = int(rec[compiled.W_OFF]), int(rec[compiled.B_OFF]), int(rec[compiled.OC])
-            if spec[0] == "conv":
+        """W1, b1, W2, ... over the conv and affine layers in order, then gamma1, beta1, ... over
+        the batch-norm layers: views of ``flat``."""
+        views, norms, i = {}, {}, 1
+        for rec in self.records:
+            kind, w0, b0, n = (
+                rec[compiled.KIND],
+                int(rec[compiled.W_OFF]),
+                int(rec[compiled.B_OFF]),
+                int(rec[compiled.OC]),
+            )
+            if kind == compiled.CONV:
                 shape = (n, int(rec[compiled.C]), int(rec[compiled.FH]), int(rec[compiled.FW]))
-            elif spec[0] == "affine":
+            elif kind == compiled.AFFINE:
                 shape = (int(rec[compiled.IN_SIZE]), n)
+            elif kind == compiled.BATCHNORM:
+                j = len(norms) // 2 + 1
+                norms[f"gamma{j}"], norms[f"beta{j}"] = flat[w0:b0], flat[b0 : b0 + n]
+                continue
             else:
                 continue
             views[f"W{i}"] = flat[w0:b0].reshape(shape)
             views[f"b{i}"] = flat[b0 : b0 + n]
             i += 1
+        return {**views, **norms}
+
+    def _running_views(self):
+        """{'running_mean1': ..., 'running_var1': ..., ...}: each batch-norm layer's running statistics."""
+        views, j = {}, 1
+        for rec in self.records:
+            if rec[compiled.KIND] == compiled.BATCHNORM:
+                o, n = int(rec[compiled.RUN_OFF]), int(rec[compiled.C])
+                views[f"running_mean{j}"], views[f"running_var{j}"] = self.net.running[0, o : o + n], \
+                    self.net.running[1, o : o + n]  # fmt: skip
+                j += 1
         return views
 
     @property
     def multiply_adds(self):
         """Multiply-adds of one image's forward pass (a training step does about three times as many)."""
         total = 0
-        for rec in self.net:
+        for rec in self.records:
             if rec[compiled.KIND] == compiled.CONV:
                 total += int(rec[compiled.OUT_SIZE] * rec[compiled.C] * rec[compiled.FH] * rec[compiled.FW])
             elif rec[compiled.KIND] == compiled.AFFINE:
@@ -120,21 +148,36 @@ class EngineNet(Network):
         scaling by (1 − ratio), and, as the book's layer, a training-mode pass advances
         ``dropout_step`` (the next draws fresh masks); ``advance=False``: no side effect."""
         x = self.prepare_inputs(x)
-        train = bool(train_flg) and self.use_dropout
+        train = bool(train_flg) and (self.use_dropout or self.use_batchnorm)
+        if train:
+            self._check_batch(x.shape[0], f"{type(self).__name__}.predict")
         z = np.empty((x.shape[0], self.output_size), self.dtype)
         with self._lock:
             self._sync_params()
             masks = (self.dropout_seed, self.dropout_step, train)
-            chunk = x.shape[0] if train else PREDICT_ROWS  # masks are numbered by the batch's rows
+            chunk = x.shape[0] if train else PREDICT_ROWS  # masks and batch statistics are the batch's
             for r0 in range(0, x.shape[0], chunk):
                 r1 = min(r0 + chunk, x.shape[0])
                 work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
                 z[r0:r1] = compiled.engine_forward(x[r0:r1], self._flat, self.net, work, masks)
-            if train_flg and advance:
-                self.dropout_step += 1
-        if not np.isfinite(z).all():
+            finite = bool(np.isfinite(z).all())
+            if train_flg and advance and finite:
+                self._advance(self._forward_buffers(x.shape[0]) if train else None)
+        if not finite:
             self._explain_non_finite(x)
         return z
+
+    def _check_batch(self, rows, func):
+        if self.use_batchnorm and rows < 2:
+            raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows, got {rows}")
+
+    def _advance(self, work):
+        """What a training pass over a batch leaves behind, as the book's layers: batch norm's running
+        statistics move toward the batch's (from ``work``, just written; None: no batch statistics),
+        and the mask counter counts the pass."""
+        if work is not None and self.use_batchnorm:
+            compiled.engine_move_running(self.net, compiled.EngineWork(*work))
+        self.dropout_step += 1
 
     def _explain_non_finite(self, x):
         rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
@@ -146,13 +189,13 @@ class EngineNet(Network):
         raise ValueError(f"{name}: the logits overflowed (finite inputs and weights: has training diverged?)")
 
     def loss(self, x, t, train_flg=False, advance=True):
-        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), a float
-        (``train_flg`` and ``advance`` as ``predict``)."""
+        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), plus weight decay's
+        ½·Σ λ·‖W‖², a float (``train_flg`` and ``advance`` as ``predict``)."""
         x = self.prepare_inputs(x)
         t = self.prepare_labels(t, x.shape[0])
         require_labels(f"{type(self).__name__}.loss", t, self.output_size)
         z = self.predict(x, train_flg, advance)
-        return softmax_cross_entropy(z, t, np.empty_like(z))
+        return softmax_cross_entropy(z, t, np.empty_like(z)) + compiled.engine_decay_loss(self._flat, self.net)
 
     def accuracy(self, x, t, batch_size=100):
         """Fraction of images whose largest logit is at the label t. ``batch_size`` is the book's
@@ -186,7 +229,7 @@ class EngineNet(Network):
                              update=False)  # fmt: skip
             finite = bool(np.isfinite(loss[0]))
             if finite and advance:
-                self.dropout_step += 1
+                self._advance(self._workspace(x.shape[0])[0])
             grads = {key: g.copy() for key, g in self._grad_views.items()}
         if not finite:
             self._explain_non_finite(x)
@@ -272,6 +315,7 @@ class EngineNet(Network):
         with self._lock:
             self._sync_params()
             opt_args = self._optimizer_args(optimizer, func) if update else (0, np.zeros(4), self._grad, self._grad)
+            self._check_batch(batches.shape[1], func)
             work, _ = self._workspace(batches.shape[1])
             losses = np.empty(batches.shape[0])
             seed, step = self.dropout_seed, self.dropout_step

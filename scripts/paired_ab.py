@@ -4,12 +4,15 @@
     python scripts/paired_ab.py /tmp/before . --rounds 8 --measure steps
     python scripts/paired_ab.py /tmp/before . --rounds 6 --measure deep
     python scripts/paired_ab.py /tmp/before . --rounds 6 --measure book
+    python scripts/paired_ab.py /tmp/before . --rounds 6 --measure conv
 
 Each round runs one process per checkout (``PYTHONPATH`` set to it), in alternating order, and
 each process times: ``steps``: ``TwoLayerNet.step_indices`` medians at (100, 50), (1000, 50),
 (100, 1000), (1000, 1000) and ``accuracy`` on 2,000 rows; ``deep``: ``MultiLayerNet.step_indices``
 and ``steps`` on 784-100x4-10 at batch 128 with SGD and Adam, and ``TwoLayerNet.steps`` at (100,
-50); ``book``: ``MultiLayerNet.steps`` on the networks of ``fastnet book ch6``. On a shared
+50); ``book``: ``MultiLayerNet.steps`` on the networks of ``fastnet book ch6``; ``conv``: the
+book's ``SimpleConvNet`` and ``DeepConvNet`` steps at batch 100 with Adam, and their predict on
+1,000 images. On a shared
 machine single timings drift by tens of percent; a ratio taken within each round
 cancels most of it. Prints a markdown table: B's time over A's (below 1: B is faster).
 """
@@ -57,6 +60,13 @@ def measure(which):
         ):
             net, batches = MultiLayerNet(784, hidden, 10, seed=0, **options), rng.integers(0, 2000, (50, batch))
             out[f"SGD steps x50, {name}"] = median_seconds(lambda: net.steps(x, t, batches, 0.01), 10) / 50
+    elif which == "conv":
+        from fastnet import DeepConvNet, SimpleConvNet
+
+        for name, make, rounds in (("SimpleConvNet", SimpleConvNet, 60), ("DeepConvNet", DeepConvNet, 20)):
+            net, opt, idx = make(seed=0), optim.Adam(), rng.integers(0, 2000, 100)
+            out[f"{name} step B100 Adam"] = median_seconds(lambda: net.step_indices(x, t, idx, opt), rounds)
+            out[f"{name} predict 1k"] = median_seconds(lambda: net.predict(x[:1000]), max(rounds // 10, 5))
     else:
         for name in ("SGD", "Adam"):
             net, opt = MultiLayerNet(784, [100] * 4, 10, seed=0), getattr(optim, name)()
@@ -73,7 +83,7 @@ def main():
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--measure", choices=["steps", "deep", "book"], default="steps")
+    p.add_argument("--measure", choices=["steps", "deep", "book", "conv"], default="steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:

@@ -23,7 +23,8 @@ Where things are (one module per concern)::
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
-    layers.py     the layers' raw kernels, each forward next to its backward
+    activations.py identity, ReLU, sigmoid: forward, and the one derivative rule every backward ends with
+    layers.py     the layers' raw kernels, each forward next to its backward (affine, softmax-CE)
     codes.py      8-bit pixel codes, the batch gather
     forward.py    the network's forward pass for predict and accuracy
     step.py       the two-layer net's fused training step, many steps per call, their named buffers
@@ -32,10 +33,13 @@ Where things are (one module per concern)::
     layout.py     where a MultiLayerNet's parameters and layer outputs live in its flat buffers
     weight_gradients.py  its weight gradients in one balanced region, the update fused; weight decay
     optimizer.py  the six optimizers' updates on a flat parameter vector
-    conv.py       convolution (ch. 7): forward (+ bias, ReLU) next to its backward (dW, db, dx)
+    conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx)
     pool.py       max pooling: forward (recording the winners) next to its backward
-    engine.py     the layer engine: a net as layer records; one forward, one fused step for any
-                  sequence of conv, pool and affine layers (SimpleConvNet runs on it)
+    batchnorm.py  batch norm as a layer kind: per feature after affine, per channel after conv
+    decay.py      weight decay: ½λ‖W‖² in the loss, λW in the gradient
+    records.py    a network as layer records (kind, activation, geometry, offsets), built and checked
+    engine.py     the layer engine: one forward, one fused step for any sequence of records (affine,
+                  conv, pool, batch norm, dropout; the convnets run on it)
     api.py        the checked entry points (api_conv.py: those of conv and pool)
     _cache.py     Numba's on-disk cache, invalidated when any module here changes
 

@@ -35,9 +35,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
+from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
-
-IDENTITY, RELU = 0, 1  # as layers.IDENTITY, layers.RELU
 
 
 @njit(cache=True)
@@ -94,6 +93,7 @@ def _add_bias(src, dst, bias, activation):
     else:
         for i in range(dst.shape[0]):
             dst[i] = src[i] + bias
+        activation_forward(activation, dst)
 
 
 @njit(cache=True)
@@ -177,7 +177,8 @@ def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, C, H, W
             src = dxp[(c * Hq + y + pad) * Wp + pad : (c * Hq + y + pad) * Wp + pad + W]
             dst, inp = dx[(c * H + y) * W : (c * H + y + 1) * W], x[(c * H + y) * W : (c * H + y + 1) * W]
             for i in range(W):
-                dst[i] = src[i] if below != RELU or inp[i] > 0 else 0
+                dst[i] = src[i]
+            activation_backward(below, dst, inp)
 
 
 @njit(cache=True)
@@ -213,7 +214,7 @@ def _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col):
 @njit(cache=True)
 def _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below):
     """dx (C·H·W, flat) = col2im(dcol): each window's entries added back at the pixels it covers;
-    with ``below`` RELU, times [x > 0] (x: the layer below's output, this layer's input)."""
+    times act'(below) read from x (the layer below's output, this layer's input)."""
     for i in range(C * H * W):
         dx[i] = 0
     for c in range(C):
@@ -230,10 +231,7 @@ def _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below):
                         ix = ox * stride - pad + fx
                         if 0 <= ix < W:
                             dst[ix] += src[ox]
-    if below == RELU:
-        for i in range(C * H * W):
-            if not x[i] > 0:
-                dx[i] = 0
+    activation_backward(below, dx[: C * H * W], x[: C * H * W])
 
 
 @njit(cache=True, error_model="numpy")

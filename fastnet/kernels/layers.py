@@ -16,9 +16,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
+from .activations import IDENTITY, RELU, SIGMOID, activation_backward
 from .partition import block_bounds, num_blocks, product_block, product_split
-
-IDENTITY, RELU, SIGMOID = 0, 1, 2  # the activations a block's product can end with
 
 # -- Affine (+ activation) ------------------------------------------------------
 
@@ -110,14 +109,7 @@ def _input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta, activation):
     H, C = W.shape
     gemm(AS_IS, TRANSPOSED, r1 - r0, H, C, alpha_beta, dout[r0:], C, W, C, dh[r0:], H)
     for i in range(r0, r1):
-        d, out = dh[i], h[i]
-        if activation == RELU:
-            for j in range(d.shape[0]):
-                if not out[j] > 0:
-                    d[j] = 0
-        elif activation == SIGMOID:
-            for j in range(d.shape[0]):
-                d[j] *= out[j] * (1 - out[j])
+        activation_backward(activation, dh[i], h[i])
 
 
 @njit(cache=True)

@@ -11,7 +11,8 @@ blocks of images; each image is one iteration's: deterministic.
 
 from numba import njit, prange
 
-from .conv import RELU, output_size
+from .activations import activation_backward
+from .conv import output_size
 from .partition import block_bounds, num_blocks
 
 
@@ -94,17 +95,14 @@ def _nan_window(x, first, W, ph, pw, best, where):
 
 @njit(cache=True)
 def _pool_backward_image(dout, winners, dx, x, below):
-    """One image: dx = 0, then dx[winner] += dout for every output; times [x > 0] if ``below`` is RELU."""
+    """One image: dx = 0, then dx[winner] += dout for every output; times act'(below) read from x."""
     for i in range(dx.shape[0]):
         dx[i] = 0
     for o in range(dout.shape[0]):
         w = winners[o]
         if w >= 0:
             dx[w] += dout[o]
-    if below == RELU:
-        for i in range(dx.shape[0]):
-            if not x[i] > 0:
-                dx[i] = 0
+    activation_backward(below, dx, x)
 
 
 @njit(cache=True)

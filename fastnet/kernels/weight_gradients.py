@@ -4,6 +4,7 @@ the optimizer's update of the parameters it wrote; and weight decay (its loss an
 import numpy as np
 from numba import njit, prange
 
+from .decay import add_decay, sum_of_squares
 from .layers import _column_sums, _weight_grad_block
 from .layout import hidden_offset, layer_offset, layer_params, layer_rows
 from .optimizer import next_rate, update_range
@@ -11,33 +12,12 @@ from .partition import WORK_PER_BLOCK, max_blocks, product_block, product_split
 
 
 @njit(cache=True)
-def add_decay(dW, W, decay):
-    """dW += λ·W, for a block (views indexed from 0: the inner loop vectorises)."""
-    for i in range(W.shape[0]):
-        g, w = dW[i], W[i]
-        for j in range(w.shape[0]):
-            g[j] += decay * w[j]
-
-
-@njit(cache=True)
 def weight_decay_loss(flat, sizes, decay):
-    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order: four
-    running sums (entry i of a matrix goes to sum i mod 4), so that the additions need not wait
-    on each other, then added up."""
+    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order."""
     total = 0.0
     for l in range(1, sizes.shape[0]):
         W, _ = layer_params(flat, sizes, l)
-        v = W.reshape(W.size)
-        s0 = s1 = s2 = s3 = 0.0
-        n4 = v.size - v.size % 4
-        for i in range(0, n4, 4):
-            s0 += float(v[i]) * float(v[i])
-            s1 += float(v[i + 1]) * float(v[i + 1])
-            s2 += float(v[i + 2]) * float(v[i + 2])
-            s3 += float(v[i + 3]) * float(v[i + 3])
-        for i in range(n4, v.size):
-            s0 += float(v[i]) * float(v[i])
-        total += (s0 + s1) + (s2 + s3)
+        total += sum_of_squares(W.reshape(W.size))
     return 0.5 * decay * total
 
 

@@ -13,7 +13,8 @@ copies of it show:
 Labels may be integers ``(B,)`` or one-hot ``(B, C)``. Nothing here is optimised. The
 optimizers are in ``reference.optim``, dropout and batch norm in ``reference.regularize``,
 chapters 7-8's convolution, pooling, ``SimpleConvNet`` and ``DeepConvNet`` in
-``reference.conv``; every name is importable from here.
+``reference.conv``; every name is importable from here. ``reference.sequential`` composes them
+into any layer list the engine runs (the engine's twin).
 """
 
 from collections import OrderedDict

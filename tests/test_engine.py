@@ -1,0 +1,281 @@
+"""The layer engine on its own: random layer sequences (dense and conv; identity, ReLU and sigmoid;
+batch norm per feature and per channel; dropout; pools; weight decay) against the same sequence
+built from the reference's numpy layers (``fastnet.reference.sequential``): predict in test and
+training mode, loss, gradient, running statistics, one step with each of the six optimizers;
+gradcheck in float64; bitwise the same with 1, 2 and 8 threads, and the reference's results with
+1, 3 and 5 blocks. Property-based: hypothesis draws the sequences."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from support import assert_matches_reference
+
+from fastnet import optim, reference
+from fastnet.convnet import EngineNet
+from fastnet.gradcheck import compare_gradients, network_numerical_gradient
+from fastnet.kernels import records
+from fastnet.reference.sequential import Sequential
+
+OPTIMIZERS = {
+    "SGD": (lambda: optim.SGD(0.05), lambda: reference.SGD(0.05)),
+    "Momentum": (lambda: optim.Momentum(0.05), lambda: reference.Momentum(0.05)),
+    "Nesterov": (lambda: optim.Nesterov(0.05), lambda: reference.Nesterov(0.05)),
+    "AdaGrad": (lambda: optim.AdaGrad(0.05), lambda: reference.AdaGrad(0.05)),
+    "RMSprop": (lambda: optim.RMSprop(0.01), lambda: reference.RMSprop(0.01)),
+    "Adam": (lambda: optim.Adam(0.01), lambda: reference.Adam(0.01)),
+}
+
+
+def _fits(size, window, stride, pad):
+    span = size + 2 * pad - window
+    return span >= 0 and span % stride == 0
+
+
+@st.composite
+def layer_lists(draw):
+    """(input shape, layers, classes): a random sequence the engine runs."""
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, 3)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
+    else:
+        shape = (draw(st.integers(1, 12)), 1, 1)
+    act = st.sampled_from(["identity", "relu", "sigmoid"])
+    decay = st.sampled_from([0.0, 0.0, 0.1])
+    layers, (h, w) = [], shape[1:]
+    for _ in range(draw(st.integers(0, 4))):
+        kinds = ["affine", "batchnorm", "dropout"] + (["conv", "conv", "pool"] if h * w > 1 else [])
+        kind = draw(st.sampled_from(kinds))
+        if kind == "conv":
+            fh, fw, pad, stride = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 1)), 1
+            if draw(st.booleans()) and _fits(h, fh, 2, pad) and _fits(w, fw, 2, pad):
+                stride = 2
+            if not (_fits(h, fh, stride, pad) and _fits(w, fw, stride, pad)):
+                continue
+            fn = draw(st.sampled_from([1, 2, 3, 8]))  # 8 filters on 8 channels: the shifted products
+            layers.append(("conv", fn, fh, fw, stride, pad, draw(act), draw(decay)))
+            h, w = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
+        elif kind == "pool":
+            size, pad = draw(st.integers(1, 2)), draw(st.integers(0, 1))
+            stride = size if _fits(h, size, size, pad) and _fits(w, size, size, pad) else 1
+            if pad >= size or not (_fits(h, size, stride, pad) and _fits(w, size, stride, pad)):
+                continue
+            layers.append(("pool", size, size, stride, pad))
+            h, w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+        elif kind == "affine":
+            n = draw(st.integers(1, 9))
+            layers.append(("affine", n, draw(act), draw(decay)))
+            h, w = 1, 1
+        elif kind == "batchnorm":
+            layers.append(("batchnorm", draw(act), draw(st.sampled_from([0.9, 0.5]))))
+        else:
+            layers.append(("dropout", draw(st.sampled_from([0.0, 0.3]))))
+    classes = draw(st.integers(2, 5))
+    layers.append(("affine", classes, "identity", draw(decay)))
+    if draw(st.integers(0, 3)) == 0:
+        layers.append(("dropout", 0.25))
+    return shape, layers, classes
+
+
+def twins(shape, layers, dtype=np.float64, seed=0):
+    """A network on the engine with random weights, and its reference twin in float64."""
+    net = EngineNet(shape, layers, dtype)
+    rng = np.random.default_rng(seed)
+    for key, value in net.params.items():
+        if key.startswith("W"):
+            fan_in = value.shape[0] if value.ndim == 2 else int(np.prod(value.shape[1:]))
+            value[...] = rng.standard_normal(value.shape) / np.sqrt(fan_in)
+        else:
+            value[...] = (1.0 if key.startswith("gamma") else 0.0) + 0.2 * rng.standard_normal(value.shape)
+    net.dropout_seed = seed + 11
+    masks = reference.CounterMasks(net.dropout_seed)
+    params = {key: value.astype(np.float64) for key, value in net.params.items()}
+    return net, Sequential(shape, layers, params, masks), masks
+
+
+def biases_before_batchnorm(layers):
+    """The biases whose layer batch norm follows directly: their gradient is rounding noise (the mean
+    subtraction cancels it), which an adaptive optimizer turns into lr-sized steps."""
+    keys, weighted = set(), 0
+    for spec, following in zip(layers, layers[1:] + [("end",)]):
+        weighted += spec[0] in ("conv", "affine")
+        act = spec[6] if spec[0] == "conv" else spec[2] if spec[0] == "affine" else None
+        if act == "identity" and following[0] == "batchnorm":
+            keys.add(f"b{weighted}")
+    return keys
+
+
+def problem(shape, classes, n, seed=1, one_hot=False):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *shape))
+    t = rng.integers(0, classes, n)
+    return x, (np.eye(classes, dtype=np.int64)[t] if one_hot else t)
+
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+A_CONVNET = ((2, 7, 6), [("conv", 8, 3, 2, 1, 1, "identity", 0.1), ("batchnorm", "relu"), ("pool", 2, 2, 1, 0),
+                         ("conv", 8, 2, 2, 1, 1, "sigmoid"), ("batchnorm", "identity"), ("dropout", 0.3),
+                         ("affine", 5, "sigmoid"), ("batchnorm", "relu", 0.5), ("affine", 3, "identity", 0.1),
+                         ("dropout", 0.25)], 3)  # fmt: skip
+A_DENSE_NET = ((7, 1, 1), [("batchnorm", "sigmoid"), ("affine", 4, "relu", 0.1), ("dropout", 0.5),
+                           ("affine", 2, "identity")], 2)  # fmt: skip
+
+
+@SETTINGS
+@given(layer_lists(), st.integers(2, 6), st.booleans())
+@example(A_CONVNET, 5, False)
+@example(A_DENSE_NET, 2, True)
+def test_random_sequences_equal_the_reference_in_float64(network, batch, one_hot):
+    shape, layers, classes = network
+    net, ref, masks = twins(shape, layers)
+    x, t = problem(shape, classes, batch, one_hot=one_hot)
+    assert_matches_reference(net.predict(x), ref.predict(x), np.float64)  # running statistics 0, as the book's
+    masks.step = net.dropout_step
+    train = Sequential(shape, layers, ref.params, masks)  # its own batch norms: the running statistics stay
+    assert_matches_reference(net.predict(x, train_flg=True, advance=False), train.predict(x, True), np.float64)
+    grads, ref_grads = net.gradient(x, t), ref.gradient(x, t)
+    assert net.dropout_step == 1
+    scale = max(np.abs(g).max() for g in ref_grads.values()) + 1e-12  # a bias before batch norm: pure rounding
+    for key in ref_grads:
+        np.testing.assert_allclose(grads[key], ref_grads[key], rtol=1e-9, atol=1e-11 * scale, err_msg=key)
+    for key, value in ref.running_statistics().items():
+        np.testing.assert_allclose(net.running[key], value, rtol=1e-12, atol=1e-14, err_msg=key)
+    assert net.loss(x, t) == pytest.approx(ref.loss(x, t), rel=1e-11)  # test mode: the moved running statistics
+
+
+@SETTINGS
+@given(layer_lists(), st.sampled_from(sorted(OPTIMIZERS)))
+@example(A_CONVNET, "Adam")
+def test_one_step_with_each_optimizer_equals_the_reference(network, name):
+    shape, layers, classes = network
+    net, ref, masks = twins(shape, layers, seed=3)
+    x, t = problem(shape, classes, 4, seed=4)
+    opt, ref_opt = (make() for make in OPTIMIZERS[name])
+    for s in range(2):
+        masks.step = s
+        ref_loss = ref.loss(x, t, train_flg=True)
+        assert net.step(x, t, opt) == pytest.approx(ref_loss, rel=1e-10)
+        ref_opt.update(ref.params, ref.gradient(x, t))
+    noise = biases_before_batchnorm(layers) if name in ("AdaGrad", "RMSprop", "Adam") else set()
+    for key in set(ref.params) - noise:
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-8, atol=1e-10, err_msg=key)
+
+
+@SETTINGS
+@given(layer_lists())
+@example(A_CONVNET)
+def test_float32_follows_the_float64_reference(network):
+    shape, layers, classes = network
+    net, ref, masks = twins(shape, layers, np.float32, seed=5)
+    x, t = problem(shape, classes, 6, seed=6)
+    assert_matches_reference(net.predict(x.astype(np.float32)), ref.predict(x), np.float32)
+    assert net.loss(x.astype(np.float32), t) == pytest.approx(ref.loss(x, t), rel=1e-4)
+    masks.step = 0
+    z = net.predict(x.astype(np.float32), train_flg=True, advance=False)
+    np.testing.assert_allclose(z, ref.predict(x, True), rtol=1e-4, atol=1e-4 * (np.abs(z).max() + 1))
+
+
+@pytest.mark.parametrize("network", [A_CONVNET, A_DENSE_NET], ids=["convnet", "dense"])
+def test_gradcheck_float64(network):
+    """Smooth: sigmoids for ReLUs and no max pool (whose near-ties the differences straddle; the
+    reference checks the pool's gradient). The central differences agree with backprop."""
+    shape, layers, classes = network
+    smooth = [tuple("sigmoid" if v == "relu" else v for v in spec) for spec in layers if spec[0] != "pool"]
+    net, _, _ = twins(shape, smooth, seed=7)
+    x, t = problem(shape, classes, 5, seed=8)
+    analytic = net.gradient(x, t, advance=False)
+    numeric = network_numerical_gradient(net, x, t, h=1e-5, train_flg=True, advance=False)  # h²: below 1e-9
+    noise = biases_before_batchnorm(smooth)
+    for key in noise:  # zero but for rounding, both ways
+        assert np.abs(analytic[key]).max() < 1e-12 and np.abs(numeric[key]).max() < 1e-8
+    report = compare_gradients({k: v for k, v in analytic.items() if k not in noise}, numeric, threshold=1e-5)
+    assert report.passed, report.rows
+
+
+def test_a_pass_moves_the_running_statistics_only_when_asked():
+    shape, layers, classes = A_CONVNET
+    net, _, _ = twins(shape, layers)
+    x, t = problem(shape, classes, 4)
+    net.gradient(x, t, advance=False)
+    net.predict(x, train_flg=True, advance=False)
+    net.predict(x)
+    assert all((v == 0).all() for v in net.running.values()) and net.dropout_step == 0
+    net.predict(x, train_flg=True)
+    moved = {k: v.copy() for k, v in net.running.items()}
+    assert net.dropout_step == 1 and all((v != 0).any() for v in moved.values())
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        net.step(x[:1], t[:1], 0.1)
+    assert net.dropout_step == 1 and all(np.array_equal(net.running[k], moved[k]) for k in moved)
+
+
+@pytest.mark.parametrize("layers,words", [
+    ([], "at least one layer"),
+    ([("affine", 3, "relu"), ("pool", 1, 1, 1, 0)], "the last layer must be affine"),
+    ([("affine", 3, "relu"), ("batchnorm", "relu")], "the last layer must be affine"),
+    ([("conv", 2, 3, 3, 1, 0, "relu")], "the last layer must be affine"),
+    ([("affine", 3, "tanh")], "layer 1: unknown activation 'tanh'"),
+    ([("affine", 3, 7)], "layer 1: unknown activation 7"),
+    ([("dropout", 1.0), ("affine", 3, "relu")], "layer 1: the dropout ratio must lie in [0, 1)"),
+    ([("batchnorm", "relu", 1.5), ("affine", 3, "relu")], "layer 1: the batch-norm momentum must lie in [0, 1]"),
+    ([("affine", 3, "relu", -0.1)], "layer 1: weight decay must lie in [0, inf]"),
+    ([("affine", 3, "relu", float("nan"))], "layer 1: weight decay must lie"),
+    ([("conv", 2, 9, 9, 1, 0, "relu"), ("affine", 3, "relu")], "layer 1 (conv 9×9, stride 1, pad 0) does not fit"),
+    ([("pool", 2, 2, 2, 0), ("affine", 3, "relu")], "layer 1 (pool 2×2, stride 2, pad 0) does not fit its 5×5"),
+    ([("softmax",), ("affine", 3, "relu")], "layer 1: ('softmax',) is not a layer"),
+    ([("affine", 3)], "has the wrong number of values"),
+    ([("affine", 0, "relu")], "layer 1: units must be an integer >= 1"),
+])  # fmt: skip
+def test_a_network_the_engine_cannot_run_is_refused_when_built(layers, words):
+    with pytest.raises(ValueError) as info:
+        records.layer_records((1, 5, 5), layers)
+    assert words in str(info.value)
+
+
+def test_layer_records_place_every_buffer_once():
+    rec, coef, params, channels = records.layer_records(*A_CONVNET[:2])
+    assert params == sum(v.size for v in EngineNet(*A_CONVNET[:2], np.float64).params.values())
+    assert channels == 8 + 8 + 5 and list(rec[rec[:, records.KIND] == records.BATCHNORM, records.RUN_OFF]) == [0, 8, 16]
+    assert list(coef[:, records.DECAY]) == [0.1, 0, 0, 0, 0, 0, 0, 0, 0.1, 0]
+    assert list(rec[:, records.ACT_OFF]) == list(np.concatenate([[0], np.cumsum(rec[:-1, records.OUT_SIZE])]))
+
+
+SPLITS_CODE = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_engine import A_CONVNET, biases_before_batchnorm, problem, twins
+from fastnet import optim, reference
+shape, layers, classes = A_CONVNET
+net, ref, masks = twins(shape, layers)
+x, t = problem(shape, classes, 40, seed=2)
+batches = np.random.default_rng(3).integers(0, 40, (3, 20))
+losses = net.steps(x.reshape(40, -1), t, batches, optim.Adam(0.01))
+ref_opt = reference.Adam(0.01)
+for s, b in enumerate(batches):
+    masks.step = s
+    ref_opt.update(ref.params, ref.gradient(x[b], t[b]))
+noise = biases_before_batchnorm(layers)
+assert all(np.allclose(net.params[k], ref.params[k], rtol=1e-9, atol=1e-11) for k in set(ref.params) - noise)
+print(losses.tolist(), hashlib.sha256(net._flat.tobytes() + net.net.running.tobytes()).hexdigest(),
+      net.predict(x[:7]).tobytes().hex())
+"""
+
+
+def _run_with(env):
+    code = SPLITS_CODE.format(tests=os.path.dirname(__file__))
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_bitwise_identical_with_1_2_and_8_threads():
+    outputs = {_run_with({"NUMBA_NUM_THREADS": n, "FASTNET_BLOCKS": "4"}) for n in ("1", "2", "8")}
+    assert len(outputs) == 1 and outputs.pop()
+
+
+def test_every_block_count_equals_the_reference():
+    for blocks in ("1", "3", "5"):
+        assert _run_with({"FASTNET_BLOCKS": blocks})
