@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fastnet import DeepConvNet, MultiLayerNet, SimpleConvNet, _cores, kernels, optim, reference
-from fastnet.convnet import EngineNet
 from fastnet.kernels.layers import IDENTITY, RELU
+from fastnet.sequential import Sequential as EngineNet
 
 B, FN, FS, HIDDEN = 100, 30, 5, 100
 CONV_MACS = B * 24 * 24 * FS * FS * FN  # one conv pass (forward, or dW)

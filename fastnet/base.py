@@ -11,6 +11,18 @@ import numpy as np
 from . import optim
 
 
+def check_steps_inputs(func, x, batches, x_divisor, dtype):
+    """What ``steps`` takes beyond the kernels' own checks: a 2-D integer batch array, x in the
+    net's dtype, or uint8 pixel codes with their divisor (and the divisor only with them)."""
+    if not isinstance(batches, np.ndarray) or batches.ndim != 2 or batches.dtype.kind not in "iu" \
+            or batches.shape[1] == 0:  # fmt: skip
+        raise ValueError(f"{func}: batches must be a 2-D integer array, one batch per row")
+    if not isinstance(x, np.ndarray) or (x.dtype == np.uint8) != (x_divisor is not None):
+        raise ValueError(f"{func}: x_divisor goes with uint8 pixel codes x, and only with them")
+    if x.dtype != np.uint8 and x.dtype != dtype:
+        raise TypeError(f"{func}: x must be {dtype} (see prepare_inputs), not {x.dtype}")
+
+
 class Network:
     """Input and label preparation, checked, for any of fastnet's networks; for those whose
     parameters live in one flat vector (``_flat``, with ``_views`` into it), keeping ``params``

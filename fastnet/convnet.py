@@ -1,339 +1,25 @@
-"""Convolutional networks (the book's chapter 7) on the layer engine (``kernels.engine``).
-
-``EngineNet`` is a network described as a sequence of layers (conv, pool, affine, each with its
-activation) that one compiled step runs: forward, softmax-with-cross-entropy, backward and the
-optimizer's update, in one call that allocates nothing. ``SimpleConvNet`` is the book's
-constructor for one such sequence. All parameters live in one flat vector (``params`` holds
-live views, ``W1`` of a convolution shaped (FN, C, FH, FW)).
+"""The book's convolutional networks (chapters 7 and 8) as ``Sequential`` layer lists:
+``SimpleConvNet`` and ``DeepConvNet``, each its constructor's layers and initial weights.
 """
 
 import math
 
 import numpy as np
 
-from . import _cores
-from .base import Network
-from .gradcheck import network_numerical_gradient
-from .kernels import engine as compiled
-from .kernels import softmax_cross_entropy
-from .kernels.checks import require_finite, require_labels
-from .kernels.layers import IDENTITY, RELU
-from .multilayer import check_steps_inputs
-
-PREDICT_ROWS = 500  # rows per compiled forward call in predict/accuracy: bounds the activations' buffer
-
-
-def _positive_int(func, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{func}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+from .kernels.activations import IDENTITY, RELU
+from .sequential import Sequential, positive_int
 
 
 def _input_dim(func, input_dim):
     if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
         raise ValueError(f"{func}: input_dim must be (channels, height, width), got {input_dim!r}")
-    return tuple(_positive_int(func, f"input_dim[{i}]", n) for i, n in enumerate(input_dim))
-
-
-class EngineNet(Network):
-    """A network of images as a sequence of layers run by the engine (see the module docstring).
-
-    ``layers``: ('conv', FN, FH, FW, stride, pad, activation), ('pool', ph, pw, stride, pad),
-    ('affine', n, activation); the last is affine. Parameters are named W1, b1, W2, ... in
-    order over the conv and affine layers. Subclasses draw the initial weights.
-    """
-
-    def __init__(self, input_dim, layers, dtype):
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, not {self.dtype}")
-        self.input_dim = tuple(input_dim)
-        self.layer_specs = list(layers)
-        try:
-            self.net, total = compiled.new_engine_network(self.input_dim, self.layer_specs, self.dtype)
-        except ValueError as e:
-            raise ValueError(f"{type(self).__name__}: {e}") from None
-        self.records = self.net.rec
-        self.input_size = int(self.records[0, compiled.IN_SIZE])
-        self.output_size = int(self.records[-1, compiled.OUT_SIZE])
-        self._flat, self._grad = np.zeros(total, self.dtype), np.zeros(total, self.dtype)
-        self._views, self._grad_views = self._param_views(self._flat), self._param_views(self._grad)
-        for key, gamma in self._views.items():
-            if key.startswith("gamma"):
-                gamma[...] = 1  # the book's initial γ; β starts at 0
-        self.params = dict(self._views)
-        self.PARAM_NAMES = tuple(self._views)
-        self.running = self._running_views()
-        self._workspaces = {}  # batch rows -> (work tuple, the batch's own rows as one batch)
-        self._forward_work = {}  # rows -> work for a forward pass (a few sizes)
-        self._sgd = None
-        self._bound_optimizer = None
-        self._lock = _cores.CallLock()
-        kinds = self.records[:, compiled.KIND]
-        self.use_dropout = bool((kinds == compiled.DROPOUT).any())
-        self.use_batchnorm = bool((kinds == compiled.BATCHNORM).any())
-        self.dropout_seed = 0  # drawn by a subclass after its weights, as MultiLayerNet's
-        self.dropout_step = 0  # training passes taken: numbers the next one's dropout masks
-
-    def _param_views(self, flat):
-        """W1, b1, W2, ... over the conv and affine layers in order, then gamma1, beta1, ... over
-        the batch-norm layers: views of ``flat``."""
-        views, norms, i = {}, {}, 1
-        for rec in self.records:
-            kind, w0, b0, n = (
-                rec[compiled.KIND],
-                int(rec[compiled.W_OFF]),
-                int(rec[compiled.B_OFF]),
-                int(rec[compiled.OC]),
-            )
-            if kind == compiled.CONV:
-                shape = (n, int(rec[compiled.C]), int(rec[compiled.FH]), int(rec[compiled.FW]))
-            elif kind == compiled.AFFINE:
-                shape = (int(rec[compiled.IN_SIZE]), n)
-            elif kind == compiled.BATCHNORM:
-                j = len(norms) // 2 + 1
-                norms[f"gamma{j}"], norms[f"beta{j}"] = flat[w0:b0], flat[b0 : b0 + n]
-                continue
-            else:
-                continue
-            views[f"W{i}"] = flat[w0:b0].reshape(shape)
-            views[f"b{i}"] = flat[b0 : b0 + n]
-            i += 1
-        return {**views, **norms}
-
-    def _running_views(self):
-        """{'running_mean1': ..., 'running_var1': ..., ...}: each batch-norm layer's running statistics."""
-        views, j = {}, 1
-        for rec in self.records:
-            if rec[compiled.KIND] == compiled.BATCHNORM:
-                o, n = int(rec[compiled.RUN_OFF]), int(rec[compiled.C])
-                views[f"running_mean{j}"], views[f"running_var{j}"] = self.net.running[0, o : o + n], \
-                    self.net.running[1, o : o + n]  # fmt: skip
-                j += 1
-        return views
-
-    @property
-    def multiply_adds(self):
-        """Multiply-adds of one image's forward pass (a training step does about three times as many)."""
-        total = 0
-        for rec in self.records:
-            if rec[compiled.KIND] == compiled.CONV:
-                total += int(rec[compiled.OUT_SIZE] * rec[compiled.C] * rec[compiled.FH] * rec[compiled.FW])
-            elif rec[compiled.KIND] == compiled.AFFINE:
-                total += int(rec[compiled.IN_SIZE] * rec[compiled.OUT_SIZE])
-        return total
-
-    def _new_work(self, rows):
-        return tuple(compiled.new_engine_work(rows, self.net, self.dtype, _cores.BLOCKS))
-
-    def _workspace(self, batch):
-        ws = self._workspaces.get(batch)
-        if ws is None:
-            ws = self._workspaces[batch] = (self._new_work(batch), np.arange(batch)[None, :])
-        return ws
-
-    def _forward_buffers(self, rows):
-        work = self._forward_work.get(rows)
-        if work is None:
-            if len(self._forward_work) == 3:
-                del self._forward_work[next(iter(self._forward_work))]
-            work = self._forward_work[rows] = self._new_work(rows)
-        return work
-
-    # -- the book's interface -----------------------------------------------------------------
-
-    def predict(self, x, train_flg=False, advance=True):
-        """Logits (N, output_size) for images x, (N, C, H, W) or rows (N, C·H·W). ``train_flg`` as
-        the book: dropout draws this training pass's masks (numbered ``dropout_step``) instead of
-        scaling by (1 − ratio), and, as the book's layer, a training-mode pass advances
-        ``dropout_step`` (the next draws fresh masks); ``advance=False``: no side effect."""
-        x = self.prepare_inputs(x)
-        train = bool(train_flg) and (self.use_dropout or self.use_batchnorm)
-        if train:
-            self._check_batch(x.shape[0], f"{type(self).__name__}.predict")
-        z = np.empty((x.shape[0], self.output_size), self.dtype)
-        with self._lock:
-            self._sync_params()
-            masks = (self.dropout_seed, self.dropout_step, train)
-            chunk = x.shape[0] if train else PREDICT_ROWS  # masks and batch statistics are the batch's
-            for r0 in range(0, x.shape[0], chunk):
-                r1 = min(r0 + chunk, x.shape[0])
-                work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
-                z[r0:r1] = compiled.engine_forward(x[r0:r1], self._flat, self.net, work, masks)
-            finite = bool(np.isfinite(z).all())
-            if train_flg and advance and finite:
-                self._advance(self._forward_buffers(x.shape[0]) if train else None)
-        if not finite:
-            self._explain_non_finite(x)
-        return z
-
-    def _check_batch(self, rows, func):
-        if self.use_batchnorm and rows < 2:
-            raise ValueError(f"{func}: batch normalization in training needs a batch of at least 2 rows, got {rows}")
-
-    def _advance(self, work):
-        """What a training pass over a batch leaves behind, as the book's layers: batch norm's running
-        statistics move toward the batch's (from ``work``, just written; None: no batch statistics),
-        and the mask counter counts the pass."""
-        if work is not None and self.use_batchnorm:
-            compiled.engine_move_running(self.net, compiled.EngineWork(*work))
-        self.dropout_step += 1
-
-    def _explain_non_finite(self, x):
-        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        name = type(self).__name__
-        if rows.size:
-            raise ValueError(f"{name}: x contains NaN or infinity (row {rows[0]})")
-        for key, value in self.params.items():
-            require_finite(name, f"params[{key!r}]", np.ascontiguousarray(value))
-        raise ValueError(f"{name}: the logits overflowed (finite inputs and weights: has training diverged?)")
-
-    def loss(self, x, t, train_flg=False, advance=True):
-        """Mean cross-entropy of softmax(predict(x)) against t (integer or one-hot), plus weight decay's
-        ½·Σ λ·‖W‖², a float (``train_flg`` and ``advance`` as ``predict``)."""
-        x = self.prepare_inputs(x)
-        t = self.prepare_labels(t, x.shape[0])
-        require_labels(f"{type(self).__name__}.loss", t, self.output_size)
-        z = self.predict(x, train_flg, advance)
-        return softmax_cross_entropy(z, t, np.empty_like(z)) + compiled.engine_decay_loss(self._flat, self.net)
-
-    def accuracy(self, x, t, batch_size=100):
-        """Fraction of images whose largest logit is at the label t. ``batch_size`` is the book's
-        argument (its loop's chunk); the result does not depend on it."""
-        _positive_int(f"{type(self).__name__}.accuracy", "batch_size", batch_size)
-        x = self.prepare_inputs(x)
-        t = self.prepare_labels(t, x.shape[0])
-        require_labels(f"{type(self).__name__}.accuracy", t, self.output_size)
-        correct = 0
-        with self._lock:
-            self._sync_params()
-            for r0 in range(0, x.shape[0], PREDICT_ROWS):
-                r1 = min(r0 + PREDICT_ROWS, x.shape[0])
-                work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
-                count = compiled.engine_correct_count_unchecked(x[r0:r1], t[r0:r1], self._flat, self.net, work)
-                if count < 0:
-                    self._explain_non_finite(x[r0:r1])
-                correct += count
-        return correct / x.shape[0]
-
-    def gradient(self, x, t, advance=True):
-        """Backprop gradients of the training-mode loss, as new arrays keyed like ``params``: one
-        training step's forward and backward, with the book's side effect: ``dropout_step``
-        advances (the next call draws fresh masks), as ``step`` does before its update, so the
-        book's loop (``gradient`` then ``optimizer.update``) ends bit for bit where ``steps`` ends.
-        ``advance=False``: the same gradients, nothing changed."""
-        x = self.prepare_inputs(x)
-        t = self.prepare_labels(t, x.shape[0])
-        with self._lock:
-            loss = self._run(x, t, self._workspace(x.shape[0])[1], None, None, f"{type(self).__name__}.gradient",
-                             update=False)  # fmt: skip
-            finite = bool(np.isfinite(loss[0]))
-            if finite and advance:
-                self._advance(self._workspace(x.shape[0])[0])
-            grads = {key: g.copy() for key, g in self._grad_views.items()}
-        if not finite:
-            self._explain_non_finite(x)
-        return grads
-
-    def numerical_gradient(self, x, t):
-        """Central-difference gradients of the training-mode loss (slow: for checking ``gradient`` on
-        small nets), on the masks the next ``gradient`` call uses; changes nothing (compare with
-        ``gradient`` called after it, or ``gradient(x, t, advance=False)``)."""
-        return network_numerical_gradient(self, x, t, train_flg=True, advance=False)
-
-    # -- weights ------------------------------------------------------------------------------
-
-    def save_params(self, path="params.pkl"):
-        """Write the weights atomically: a ``.pkl`` path in the book's format (its ``load_params``
-        reads it), any other path as a fastnet weights file (``.npz``, with the architecture)."""
-        from pathlib import Path
-
-        from .bookfiles import write_book_params
-        from .weights import save_weights
-
-        with self._lock:
-            self._sync_params()
-            if Path(path).suffix == ".pkl":
-                write_book_params(path, self.params)
-            else:
-                save_weights(path, self)
-
-    def load_params(self, path="params.pkl"):
-        """Read weights into this network, checked for names, shapes and finiteness: the book's
-        ``.pkl`` (read without running arbitrary pickles) or a fastnet weights file."""
-        from pathlib import Path
-
-        from .bookfiles import BookFileError, read_book_params
-        from .weights import load_weights
-
-        if Path(path).suffix != ".pkl":
-            load_weights(path, self)
-            return
-        params = read_book_params(path)
-        if set(params) != set(self.params):
-            raise BookFileError(f"{path}: holds {sorted(params)}, this network needs {sorted(self.params)}")
-        for key, value in params.items():
-            if value.shape != self.params[key].shape:
-                raise BookFileError(f"{path}: {key} has shape {value.shape}, this network's is "
-                                    f"{self.params[key].shape}")  # fmt: skip
-            if not np.isfinite(value).all():
-                raise BookFileError(f"{path}: {key} contains NaN or infinity")
-        with self._lock:
-            self._sync_params()
-            for key, value in params.items():
-                self._views[key][...] = value
-
-    # -- training -----------------------------------------------------------------------------
-
-    def step(self, x, t, optimizer):
-        """One update on the batch (x, t) with ``optimizer`` (or a learning rate); returns the loss before it."""
-        x = self.prepare_inputs(x)
-        t = self.prepare_labels(t, x.shape[0])
-        with self._lock:
-            rows = self._workspace(x.shape[0])[1]
-        return self._run(x, t, rows, optimizer, None, f"{type(self).__name__}.step")[0]
-
-    def steps(self, x, t, batches, optimizer, x_divisor=None):
-        """One update per row of ``batches`` (S, B), in one compiled call; returns the losses (fewer
-        if a step's loss is not finite: that step changed nothing). x: rows (N, C·H·W) in the net's
-        dtype and t int64 (``prepare_inputs``/``prepare_labels``), or x uint8 pixel codes with
-        ``x_divisor``."""
-        func = f"{type(self).__name__}.steps"
-        if isinstance(x, np.ndarray) and x.ndim == 4:
-            x = x.reshape(x.shape[0], -1)
-        check_steps_inputs(func, x, batches, x_divisor, self.dtype)
-        return self._run(x, t, batches, optimizer, x_divisor, func)
-
-    def _run(self, x, t, batches, optimizer, x_divisor, func, update=True):
-        batches = np.ascontiguousarray(batches, np.int64)
-        if not isinstance(t, np.ndarray) or t.dtype != np.int64 or t.ndim != 1:
-            raise TypeError(f"{func}: t must be int64 class indices (see prepare_labels)")
-        x = np.ascontiguousarray(x)
-        divisor = 1.0 if x_divisor is None else float(x_divisor)
-        if not (math.isfinite(divisor) and divisor > 0):
-            raise ValueError(f"{func}: x_divisor must be finite and positive")
-        with self._lock:
-            self._sync_params()
-            opt_args = self._optimizer_args(optimizer, func) if update else (0, np.zeros(4), self._grad, self._grad)
-            self._check_batch(batches.shape[1], func)
-            work, _ = self._workspace(batches.shape[1])
-            losses = np.empty(batches.shape[0])
-            seed, step = self.dropout_seed, self.dropout_step
-            if update:
-                taken = compiled.engine_steps(x, t, batches, self._flat, self._grad, self.net, work, seed, step,
-                                              opt_args, losses, divisor)  # fmt: skip
-                self.dropout_step += taken
-                return losses[:taken]
-            compiled.engine_steps_check(x, t, batches, self.net, work)
-            losses[0] = compiled.engine_step_unchecked(x, t, batches[0], self._flat, self._grad, self.net, work, seed,
-                                                       step, opt_args, False, divisor)  # fmt: skip
-            return losses[:1]
+    return tuple(positive_int(func, f"input_dim[{i}]", n) for i, n in enumerate(input_dim))
 
 
 DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 
 
-class SimpleConvNet(EngineNet):
+class SimpleConvNet(Sequential):
     """The book's ``SimpleConvNet``: conv → ReLU → 2×2 max pool → affine → ReLU → affine →
     softmax-with-cross-entropy, with its constructor and defaults. ``params``: W1 (FN, C, FS, FS),
     b1, W2 (FN·PH·PW, hidden), b2, W3 (hidden, output), b3; the same ``seed`` gives the
@@ -351,14 +37,14 @@ class SimpleConvNet(EngineNet):
             raise ValueError(f"{func}: conv_param must be a dict with keys {sorted(DEFAULT_CONV_PARAM)}, "
                              f"got {conv_param!r}")  # fmt: skip
         conv_param = {**DEFAULT_CONV_PARAM, **conv_param}
-        fn = _positive_int(func, "conv_param['filter_num']", conv_param["filter_num"])
-        fs = _positive_int(func, "conv_param['filter_size']", conv_param["filter_size"])
-        stride = _positive_int(func, "conv_param['stride']", conv_param["stride"])
+        fn = positive_int(func, "conv_param['filter_num']", conv_param["filter_num"])
+        fs = positive_int(func, "conv_param['filter_size']", conv_param["filter_size"])
+        stride = positive_int(func, "conv_param['stride']", conv_param["stride"])
         pad = conv_param["pad"]
         if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
             raise ValueError(f"{func}: conv_param['pad'] must be an integer >= 0, got {pad!r}")
-        hidden_size = _positive_int(func, "hidden_size", hidden_size)
-        output_size = _positive_int(func, "output_size", output_size)
+        hidden_size = positive_int(func, "hidden_size", hidden_size)
+        output_size = positive_int(func, "output_size", output_size)
         if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, (int, float, np.number)) \
                 or not (math.isfinite(weight_init_std) and weight_init_std >= 0):  # fmt: skip
             raise ValueError(f"{func}: weight_init_std must be a finite number >= 0, got {weight_init_std!r}")
@@ -376,7 +62,7 @@ def _conv_param(func, name, param):
     if not isinstance(param, dict) or set(param) - set(DEFAULT_CONV_PARAM):
         raise ValueError(f"{func}: {name} must be a dict with keys {sorted(DEFAULT_CONV_PARAM)}, got {param!r}")
     param = {**DEFAULT_CONV_PARAM, **param}
-    checked = {key: _positive_int(func, f"{name}[{key!r}]", param[key]) for key in ("filter_num", "filter_size",
+    checked = {key: positive_int(func, f"{name}[{key!r}]", param[key]) for key in ("filter_num", "filter_size",
                                                                                     "stride")}  # fmt: skip
     pad = param["pad"]
     if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
@@ -384,7 +70,7 @@ def _conv_param(func, name, param):
     return {**checked, "pad": int(pad)}
 
 
-class DeepConvNet(EngineNet):
+class DeepConvNet(Sequential):
     """The book's ``DeepConvNet`` (chapter 8): (conv → ReLU → conv → ReLU → 2×2 max pool) × 3 →
     affine → ReLU → dropout → affine → dropout → softmax-with-cross-entropy, with its constructor
     and defaults (3×3 filters, 16, 16, 32, 32, 64, 64 of them, the fourth padded by 2) and its He
@@ -404,8 +90,8 @@ class DeepConvNet(EngineNet):
         given = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6]
         self.conv_params = [_conv_param(func, f"conv_param_{i + 1}", DEEP_CONV_PARAMS[i] if p is None else p)
                             for i, p in enumerate(given)]  # fmt: skip
-        self.hidden_size = _positive_int(func, "hidden_size", hidden_size)
-        output_size = _positive_int(func, "output_size", output_size)
+        self.hidden_size = positive_int(func, "hidden_size", hidden_size)
+        output_size = positive_int(func, "output_size", output_size)
         if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float, np.number)) \
                 or not 0 <= dropout_ratio < 1:  # fmt: skip
             raise ValueError(f"{func}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")

@@ -12,10 +12,11 @@ import contextlib
 import numpy as np
 
 from . import _cores, optim
+from .base import check_steps_inputs
 from .kernels import stack as compiled
 from .kernels.checks import require_labels
 from .kernels.multilayer import check_multilayer_batches
-from .multilayer import ACTIVATIONS, MultiLayerNet, check_steps_inputs
+from .multilayer import ACTIVATIONS, MultiLayerNet
 
 ACCURACY_CHUNK = 2000  # rows per member per forward call in accuracy(); bounds its buffers
 

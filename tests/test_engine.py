@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support import assert_matches_reference
 
-from fastnet import optim, reference
-from fastnet.convnet import EngineNet
+from fastnet import kernels, optim, reference
 from fastnet.gradcheck import compare_gradients, network_numerical_gradient
-from fastnet.kernels import records
-from fastnet.reference.sequential import Sequential
+from fastnet.kernels import records, schedule
+from fastnet.reference.sequential import Sequential as ReferenceSequential
+from fastnet.sequential import Sequential
 
 OPTIMIZERS = {
     "SGD": (lambda: optim.SGD(0.05), lambda: reference.SGD(0.05)),
@@ -82,7 +82,7 @@ def layer_lists(draw):
 
 def twins(shape, layers, dtype=np.float64, seed=0):
     """A network on the engine with random weights, and its reference twin in float64."""
-    net = EngineNet(shape, layers, dtype)
+    net = Sequential(shape, layers, dtype)
     rng = np.random.default_rng(seed)
     for key, value in net.params.items():
         if key.startswith("W"):
@@ -93,7 +93,7 @@ def twins(shape, layers, dtype=np.float64, seed=0):
     net.dropout_seed = seed + 11
     masks = reference.CounterMasks(net.dropout_seed)
     params = {key: value.astype(np.float64) for key, value in net.params.items()}
-    return net, Sequential(shape, layers, params, masks), masks
+    return net, ReferenceSequential(shape, layers, params, masks), masks
 
 
 def biases_before_batchnorm(layers):
@@ -115,6 +115,7 @@ def problem(shape, classes, n, seed=1, one_hot=False):
     return x, (np.eye(classes, dtype=np.int64)[t] if one_hot else t)
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")  # the book's sigmoid
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 A_CONVNET = ((2, 7, 6), [("conv", 8, 3, 2, 1, 1, "identity", 0.1), ("batchnorm", "relu"), ("pool", 2, 2, 1, 0),
                          ("conv", 8, 2, 2, 1, 1, "sigmoid"), ("batchnorm", "identity"), ("dropout", 0.3),
@@ -122,19 +123,31 @@ A_CONVNET = ((2, 7, 6), [("conv", 8, 3, 2, 1, 1, "identity", 0.1), ("batchnorm",
                          ("dropout", 0.25)], 3)  # fmt: skip
 A_DENSE_NET = ((7, 1, 1), [("batchnorm", "sigmoid"), ("affine", 4, "relu", 0.1), ("dropout", 0.5),
                            ("affine", 2, "identity")], 2)  # fmt: skip
+A_ROW_LOCAL_NET = (
+    (9, 1, 1),
+    [
+        ("affine", 6, "sigmoid", 0.1),
+        ("dropout", 0.3),
+        ("affine", 5, "relu"),
+        ("dropout", 0.2),
+        ("affine", 3, "identity"),
+    ],
+    3,
+)  # fmt: skip  affine and dropout: one region per row block
 
 
 @SETTINGS
 @given(layer_lists(), st.integers(2, 6), st.booleans())
 @example(A_CONVNET, 5, False)
 @example(A_DENSE_NET, 2, True)
+@example(A_ROW_LOCAL_NET, 5, True)
 def test_random_sequences_equal_the_reference_in_float64(network, batch, one_hot):
     shape, layers, classes = network
     net, ref, masks = twins(shape, layers)
     x, t = problem(shape, classes, batch, one_hot=one_hot)
     assert_matches_reference(net.predict(x), ref.predict(x), np.float64)  # running statistics 0, as the book's
     masks.step = net.dropout_step
-    train = Sequential(shape, layers, ref.params, masks)  # its own batch norms: the running statistics stay
+    train = ReferenceSequential(shape, layers, ref.params, masks)  # its own batch norms: the running statistics stay
     assert_matches_reference(net.predict(x, train_flg=True, advance=False), train.predict(x, True), np.float64)
     grads, ref_grads = net.gradient(x, t), ref.gradient(x, t)
     assert net.dropout_step == 1
@@ -149,6 +162,7 @@ def test_random_sequences_equal_the_reference_in_float64(network, batch, one_hot
 @SETTINGS
 @given(layer_lists(), st.sampled_from(sorted(OPTIMIZERS)))
 @example(A_CONVNET, "Adam")
+@example(A_ROW_LOCAL_NET, "Momentum")
 def test_one_step_with_each_optimizer_equals_the_reference(network, name):
     shape, layers, classes = network
     net, ref, masks = twins(shape, layers, seed=3)
@@ -236,10 +250,43 @@ def test_a_network_the_engine_cannot_run_is_refused_when_built(layers, words):
 
 def test_layer_records_place_every_buffer_once():
     rec, coef, params, channels = records.layer_records(*A_CONVNET[:2])
-    assert params == sum(v.size for v in EngineNet(*A_CONVNET[:2], np.float64).params.values())
+    net = Sequential(*A_CONVNET[:2], np.float64)
+    assert params == sum(v.size for v in net.params.values()) == net._flat.size
     assert channels == 8 + 8 + 5 and list(rec[rec[:, records.KIND] == records.BATCHNORM, records.RUN_OFF]) == [0, 8, 16]
     assert list(coef[:, records.DECAY]) == [0.1, 0, 0, 0, 0, 0, 0, 0, 0.1, 0]
     assert list(rec[:, records.ACT_OFF]) == list(np.concatenate([[0], np.cumsum(rec[:-1, records.OUT_SIZE])]))
+    # the flat vector: every W and b in layer order, then every γ and β; params names them in that order
+    starts = [np.shares_memory(v, net._flat) and v.ctypes.data - net._flat.ctypes.data for v in net.params.values()]
+    assert starts == sorted(starts) and list(net.params)[-6:] == [
+        "gamma1",
+        "beta1",
+        "gamma2",
+        "beta2",
+        "gamma3",
+        "beta3",
+    ]
+    assert list(rec[rec[:, records.KIND] == records.DROPOUT, records.KEY]) == [6, 10]  # positions, counted from 1
+
+
+def test_dropout_keys_number_the_masks():
+    layers = A_ROW_LOCAL_NET[1]
+    rec, *_ = records.layer_records(A_ROW_LOCAL_NET[0], layers, dropout_keys=[1, 2])
+    assert list(rec[rec[:, records.KIND] == records.DROPOUT, records.KEY]) == [1, 2]
+    with pytest.raises(ValueError, match="1 dropout keys more than dropout layers"):
+        records.layer_records(A_ROW_LOCAL_NET[0], layers, dropout_keys=[1, 2, 3])
+
+
+@pytest.mark.parametrize("network", [A_CONVNET, A_DENSE_NET, A_ROW_LOCAL_NET], ids=["convnet", "dense", "rows"])
+@pytest.mark.parametrize("batch", [1, 8, 300])
+def test_the_weight_gradient_tasks_cover_each_product_block_once(network, batch):
+    rec, *_ = records.layer_records(*network[:2])
+    layer, part, owner = schedule.plan_gradient_tasks(rec, batch)
+    expected = set()
+    for l in np.flatnonzero(rec[:, records.KIND] == records.AFFINE):
+        split = kernels.product_split(rec[l, records.IN_SIZE], batch, rec[l, records.OUT_SIZE])
+        expected |= {(l, k) for k in range(split[0] * split[1])} | {(l, schedule.BIAS_TASK)}
+    assert sorted(zip(layer.tolist(), part.tolist())) == sorted(expected)
+    assert owner.min() == 0 and set(owner.tolist()) == set(range(owner.max() + 1))
 
 
 SPLITS_CODE = """
@@ -247,7 +294,7 @@ import hashlib, sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_engine import A_CONVNET, biases_before_batchnorm, problem, twins
-from fastnet import optim, reference
+from fastnet import kernels, optim, reference
 shape, layers, classes = A_CONVNET
 net, ref, masks = twins(shape, layers)
 x, t = problem(shape, classes, 40, seed=2)
@@ -259,8 +306,8 @@ for s, b in enumerate(batches):
     ref_opt.update(ref.params, ref.gradient(x[b], t[b]))
 noise = biases_before_batchnorm(layers)
 assert all(np.allclose(net.params[k], ref.params[k], rtol=1e-9, atol=1e-11) for k in set(ref.params) - noise)
-print(losses.tolist(), hashlib.sha256(net._flat.tobytes() + net.net.running.tobytes()).hexdigest(),
-      net.predict(x[:7]).tobytes().hex())
+state = net._flat.tobytes() + net.net.running_mean.tobytes() + net.net.running_var.tobytes()
+print(losses.tolist(), hashlib.sha256(state).hexdigest(), net.predict(x[:7]).tobytes().hex())
 """
 
 

@@ -21,13 +21,52 @@ times the derivative of the activation below. Each parallel block owns a range o
 import numpy as np
 from numba import njit
 
-from .activations import activation_backward, activation_forward
+from .activations import IDENTITY, RELU, activate, activation_backward
 
 BN_EPS = 10e-7  # the book's ε (1e-6) under the square root
 
 # rows of the float64 statistics (STATS, channels) kept per batch-norm layer in the workspace
-MEAN, VAR, INV_STD, SCALE, SHIFT, SUM_DG, SUM_DB = range(7)
-STATS = 7
+MEAN, VAR, INV_STD, SCALE, SHIFT, SUM_DG, SUM_DB, ZERO = range(8)
+STATS = 8
+
+
+@njit(cache=True, error_model="numpy")
+def _add_sums(row, sums, centre, S, squares):
+    """sums[c] += Σ_p (row[c·S + p] − centre[c])^(2 if squares else 1) for every channel c of row.
+    One value per channel (S = 1, after an affine layer): along the row, so the loop vectorises."""
+    if S == 1:
+        for c in range(sums.shape[0]):
+            v = row[c] - centre[c]
+            sums[c] += v * v if squares else v
+        return
+    for c in range(sums.shape[0]):
+        s, m = 0.0, centre[c]
+        for p in range(S):
+            v = row[c * S + p] - m
+            s += v * v if squares else v
+        sums[c] += s
+
+
+@njit(cache=True, error_model="numpy")
+def _affine_map(src, dst, centre, scale, shift, S, act):
+    """dst[c·S + p] = act((src[c·S + p] − centre[c])·scale[c] + shift[c]) for every channel c, in
+    float64 (centre, scale, shift float64)."""
+    if S == 1:  # one value per channel: along the row, a loop per activation so that each vectorises
+        n = scale.shape[0]
+        if act == RELU:
+            for c in range(n):
+                dst[c] = activate(RELU, (src[c] - centre[c]) * scale[c] + shift[c])
+        elif act == IDENTITY:
+            for c in range(n):
+                dst[c] = (src[c] - centre[c]) * scale[c] + shift[c]
+        else:
+            for c in range(n):
+                dst[c] = activate(act, (src[c] - centre[c]) * scale[c] + shift[c])
+        return
+    for c in range(scale.shape[0]):
+        m, k, b = centre[c], scale[c], shift[c]
+        for p in range(S):
+            dst[c * S + p] = activate(act, (src[c * S + p] - m) * k + b)
 
 
 @njit(cache=True, error_model="numpy")  # divisions by N ≥ 1 and by √(var + ε) > 0: no checks
@@ -36,62 +75,43 @@ def batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
     writes x̂ into ``normed`` (B, C·S) and mean, variance and 1/std into ``stats`` (STATS, C)."""
     B = h.shape[0]
     mean, var, inv = stats[MEAN, c0:c1], stats[VAR, c0:c1], stats[INV_STD, c0:c1]
-    g, bt = gamma[c0:c1], beta[c0:c1]
+    zero = stats[ZERO, c0:c1]  # zeros, for sums and maps without a centre or a shift
     n, a0, a1 = c1 - c0, c0 * S, c1 * S
     for c in range(n):
-        mean[c] = 0.0
-        var[c] = 0.0
+        mean[c], var[c], zero[c] = 0.0, 0.0, 0.0
     for i in range(B):
-        row = h[i, a0:a1]
-        if S == 1:  # per feature: along the row, the loop vectorises
-            for c in range(n):
-                mean[c] += row[c]
-        else:
-            for c in range(n):
-                s = 0.0
-                for p in range(S):
-                    s += row[c * S + p]
-                mean[c] += s
+        _add_sums(h[i, a0:a1], mean, zero, S, False)
     for c in range(n):
         mean[c] /= B * S
     for i in range(B):  # two passes, as the book: the variance of the centred values
-        row = h[i, a0:a1]
-        for c in range(n):
-            s, m = 0.0, mean[c]
-            for p in range(S):
-                d = row[c * S + p] - m
-                s += d * d
-            var[c] += s
+        _add_sums(h[i, a0:a1], var, mean, S, True)
     for c in range(n):
         var[c] /= B * S
         inv[c] = 1.0 / np.sqrt(var[c] + BN_EPS)
+    g, bt = gamma[c0:c1], beta[c0:c1]
     for i in range(B):
         row, xhat_row, dst = h[i, a0:a1], normed[i, a0:a1], out[i, a0:a1]
-        for c in range(n):
-            m, k, gc, bc = mean[c], inv[c], g[c], bt[c]
-            for p in range(S):
-                xhat = (row[c * S + p] - m) * k
-                xhat_row[c * S + p] = xhat
-                dst[c * S + p] = gc * xhat + bc
-        activation_forward(act, dst)
+        _affine_map(row, xhat_row, mean, inv, zero, S, IDENTITY)
+        _affine_map(xhat_row, dst, zero, g, bt, S, act)
+
+
+@njit(cache=True)
+def batchnorm_test_transform(gamma, beta, running_mean, running_var, stats):
+    """Batch norm at test time as y = x·scale + shift, per channel into ``stats`` (float64):
+    scale = γ/√(running var + ε), shift = β − running mean·scale."""
+    for c in range(gamma.shape[0]):
+        stats[ZERO, c] = 0.0
+        stats[SCALE, c] = gamma[c] / np.sqrt(running_var[c] + BN_EPS)
+        stats[SHIFT, c] = beta[c] - running_mean[c] * stats[SCALE, c]
 
 
 @njit(cache=True, error_model="numpy")
-def batchnorm_test_channels(h, out, gamma, beta, running, stats, S, c0, c1, act):
-    """Channels c0:c1 of out = act(x·scale + shift), scale = γ/√(running var + ε), shift = β −
-    running mean·scale (float64, kept in ``stats``); ``running`` (2, C): mean and variance."""
-    scale, shift = stats[SCALE, c0:c1], stats[SHIFT, c0:c1]
-    n, a0, a1 = c1 - c0, c0 * S, c1 * S
-    for c in range(n):
-        scale[c] = gamma[c0 + c] / np.sqrt(running[1, c0 + c] + BN_EPS)
-        shift[c] = beta[c0 + c] - running[0, c0 + c] * scale[c]
-    for i in range(h.shape[0]):
-        row, dst = h[i, a0:a1], out[i, a0:a1]
-        for c in range(n):
-            k, s = scale[c], shift[c]
-            for p in range(S):
-                dst[c * S + p] = row[c * S + p] * k + s
-        activation_forward(act, dst)
+def batchnorm_test_rows(h, out, stats, S, r0, r1, c0, c1, act):
+    """Rows r0:r1, channels c0:c1 of out = act(x·scale + shift) (``batchnorm_test_transform``)."""
+    scale, shift, a0, a1 = stats[SCALE, c0:c1], stats[SHIFT, c0:c1], c0 * S, c1 * S
+    zero = stats[ZERO, c0:c1]  # no centre: the running mean is in the shift
+    for i in range(r0, r1):
+        _affine_map(h[i, a0:a1], out[i, a0:a1], zero, scale, shift, S, act)
 
 
 @njit(cache=True, error_model="numpy")  # the division by N ≥ 1: no check per element
@@ -106,6 +126,11 @@ def batchnorm_backward_channels(d, normed, gamma, stats, dgamma, dbeta, dh, h, b
         s_db[c] = 0.0
     for i in range(B):
         row, xhat = d[i, a0:a1], normed[i, a0:a1]
+        if S == 1:  # along the row: the loop vectorises
+            for c in range(n):
+                s_dg[c] += row[c] * xhat[c]
+                s_db[c] += row[c]
+            continue
         for c in range(n):
             sg = sb = 0.0
             for p in range(S):
@@ -119,19 +144,25 @@ def batchnorm_backward_channels(d, normed, gamma, stats, dgamma, dbeta, dh, h, b
     if dh.shape[0] == 0:
         return
     N = B * S
+    k = stats[SCALE, c0:c1]  # scratch: γ/(N·std) per channel (the mean and variance stay: the running ones need them)
+    for c in range(n):
+        k[c] = gamma[c0 + c] * inv[c] / N
     for i in range(B):
         row, xhat, dst = d[i, a0:a1], normed[i, a0:a1], dh[i, a0:a1]
-        for c in range(n):
-            k = gamma[c0 + c] * inv[c] / N
-            sg, sb = s_dg[c], s_db[c]
-            for p in range(S):
-                dst[c * S + p] = k * (N * row[c * S + p] - sb - xhat[c * S + p] * sg)
+        if S == 1:
+            for c in range(n):
+                dst[c] = k[c] * (N * row[c] - s_db[c] - xhat[c] * s_dg[c])
+        else:
+            for c in range(n):
+                kc, sg, sb = k[c], s_dg[c], s_db[c]
+                for p in range(S):
+                    dst[c * S + p] = kc * (N * row[c * S + p] - sb - xhat[c * S + p] * sg)
         activation_backward(below, dst, h[i, a0:a1])
 
 
 @njit(cache=True)
-def move_running_statistics(running, stats, momentum):
-    """running (2, C) = momentum·running + (1 − momentum)·(the batch's mean, variance)."""
-    for c in range(running.shape[1]):
-        running[0, c] = momentum * running[0, c] + (1 - momentum) * stats[MEAN, c]
-        running[1, c] = momentum * running[1, c] + (1 - momentum) * stats[VAR, c]
+def move_running_statistics(running_mean, running_var, stats, momentum):
+    """running = momentum·running + (1 − momentum)·batch, for the mean and the variance."""
+    for c in range(running_mean.shape[0]):
+        running_mean[c] = momentum * running_mean[c] + (1 - momentum) * stats[MEAN, c]
+        running_var[c] = momentum * running_var[c] + (1 - momentum) * stats[VAR, c]

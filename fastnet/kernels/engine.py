@@ -7,22 +7,27 @@ fused into its output (``activations.IDENTITY``, ``RELU``, ``SIGMOID``), its inp
 geometry per image, its filter, stride and padding, where its parameters start in the one flat
 parameter vector (W and b; γ and β for batch norm), where its output starts in the workspace and
 where its winners, x̂ or statistics live; ``coef``, a float64 row per layer (dropout's ratio,
-weight decay's λ, batch norm's momentum); ``running``, batch norm's running mean and variance
-(2, channels of every batch-norm layer). Every layer's outputs for a batch of B rows live in one
-flat buffer ``acts`` (layer l's are a (B, OUT_SIZE) block at B·ACT_OFF), their gradients in
-``deltas`` with the same layout, so an image is a row of C·H·W values in NCHW order and an
-affine layer after a pool reads the book's flattening as it is. The net's last layer with
-parameters is affine (only dropout may follow it) and feeds softmax-with-cross-entropy.
+weight decay's λ, batch norm's momentum); ``running_mean`` and ``running_var``, batch norm's
+running statistics (one entry per channel of every batch-norm layer). Every layer's outputs for
+a batch of B rows live in one flat buffer ``acts`` (layer l's are a (B, OUT_SIZE) block at
+B·ACT_OFF), their gradients in ``deltas`` with the same layout, so an image is a row of C·H·W
+values in NCHW order and an affine layer after a pool reads the book's flattening as it is. The
+net's last layer with parameters is affine (only dropout may follow it) and feeds softmax-with-
+cross-entropy.
 
 One step (``engine_step_unchecked``)::
 
     X[idx] --gather--> x;  for each layer: acts_l = layer_l(acts_{l-1})      (``engine_forward``)
     logits, t --softmax-CE--> loss (+ ½·Σ λ_l‖W_l‖²), deltas_L
-    for l = L..1: the layer's parameter gradients (+ λ_l·W_l);
-                  deltas_{l-1} = backward_l(deltas_l) ⊙ act'(acts_{l-1})   (not for the first layer)
+    for l = L..1: deltas_{l-1} = backward_l(deltas_l) ⊙ act'(acts_{l-1})   (not for the first layer),
+                  conv and batch-norm layers' parameter gradients on the way   (``_backward``)
                   (dropout draws its mask again from the counters: nothing is stored)
-    batch norm's running statistics move toward the batch's
-    the optimizer's update of the whole flat vector, one parallel pass
+    every affine layer's dW (+ λ·W) and db in one balanced region, each block's parameters
+                  updated by the optimizer as soon as written    (``schedule.affine_gradients``)
+    the other parameters updated; batch norm's running statistics moved toward the batch's
+
+A network of affine and dropout layers only runs everything up to deltas_1 in one region per
+block of rows, and its test-time forward likewise (``schedule``).
 
 Each layer kind is a module with its forward beside its backward (``affine`` in ``layers``,
 ``conv``, ``pool``, ``batchnorm``, dropout in ``regularize``); every backward ends with the one
@@ -35,19 +40,21 @@ kind is its module, its row in ``layer_records`` and one branch in each of the t
 import numpy as np
 from numba import njit, prange
 
-from .activations import IDENTITY, activation_backward
+from .activations import IDENTITY
 from .batchnorm import (
+    STATS,
     batchnorm_backward_channels,
-    batchnorm_test_channels,
+    batchnorm_test_rows,
+    batchnorm_test_transform,
     batchnorm_train_channels,
     move_running_statistics,
 )
 from .codes import _gather_rows
-from .conv import conv_backward_rows, conv_forward_rows
+from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size
 from .decay import add_decay, sum_of_squares
 from .forward import _count_correct
-from .layers import _affine_block, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
-from .optimizer import next_rate, update_range
+from .layers import _affine_block, _input_grad_rows, _softmax_ce_row
+from .optimizer import next_rate
 from .partition import block_bounds, num_blocks, product_split
 from .pool import pool_backward_rows, pool_forward_rows
 from .records import (  # noqa: F401  the records' names, for the engine's users
@@ -64,6 +71,7 @@ from .records import (  # noqa: F401  the records' names, for the engine's users
     FIELDS,
     FW,
     IN_SIZE,
+    KEY,
     KIND,
     MOMENTUM,
     OC,
@@ -81,94 +89,81 @@ from .records import (  # noqa: F401  the records' names, for the engine's users
     EngineWork,
     H,
     W,
+    affine_params,
+    layer_aux,
     layer_records,
+    layer_rows,
+    layer_weights,
     new_engine_network,
-    new_engine_work,
+    norm_params,
+    norm_stats,
 )
-from .regularize import dropout_row_key, dropout_uniform
+from .regularize import dropout_backward_rows, dropout_rows
+from .schedule import (
+    affine_gradients,
+    forward_backward_by_rows,
+    plan_gradient_tasks,
+    row_local,
+    test_forward_by_rows,
+    update_other_params,
+)
 
 
-@njit(cache=True)
-def layer_rows(buf, rec, l, B):
-    """Layer l's outputs (or their gradients) for B rows: a (B, OUT_SIZE) view of the flat buffer."""
-    o, n = rec[l, ACT_OFF] * B, rec[l, OUT_SIZE]
-    return buf[o : o + B * n].reshape((B, n))
-
-
-@njit(cache=True)
-def layer_aux(buf, rec, l, B):
-    """Layer l's winners (pool) or x̂ (batch norm) for B rows: a (B, OUT_SIZE) view."""
-    o, n = rec[l, AUX_OFF] * B, rec[l, OUT_SIZE]
-    return buf[o : o + B * n].reshape((B, n))
-
-
-@njit(cache=True)
-def affine_params(flat, rec, l):
-    """W (IN_SIZE, OUT_SIZE) and b (OUT_SIZE,) of affine layer l, views of the flat vector."""
-    d, n, w0, b0 = rec[l, IN_SIZE], rec[l, OUT_SIZE], rec[l, W_OFF], rec[l, B_OFF]
-    return flat[w0 : w0 + d * n].reshape((d, n)), flat[b0 : b0 + n]
-
-
-@njit(cache=True)
-def _weights(flat, rec, l):
-    """Layer l's weights, flat (conv: FN·C·FH·FW, affine: IN_SIZE·OUT_SIZE)."""
-    return flat[rec[l, W_OFF] : rec[l, B_OFF]]
-
-
-@njit(cache=True)
-def _channels(flat, rec, l):
-    """Batch-norm layer l's (γ, β), views of the flat vector."""
-    c, w0, b0 = rec[l, C], rec[l, W_OFF], rec[l, B_OFF]
-    return flat[w0 : w0 + c], flat[b0 : b0 + c]
+def new_engine_work(batch, net, dtype, blocks):
+    """An ``EngineWork`` for batches of ``batch`` rows of the network ``net`` (an
+    ``EngineNetwork``); ``blocks``: the most blocks a parallel loop uses (``_cores.BLOCKS``)."""
+    rec = net.rec
+    conv = rec[rec[:, KIND] == CONV]
+    pool = rec[rec[:, KIND] == POOL]
+    norm = rec[rec[:, KIND] == BATCHNORM]
+    kp = max([int(conv_scratch_size(*r[[C, H, W, OC, FH, FW, STRIDE, PAD]])) for r in conv] + [1])
+    wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
+    outs = int(rec[:, OUT_SIZE].sum())
+    one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
+    one_zero[0] = 1
+    return EngineWork(
+        x=np.empty((batch, int(rec[0, IN_SIZE])), dtype), tb=np.empty(batch, np.int64),
+        acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs, dtype),
+        winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
+        normed=np.empty(batch * int(norm[:, OUT_SIZE].sum()), dtype),
+        stats=np.zeros(STATS * net.running_mean.shape[0]),
+        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype), taps=np.empty(wsize, dtype),
+        parts=np.empty((blocks, wsize), dtype),
+        acc=np.empty(max(wsize, outs)), tasks=np.stack(plan_gradient_tasks(rec, batch)), row_loss=np.empty(batch),
+        row_check=np.empty(batch),
+        one_zero=one_zero, one_one=one_one,
+    )  # fmt: skip
 
 
 @njit(cache=True)
 def _norm_state(rec, l, work, B):
     """Batch-norm layer l's (channels, values per channel per row, its statistics (STATS, channels),
     its x̂ (B, OUT_SIZE), the blocks its parallel loops use)."""
-    channels, o = rec[l, C], rec[l, RUN_OFF]
+    channels = rec[l, C]
     nb = num_blocks(channels)
-    return channels, rec[l, H] * rec[l, W], work.stats[:, o : o + channels], layer_aux(work.normed, rec, l, B), nb
-
-
-@njit(cache=True)
-def _dropout_rows(h, out, ratio, seed, step, layer, train, r0, r1):
-    """Rows r0:r1 of out = h ⊙ mask in training (unit j of row i kept where its counter-based draw
-    for (seed, step, layer, i, j) exceeds the ratio: ``regularize``'s masks), h·(1 − ratio) at test time.
-    Reference twin: ``fastnet.reference.Dropout`` with ``CounterMasks``."""
-    for i in range(r0, r1):
-        src, dst = h[i], out[i]
-        if train:
-            key = dropout_row_key(seed, step, layer, i)
-            for j in range(src.shape[0]):
-                dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
-        else:
-            scale = 1.0 - ratio
-            for j in range(src.shape[0]):
-                dst[j] = src[j] * scale
-
-
-@njit(cache=True)
-def _dropout_backward_rows(d, dh, h, below, ratio, seed, step, layer, r0, r1):
-    """Rows r0:r1 of dh = d ⊙ mask (the forward's, drawn again) ⊙ act'(below) read from h."""
-    for i in range(r0, r1):
-        key = dropout_row_key(seed, step, layer, i)
-        src, dst = d[i], dh[i]
-        for j in range(src.shape[0]):
-            dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
-        activation_backward(below, dst, h[i])
+    return channels, rec[l, H] * rec[l, W], norm_stats(work.stats, rec, l), layer_aux(work.normed, rec, l, B), nb
 
 
 @njit(parallel=True, cache=True)
 def engine_forward(x, flat, net, work, masks):
     """Every layer's output for the rows of x (B, IN_SIZE of the first layer) into ``work.acts``;
+    returns the logits' view (B, classes); ``_forward``'s, with ``net`` and ``work`` as plain tuples
+    (or their named tuples). Unchecked."""
+    return _forward(x, flat, EngineNetwork(*net), EngineWork(*work), masks)
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, flat, net, work, masks):
+    """Every layer's output for the rows of x (B, IN_SIZE of the first layer) into ``work.acts``;
     returns the logits' view (B, classes). ``masks`` = (seed, step, train): in training, dropout
     draws the masks of training step ``step`` and batch norm uses the batch's statistics (its x̂
     and statistics kept in ``work``); else dropout scales and batch norm uses the running
     statistics. ``net`` an ``EngineNetwork`` (or a plain tuple in its order). Unchecked."""
-    rec, coef, running = net
+    rec, coef, running_mean, running_var = net
     B = x.shape[0]
     seed, step, train = masks
+    if not train and row_local(rec, True):
+        return test_forward_by_rows(x, flat, net, work)
     h = x
     for l in range(rec.shape[0]):
         out = layer_rows(work.acts, rec, l, B)
@@ -181,28 +176,31 @@ def engine_forward(x, flat, net, work, masks):
                 _affine_block(h, weights, bias, out, one_zero, split, k, act)
         elif kind == CONV:
             b0 = rec[l, B_OFF]
-            conv_forward_rows(h, _weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out, work.col, work.taps,
+            conv_forward_rows(h, layer_weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out, work.col, work.taps,
                               rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD],
                               act, work.one_zero, work.one_one)  # fmt: skip
         elif kind == POOL:
             pool_forward_rows(h, out, layer_aux(work.winners, rec, l, B), rec[l, C], rec[l, H], rec[l, W],
                               rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD])  # fmt: skip
         elif kind == BATCHNORM:
-            gamma, beta = _channels(flat, rec, l)
+            gamma, beta = norm_params(flat, rec, l)
             channels, S, stats, normed, nb = _norm_state(rec, l, work, B)
             o = rec[l, RUN_OFF]
+            if not train:
+                batchnorm_test_transform(gamma, beta, running_mean[o : o + channels], running_var[o : o + channels],
+                                         stats)  # fmt: skip
             for k in prange(nb):
                 c0, c1 = block_bounds(channels, nb, k)
                 if train:
                     batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
                 else:
-                    batchnorm_test_channels(h, out, gamma, beta, running[:, o : o + channels], stats, S, c0, c1, act)
+                    batchnorm_test_rows(h, out, stats, S, 0, B, c0, c1, act)
         else:
             nb = num_blocks(B)
             ratio = coef[l, RATIO]
             for k in prange(nb):
                 r0, r1 = block_bounds(B, nb, k)
-                _dropout_rows(h, out, ratio, seed, step, l + 1, train, r0, r1)
+                dropout_rows(h, out, ratio, seed, step, rec[l, KEY], train, r0, r1)
         h = out
     return h
 
@@ -211,36 +209,43 @@ def engine_forward(x, flat, net, work, masks):
 def engine_correct_count_unchecked(x, t, flat, net, work):
     """How many rows of x the network (at test time) classifies as t; -1 if a logit is not finite.
     Unchecked."""
-    return _count_correct(engine_forward(x, flat, net, work, (0, 0, False)), t)
+    return _count_correct(_forward(x, flat, EngineNetwork(*net), EngineWork(*work), (0, 0, False)), t)
 
 
 @njit(cache=True)
-def engine_decay_loss(flat, net):
+def engine_decay_loss(flat, rec, coef):
     """½·Σ_l λ_l·‖W_l‖² over the layers with weight decay, in layer order (float64)."""
-    rec, coef, _ = net
     total = 0.0
     for l in range(rec.shape[0]):
         if coef[l, DECAY] != 0:
-            total += 0.5 * coef[l, DECAY] * sum_of_squares(_weights(flat, rec, l))
+            total += 0.5 * coef[l, DECAY] * sum_of_squares(layer_weights(flat, rec, l))
     return total
 
 
 @njit(cache=True)
 def engine_move_running(net, work):
+    """``_move_running`` with ``net`` and ``work`` as plain tuples (or their named tuples)."""
+    _move_running(EngineNetwork(*net), EngineWork(*work))
+
+
+@njit(cache=True)
+def _move_running(net, work):
     """Every batch-norm layer's running statistics moved toward the last training pass's (its
     statistics in ``work``), with the layer's momentum: what a training pass leaves behind."""
-    rec, coef, running = net
+    rec, coef, running_mean, running_var = net
     for l in range(rec.shape[0]):
         if rec[l, KIND] == BATCHNORM:
             o, n = rec[l, RUN_OFF], rec[l, C]
-            move_running_statistics(running[:, o : o + n], work.stats[:, o : o + n], coef[l, MOMENTUM])
+            move_running_statistics(running_mean[o : o + n], running_var[o : o + n], norm_stats(work.stats, rec, l),
+                                    coef[l, MOMENTUM])  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
 def _backward(flat, grad, net, work, B, seed, step):
-    """Every layer's parameter gradients into ``grad``, from ``work.deltas`` of the last layer down
-    (``seed``, ``step``: the training step's dropout masks)."""
-    rec, coef, _ = net
+    """Every layer's input gradient (``work.deltas``), from the last layer down, and the parameter
+    gradients of every layer but the affine ones (``schedule.affine_gradients`` writes those, all
+    in one region, after it). ``seed``, ``step``: the training step's dropout masks."""
+    rec, coef = net.rec, net.coef
     for l in range(rec.shape[0] - 1, -1, -1):
         d = layer_rows(work.deltas, rec, l, B)
         h = work.x if l == 0 else layer_rows(work.acts, rec, l - 1, B)
@@ -248,27 +253,22 @@ def _backward(flat, grad, net, work, B, seed, step):
         dh = layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
         kind = rec[l, KIND]
         if kind == AFFINE:
-            weights, _ = affine_params(flat, rec, l)
-            dW, db = affine_params(grad, rec, l)
-            split = product_split(weights.shape[0], B, weights.shape[1])
-            one_zero = work.one_zero
-            for k in prange(split[0] * split[1]):
-                _weight_grad_block(h, d, one_zero, dW, split, k)
-            _column_sums(d, db, work.acc)
             if l > 0:
+                weights, _ = affine_params(flat, rec, l)
                 nr = num_blocks(B, B * weights.shape[0] * weights.shape[1])
+                one_zero = work.one_zero
                 for k in prange(nr):
                     r0, r1 = block_bounds(B, nr, k)
                     _input_grad_rows(d, weights, h, dh, r0, r1, one_zero, below)
         elif kind == CONV:
             b0, fn = rec[l, B_OFF], rec[l, OC]
-            conv_backward_rows(h, _weights(flat, rec, l), d, _weights(grad, rec, l), grad[b0 : b0 + fn], dh, work.col,
-                               work.dcol, work.taps, work.parts, work.acc, rec[l, C], rec[l, H], rec[l, W], rec[l, FH],
-                               rec[l, FW], rec[l, STRIDE], rec[l, PAD], below, work.one_zero,
+            conv_backward_rows(h, layer_weights(flat, rec, l), d, layer_weights(grad, rec, l), grad[b0 : b0 + fn], dh,
+                               work.col, work.dcol, work.taps, work.parts, work.acc, rec[l, C], rec[l, H], rec[l, W],
+                               rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD], below, work.one_zero,
                                work.one_one)  # fmt: skip
         elif kind == BATCHNORM:
-            gamma, _ = _channels(flat, rec, l)
-            dgamma, dbeta = _channels(grad, rec, l)
+            gamma, _ = norm_params(flat, rec, l)
+            dgamma, dbeta = norm_params(grad, rec, l)
             channels, S, stats, normed, nb = _norm_state(rec, l, work, B)
             for k in prange(nb):
                 c0, c1 = block_bounds(channels, nb, k)
@@ -280,10 +280,12 @@ def _backward(flat, grad, net, work, B, seed, step):
             ratio = coef[l, RATIO]
             for k in prange(nb):
                 r0, r1 = block_bounds(B, nb, k)
-                _dropout_backward_rows(d, dh, h, below, ratio, seed, step, l + 1, r0, r1)
-        if coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
+                dropout_backward_rows(d, dh, h, below, ratio, seed, step, rec[l, KEY], r0, r1)
+        if kind == CONV and coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
             n = rec[l, B_OFF] - rec[l, W_OFF]
-            add_decay(_weights(grad, rec, l).reshape((1, n)), _weights(flat, rec, l).reshape((1, n)), coef[l, DECAY])
+            add_decay(
+                layer_weights(grad, rec, l).reshape((1, n)), layer_weights(flat, rec, l).reshape((1, n)), coef[l, DECAY]
+            )
 
 
 @njit(parallel=True, cache=True)
@@ -303,34 +305,36 @@ def _step(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_div
     B = idx.shape[0]
     inv_batch = 1.0 / B
     x, tb, row_check = work.x, work.tb, work.row_check
-    nb = num_blocks(B)
-    for k in prange(nb):
-        r0, r1 = block_bounds(B, nb, k)
-        _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
+    row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
+    by_rows = row_local(net.rec, False)
+    if by_rows:
+        forward_backward_by_rows(X, T, idx, flat, net, work, seed, step, inv_batch, x_divisor)
+    else:
+        nb = num_blocks(B)
+        for k in prange(nb):
+            r0, r1 = block_bounds(B, nb, k)
+            _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
     for i in range(B):
         if row_check[i] != 0.0:
             raise ValueError("the network: x has NaN or infinity in row", idx[i])
-    z = engine_forward(x, flat, net, work, (seed, step, True))
-    dz = layer_rows(work.deltas, net.rec, net.rec.shape[0] - 1, B)
-    row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
-    for i in prange(B):
-        row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
+    if not by_rows:
+        z = _forward(x, flat, net, work, (seed, step, True))
+        dz = layer_rows(work.deltas, net.rec, net.rec.shape[0] - 1, B)
+        for i in prange(B):
+            row_loss[i] = _softmax_ce_row(z, tb, dz, i, inv_batch)
     loss = 0.0
     for i in range(B):  # fixed order: the loss does not depend on the thread count
         loss += row_loss[i]
-    loss = loss * inv_batch + engine_decay_loss(flat, net)
+    loss = loss * inv_batch + engine_decay_loss(flat, net.rec, net.coef)
     if update and not np.isfinite(loss):
         return loss  # diverged: the parameters stay the last finite ones
-    _backward(flat, grad, net, work, B, seed, step)
+    if not by_rows:
+        _backward(flat, grad, net, work, B, seed, step)
+    lr_t = next_rate(optimizer[0], optimizer[1]) if update else 0.0
+    affine_gradients(flat, grad, net, work, optimizer, update, lr_t)
     if update:
-        engine_move_running(net, work)
-        kind, hyper, s1, s2 = optimizer
-        lr_t = next_rate(kind, hyper)
-        n = flat.shape[0]
-        nu = num_blocks(n)
-        for k in prange(nu):
-            lo, hi = block_bounds(n, nu, k)
-            update_range(kind, flat, grad, s1, s2, hyper, lr_t, lo, hi)
+        update_other_params(flat, grad, net, optimizer, lr_t)
+        _move_running(net, work)
     return loss
 
 

@@ -3,24 +3,25 @@
 ``layer_records`` turns a list of layer tuples into one int64 record per layer (kind, activation,
 geometry, offsets into the flat parameter vector and the workspace buffers) and one float64 row
 of coefficients (dropout ratio, weight decay, batch-norm momentum); ``new_engine_work`` sizes the
-buffers a batch needs. The compiled loops that run the records are in ``engine``.
+The compiled loops that run the records, and the workspace a batch needs, are in ``engine``.
 """
 
 import math
 from collections import namedtuple
 
 import numpy as np
+from numba import njit
 
 from .activations import ACTIVATION_CODES, IDENTITY
 from .batchnorm import STATS
-from .conv import conv_scratch_size, output_size
+from .conv import output_size
 
 AFFINE, CONV, POOL, DROPOUT, BATCHNORM = 1, 2, 3, 4, 5
 KIND_NAMES = {AFFINE: "affine", CONV: "conv", POOL: "pool", DROPOUT: "dropout", BATCHNORM: "batchnorm"}
 # The columns of a layer record.
 (KIND, ACT, IN_SIZE, OUT_SIZE, C, H, W, OC, OH, OW, FH, FW, STRIDE, PAD, W_OFF, B_OFF, ACT_OFF,
- AUX_OFF, RUN_OFF) = range(19)  # fmt: skip
-FIELDS = 19
+ AUX_OFF, RUN_OFF, KEY) = range(20)  # fmt: skip
+FIELDS = 20
 # The columns of a layer's coefficients.
 RATIO, DECAY, MOMENTUM = range(3)
 COEFS = 3
@@ -30,7 +31,8 @@ EngineNetwork = namedtuple(
     [
         "rec",  # (L, FIELDS) int64: the layer records
         "coef",  # (L, COEFS) float64: dropout ratio, weight decay λ, batch norm momentum
-        "running",  # (2, batch-norm channels) in the net's dtype: running mean, running variance
+        "running_mean",  # (batch-norm channels,) in the net's dtype
+        "running_var",  # the same
     ],
 )
 
@@ -48,7 +50,8 @@ EngineWork = namedtuple(
         "dcol",  # the same, for their gradients
         "taps",  # (the largest conv W size,) a convolution's filters tap by tap (shifted products)
         "parts",  # (blocks, max conv W size + filters) per-block filter and bias gradients
-        "acc",  # float64 scratch for sums in a fixed order
+        "acc",  # float64 scratch for sums in a fixed order (an affine layer's bias sums at its ACT_OFF)
+        "tasks",  # int64 (3, tasks): the weight-gradient region's layer, part, block (``schedule``)
         "row_loss",  # (B,) float64
         "row_check",  # (B,) float64, 0 where the gathered row is finite
         "one_zero",  # (2,) BLAS's (alpha, beta) = (1, 0)
@@ -101,19 +104,25 @@ LAYER_FORMS = (
 )
 
 
-def layer_records(input_shape, layers):
+def layer_records(input_shape, layers, dropout_keys=None):
     """(rec, coef, number of parameters, batch-norm channels) for ``layers`` applied to inputs of
     ``input_shape`` (C, H, W) (rows of D values: (D, 1, 1)). Each layer is a tuple, one of
     ``LAYER_FORMS``; an activation is a code of ``activations`` or its name. Raises ValueError,
     naming the layer, for anything the engine cannot run: an unknown kind or activation, a
     geometry that does not fit, a ratio, λ or momentum out of range, a network that does not end
-    in an affine layer (only dropout may follow it)."""
+    in an affine layer (only dropout may follow it).
+
+    The flat parameter vector holds W and b of every conv and affine layer in order, then γ and β
+    of every batch-norm layer. ``dropout_keys``: the number each dropout layer's masks are drawn
+    under, in order (default: its position in the list, counted from 1; ``MultiLayerNet`` numbers
+    them by hidden layer, as its masks always were)."""
     L = len(layers)
     if L == 0:
         raise ValueError("a network needs at least one layer")
     rec, coef = np.zeros((L, FIELDS), np.int64), np.zeros((L, COEFS))
     c, h, w = (int(n) for n in input_shape)
-    params = act_off = aux_off = run_off = 0
+    params = norm_params = act_off = aux_off = run_off = 0
+    keys = list(dropout_keys) if dropout_keys is not None else None
     last_weighted = None
     for l, spec in enumerate(layers):
         if not isinstance(spec, tuple) or not spec or spec[0] not in KIND_NAMES.values():
@@ -144,12 +153,12 @@ def layer_records(input_shape, layers):
             r[AUX_OFF] = aux_off
             aux_off += c * oh * ow
         elif kind == "dropout":
-            r[KIND], r[ACT] = DROPOUT, IDENTITY
+            r[KIND], r[ACT], r[KEY] = DROPOUT, IDENTITY, l + 1 if keys is None else keys.pop(0)
             coef[l, RATIO] = _number(l, "the dropout ratio", args[0], 0, 1, high_open=True)
         elif kind == "batchnorm":
             r[KIND], r[ACT] = BATCHNORM, _activation(l, args[0])
-            r[W_OFF], r[B_OFF] = params, params + c  # γ, then β: one per channel
-            params += 2 * c
+            r[W_OFF], r[B_OFF] = norm_params, norm_params + c  # γ, then β: one per channel (after the weights)
+            norm_params += 2 * c
             r[RUN_OFF] = run_off
             run_off += c
             coef[l, MOMENTUM] = _number(l, "the batch-norm momentum", args[1], 0, 1) if len(args) > 1 else 0.9
@@ -167,37 +176,63 @@ def layer_records(input_shape, layers):
         c, h, w = r[OC], r[OH], r[OW]
     if last_weighted is None or rec[last_weighted, KIND] != AFFINE or (rec[last_weighted + 1 :, KIND] != DROPOUT).any():
         raise ValueError("the last layer must be affine (its outputs are the logits; only dropout may follow it)")
+    if keys:
+        raise ValueError(f"{len(keys)} dropout keys more than dropout layers")
     norm = rec[:, KIND] == BATCHNORM
+    rec[norm, W_OFF] += params
+    rec[norm, B_OFF] += params
     rec[norm, AUX_OFF] = np.concatenate([[0], np.cumsum(rec[norm, OUT_SIZE])[:-1]]) if norm.any() else []
-    return rec, coef, params, run_off
+    return rec, coef, params + norm_params, run_off
 
 
-def new_engine_network(input_shape, layers, dtype):
+def new_engine_network(input_shape, layers, dtype, dropout_keys=None):
     """(``EngineNetwork``, number of parameters) for ``layers`` (``layer_records``) on inputs of
     ``input_shape``; running means 0 and variances 0, as the book's."""
-    rec, coef, params, channels = layer_records(input_shape, layers)
-    return EngineNetwork(rec, coef, np.zeros((2, channels), dtype)), params
+    rec, coef, params, channels = layer_records(input_shape, layers, dropout_keys)
+    return EngineNetwork(rec, coef, np.zeros(channels, dtype), np.zeros(channels, dtype)), params
 
 
-def new_engine_work(batch, net, dtype, blocks):
-    """An ``EngineWork`` for batches of ``batch`` rows of the network ``net`` (an
-    ``EngineNetwork``); ``blocks``: the most blocks a parallel loop uses (``_cores.BLOCKS``)."""
-    rec = net.rec
-    conv = rec[rec[:, KIND] == CONV]
-    pool = rec[rec[:, KIND] == POOL]
-    norm = rec[rec[:, KIND] == BATCHNORM]
-    kp = max([int(conv_scratch_size(*r[[C, H, W, OC, FH, FW, STRIDE, PAD]])) for r in conv] + [1])
-    wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
-    outs = int(rec[:, OUT_SIZE].sum())
-    one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
-    one_zero[0] = 1
-    return EngineWork(
-        x=np.empty((batch, int(rec[0, IN_SIZE])), dtype), tb=np.empty(batch, np.int64),
-        acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs, dtype),
-        winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
-        normed=np.empty(batch * int(norm[:, OUT_SIZE].sum()), dtype), stats=np.zeros((STATS, net.running.shape[1])),
-        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype), taps=np.empty(wsize, dtype),
-        parts=np.empty((blocks, wsize), dtype),
-        acc=np.empty(max(wsize, int(rec[:, OUT_SIZE].max()))), row_loss=np.empty(batch), row_check=np.empty(batch),
-        one_zero=one_zero, one_one=one_one,
-    )  # fmt: skip
+# -- views of a layer's parameters and buffers, by its record (compiled) --------------------------
+
+
+@njit(cache=True)
+def layer_rows(buf, rec, l, B):
+    """Layer l's outputs (or their gradients) for B rows: a (B, OUT_SIZE) view of the flat buffer."""
+    o, n = rec[l, ACT_OFF] * B, rec[l, OUT_SIZE]
+    return buf[o : o + B * n].reshape((B, n))
+
+
+@njit(cache=True)
+def layer_aux(buf, rec, l, B):
+    """Layer l's winners (pool) or x̂ (batch norm) for B rows: a (B, OUT_SIZE) view."""
+    o, n = rec[l, AUX_OFF] * B, rec[l, OUT_SIZE]
+    return buf[o : o + B * n].reshape((B, n))
+
+
+@njit(cache=True)
+def affine_params(flat, rec, l):
+    """W (IN_SIZE, OUT_SIZE) and b (OUT_SIZE,) of affine layer l, views of the flat vector."""
+    d, n, w0, b0 = rec[l, IN_SIZE], rec[l, OUT_SIZE], rec[l, W_OFF], rec[l, B_OFF]
+    return flat[w0 : w0 + d * n].reshape((d, n)), flat[b0 : b0 + n]
+
+
+@njit(cache=True)
+def layer_weights(flat, rec, l):
+    """Layer l's weights, flat (conv: FN·C·FH·FW, affine: IN_SIZE·OUT_SIZE)."""
+    return flat[rec[l, W_OFF] : rec[l, B_OFF]]
+
+
+@njit(cache=True)
+def norm_params(flat, rec, l):
+    """Batch-norm layer l's (γ, β), views of the flat vector."""
+    c, w0, b0 = rec[l, C], rec[l, W_OFF], rec[l, B_OFF]
+    return flat[w0 : w0 + c], flat[b0 : b0 + c]
+
+
+@njit(cache=True)
+def norm_stats(stats, rec, l):
+    """Batch-norm layer l's float64 statistics (batchnorm.STATS, C): a C-contiguous view of the
+    flat ``stats`` buffer, in which each batch-norm layer's block starts at STATS·RUN_OFF (so that
+    a row of it is contiguous and its loops vectorise)."""
+    o, n = rec[l, RUN_OFF], rec[l, C]
+    return stats[STATS * o : STATS * (o + n)].reshape((STATS, n))

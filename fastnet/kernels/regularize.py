@@ -21,6 +21,7 @@ statistics ``0.9·running + 0.1·batch`` (the book's constants).
 import numpy as np
 from numba import njit
 
+from .activations import activation_backward
 from .layers import RELU, SIGMOID
 
 BN_EPS = 10e-7  # the book's ε (1e-6) under the square root
@@ -181,3 +182,34 @@ def _batchnorm_backward_columns(d, normed, inv_std, gamma, dgamma, dbeta, sums, 
         row, xhat = d[i, c0:c1], normed[i, c0:c1]
         for j in range(m):
             row[j] = g[j] * inv[j] / B * (B * row[j] - s_db[j] - xhat[j] * s_dg[j])
+
+
+# -- dropout as a layer kind of the engine (its masks drawn again in the backward pass) ------
+
+
+@njit(cache=True)
+def dropout_rows(h, out, ratio, seed, step, layer, train, r0, r1):
+    """Rows r0:r1 of out = h ⊙ mask in training (unit j of row i kept where its counter-based draw
+    for (seed, step, layer, i, j) exceeds the ratio: ``regularize``'s masks), h·(1 − ratio) at test time.
+    Reference twin: ``fastnet.reference.Dropout`` with ``CounterMasks``."""
+    for i in range(r0, r1):
+        src, dst = h[i], out[i]
+        if train:
+            key = dropout_row_key(seed, step, layer, i)
+            for j in range(src.shape[0]):
+                dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
+        else:
+            scale = 1.0 - ratio
+            for j in range(src.shape[0]):
+                dst[j] = src[j] * scale
+
+
+@njit(cache=True)
+def dropout_backward_rows(d, dh, h, below, ratio, seed, step, layer, r0, r1):
+    """Rows r0:r1 of dh = d ⊙ mask (the forward's, drawn again) ⊙ act'(below) read from h."""
+    for i in range(r0, r1):
+        key = dropout_row_key(seed, step, layer, i)
+        src, dst = d[i], dh[i]
+        for j in range(src.shape[0]):
+            dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
+        activation_backward(below, dst, h[i])

@@ -1,0 +1,281 @@
+"""The engine's schedules: how a step's work is split into parallel regions where the plain
+layer-by-layer loop of ``engine`` would leave time on the table.
+
+Row-local networks (affine and dropout layers; at test time batch norm too) are taken a block of
+rows at a time through every layer in one parallel region (``test_forward_by_rows``,
+``forward_backward_by_rows``): the rows a layer reads are still in cache, and the region is
+entered once, not once per layer.
+
+The weight gradients of affine layers, and the optimizer's update.
+
+After the backward pass has written every layer's input gradient (``deltas``), the affine
+layers' weight gradients dW_l = h_{l-1}ᵀ·d_l are independent products: one parallel region runs
+them all, as tasks (each a block of one product, ``product_split``, or one layer's bias sums)
+planned once per batch size. Tasks go largest first to the block with the least work so far:
+the first layer's product is most of the work, and Numba gives each thread one contiguous range
+of a prange, so a prange over the tasks in order handed one of two threads nearly all of it.
+Each task adds weight decay to the gradient it wrote and, in a training step, applies the
+optimizer to those parameters while they are in its cache. The parameters of other kinds (conv
+filters, batch norm's γ and β), whose gradients the backward pass wrote, are updated after it.
+The blocks are numbered by the shapes only: the same bits whatever the number of threads.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .batchnorm import batchnorm_test_rows, batchnorm_test_transform
+from .codes import _gather_rows
+from .decay import add_decay
+from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
+from .optimizer import update_range
+from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
+from .records import (
+    ACT,
+    ACT_OFF,
+    AFFINE,
+    B_OFF,
+    BATCHNORM,
+    CONV,
+    DECAY,
+    DROPOUT,
+    IN_SIZE,
+    KEY,
+    KIND,
+    OC,
+    OUT_SIZE,
+    RATIO,
+    RUN_OFF,
+    W_OFF,
+    C,
+    H,
+    W,
+    affine_params,
+    layer_rows,
+    norm_params,
+    norm_stats,
+)
+from .regularize import dropout_backward_rows, dropout_rows
+
+TEST_ROWS_PER_PASS = 512
+BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
+
+
+@njit(cache=True)
+def plan_gradient_tasks(rec, B):
+    """(layer, part, owner) of every task of the weight-gradient region for batches of B rows:
+    task i is block ``part[i]`` of layer ``layer[i]``'s product, or its bias sums (``BIAS_TASK``),
+    run by block ``owner[i]``. As many blocks as the work supports (at most ``max_blocks()``, each
+    WORK_PER_BLOCK multiply-adds at least, one task at least)."""
+    count = 0
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == AFFINE:
+            split = product_split(rec[l, IN_SIZE], B, rec[l, OUT_SIZE])
+            count += split[0] * split[1] + 1
+    layer, part, cost = (
+        np.empty(count, np.int64),
+        np.empty(count, np.int64),
+        np.empty(count, np.int64),
+    )
+    i = 0
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] != AFFINE:
+            continue
+        d, n = rec[l, IN_SIZE], rec[l, OUT_SIZE]
+        split = product_split(d, B, n)
+        for k in range(split[0] * split[1]):
+            r0, r1, c0, c1 = product_block(d, n, split, k)
+            layer[i], part[i], cost[i] = l, k, (r1 - r0) * (c1 - c0) * B
+            i += 1
+        layer[i], part[i], cost[i] = l, BIAS_TASK, B * n
+        i += 1
+    total = 0
+    for i in range(count):
+        total += cost[i]
+    nb = max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
+    owner = np.full(count, -1, np.int64)
+    load = np.zeros(nb, np.int64)
+    for _ in range(count):
+        largest = -1
+        for i in range(count):
+            if owner[i] < 0 and (largest < 0 or cost[i] > cost[largest]):
+                largest = i
+        least = 0
+        for k in range(1, nb):
+            if load[k] < load[least]:
+                least = k
+        owner[largest] = least
+        load[least] += cost[largest]
+    return layer, part, owner
+
+
+@njit(parallel=True, cache=True)
+def affine_gradients(flat, grad, net, work, optimizer, update, lr_t):
+    """dW_l = h_{l-1}ᵀ d_l (+ λ_l W_l) and db_l = Σ_rows d_l of every affine layer, in one parallel
+    region (the tasks of ``work.tasks``); with ``update``, each task then applies the optimizer
+    (at rate ``lr_t``) to the parameters whose gradient it wrote."""
+    rec, coef = net.rec, net.coef
+    B = work.x.shape[0]
+    kind, hyper, s1, s2 = optimizer
+    layer, part, owner = work.tasks[0], work.tasks[1], work.tasks[2]
+    nb = 0
+    for i in range(owner.shape[0]):
+        nb = max(nb, owner[i] + 1)
+    acts, deltas, acc = work.acts, work.deltas, work.acc
+    for block in prange(nb):
+        for i in range(layer.shape[0]):
+            if owner[i] != block:
+                continue
+            l = layer[i]
+            d, n, w0, b0 = (
+                rec[l, IN_SIZE],
+                rec[l, OUT_SIZE],
+                rec[l, W_OFF],
+                rec[l, B_OFF],
+            )
+            dout = deltas[rec[l, ACT_OFF] * B : (rec[l, ACT_OFF] + n) * B].reshape((B, n))
+            if part[i] == BIAS_TASK:  # summed over the rows in order
+                _column_sums(dout, grad[b0 : b0 + n], acc[rec[l, ACT_OFF] :])
+                if update:
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, b0, b0 + n)
+                continue
+            if l == 0:
+                h = work.x
+            else:
+                o = rec[l - 1, ACT_OFF] * B
+                h = acts[o : o + B * d].reshape((B, d))
+            dW = grad[w0:b0].reshape((d, n))
+            split = product_split(d, B, n)
+            _weight_grad_block(h, dout, work.one_zero, dW, split, part[i])
+            d0, d1, h0, h1 = product_block(d, n, split, part[i])
+            if coef[l, DECAY] != 0:
+                add_decay(
+                    dW[d0:d1, h0:h1],
+                    flat[w0:b0].reshape((d, n))[d0:d1, h0:h1],
+                    coef[l, DECAY],
+                )
+            if update:  # rows d0:d1, columns h0:h1 of W_l
+                if h0 == 0 and h1 == n:
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d0 * n, w0 + d1 * n)
+                else:
+                    for r in range(d0, d1):
+                        update_range(
+                            kind,
+                            flat,
+                            grad,
+                            s1,
+                            s2,
+                            hyper,
+                            lr_t,
+                            w0 + r * n + h0,
+                            w0 + r * n + h1,
+                        )
+
+
+@njit(parallel=True, cache=True)
+def update_other_params(flat, grad, net, optimizer, lr_t):
+    """The optimizer's update of every parameter that is not an affine layer's (conv filters and
+    biases, batch norm's γ and β), in blocks over each layer's range."""
+    rec = net.rec
+    kind, hyper, s1, s2 = optimizer
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] != CONV and rec[l, KIND] != BATCHNORM:
+            continue
+        lo, hi = rec[l, W_OFF], rec[l, B_OFF] + rec[l, OC]  # W (γ), then b (β)
+        n = hi - lo
+        nu = num_blocks(n)
+        for k in prange(nu):
+            a, b = block_bounds(n, nu, k)
+            update_range(kind, flat, grad, s1, s2, hyper, lr_t, lo + a, lo + b)
+
+
+@njit(cache=True)
+def row_local(rec, test):
+    """Whether every layer works on each row on its own (so that one parallel region can take a
+    block of rows through the whole network): affine and dropout layers, and at test time batch
+    norm (a scale and a shift per channel). Convolutions and pools run their own parallel loops."""
+    for l in range(rec.shape[0]):
+        kind = rec[l, KIND]
+        if kind != AFFINE and kind != DROPOUT and not (test and kind == BATCHNORM):
+            return False
+    return True
+
+
+@njit(cache=True)
+def row_work(rec):
+    """Multiply-adds per row of a network's affine layers: sizes the row blocks."""
+    total = 0
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == AFFINE:
+            total += rec[l, IN_SIZE] * rec[l, OUT_SIZE]
+    return total
+
+
+@njit(parallel=True, cache=True)
+def test_forward_by_rows(x, flat, net, work):
+    """Test time through a row-local network (``_row_local``): one parallel region takes each block
+    of rows through every layer, ROWS_PER_PASS rows at a time, so each layer reads rows the one
+    below just wrote, still in cache. Returns the logits' view of ``work.acts``."""
+    rec, coef, running_mean, running_var = net
+    B, L = x.shape[0], rec.shape[0]
+    for l in range(L):
+        if rec[l, KIND] == BATCHNORM:
+            gamma, beta = norm_params(flat, rec, l)
+            o, n = rec[l, RUN_OFF], rec[l, C]
+            batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n],
+                                     norm_stats(work.stats, rec, l))  # fmt: skip
+    nb = num_blocks(B, B * row_work(rec))
+    rows = TEST_ROWS_PER_PASS
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        for c0 in range(r0, r1, rows):
+            c1 = min(c0 + rows, r1)
+            h = x
+            for l in range(L):
+                out = layer_rows(work.acts, rec, l, B)
+                kind, act = rec[l, KIND], rec[l, ACT]
+                if kind == AFFINE:
+                    weights, bias = affine_params(flat, rec, l)
+                    _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
+                elif kind == DROPOUT:
+                    dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
+                else:
+                    o = rec[l, RUN_OFF]
+                    batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
+                                        rec[l, C], act)  # fmt: skip
+                h = out
+    return layer_rows(work.acts, rec, L - 1, B)
+
+
+@njit(parallel=True, cache=True)
+def forward_backward_by_rows(X, T, idx, flat, net, work, seed, step, inv_batch, x_divisor):
+    """A training step's gather, forward, loss and input gradients through a row-local network
+    (``_row_local``): one parallel region, each block of rows gathered, through every layer, the
+    loss and back down to the first layer; the weight gradients come after, in their own region."""
+    rec, coef = net.rec, net.coef
+    B, L = idx.shape[0], rec.shape[0]
+    x, tb, acts, deltas, one_zero, row_loss = work.x, work.tb, work.acts, work.deltas, work.one_zero, work.row_loss
+    nb = num_blocks(B, B * row_work(rec))
+    split = (nb, 1)  # rows only: block k of every layer is rows block_bounds(B, nb, k)
+    for k in prange(nb):
+        r0, r1 = block_bounds(B, nb, k)
+        _gather_rows(X, T, idx, x, tb, work.row_check, r0, r1, x_divisor)
+        h = x
+        for l in range(L):
+            out = layer_rows(acts, rec, l, B)
+            if rec[l, KIND] == AFFINE:
+                weights, bias = affine_params(flat, rec, l)
+                _affine_block(h, weights, bias, out, one_zero, split, k, rec[l, ACT])
+            else:
+                dropout_rows(h, out, coef[l, RATIO], seed, step, rec[l, KEY], True, r0, r1)
+            h = out
+        dz = layer_rows(deltas, rec, L - 1, B)
+        for i in range(r0, r1):
+            row_loss[i] = _softmax_ce_row(h, tb, dz, i, inv_batch)
+        for l in range(L - 1, 0, -1):
+            d, below = layer_rows(deltas, rec, l, B), rec[l - 1, ACT]
+            h, dh = layer_rows(acts, rec, l - 1, B), layer_rows(deltas, rec, l - 1, B)
+            if rec[l, KIND] == AFFINE:
+                weights, _ = affine_params(flat, rec, l)
+                _input_grad_rows(d, weights, h, dh, r0, r1, one_zero, below)
+            else:
+                dropout_backward_rows(d, dh, h, below, coef[l, RATIO], seed, step, rec[l, KEY], r0, r1)
