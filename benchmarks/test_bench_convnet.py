@@ -1,15 +1,12 @@
 """Chapter 7 (B = 100, MNIST-shaped images): the conv and pool kernels and the SimpleConvNet
 training step (Adam) and ``predict``, fastnet float32 next to the book's numpy reference in float64
 and float32, and next to PyTorch eager and JAX jit (float32) where they are installed; a large
-float32 GEMM gives the machine's peak, so the report can put each step against its floor.
-Also the engine running MultiLayerNet's plain network next to MultiLayerNet's own step."""
+float32 GEMM gives the machine's peak, so the report can put each step against its floor."""
 
 import numpy as np
 import pytest
 
-from fastnet import DeepConvNet, MultiLayerNet, SimpleConvNet, _cores, kernels, optim, reference
-from fastnet.kernels.layers import IDENTITY, RELU
-from fastnet.sequential import Sequential as EngineNet
+from fastnet import DeepConvNet, SimpleConvNet, _cores, kernels, optim, reference
 
 B, FN, FS, HIDDEN = 100, 30, 5, 100
 CONV_MACS = B * 24 * 24 * FS * FS * FN  # one conv pass (forward, or dW)
@@ -227,26 +224,6 @@ def test_simple_convnet_predict(benchmark, data, impl):
                       _torch_net, lambda jax: _jax_step_and_predict(jax)[::3])  # fmt: skip
     func()
     record(benchmark, "simple_convnet_predict 1000 images", PREDICT_FLOPS)
-    benchmark(func)
-
-
-@pytest.mark.parametrize("impl", ["multilayer", "engine"])
-def test_multilayer_network_on_the_engine(benchmark, data, impl):
-    """MultiLayerNet's own step next to the engine running the same plain network (784-100×4-10,
-    batch 128, Adam): what moving MultiLayerNet onto the engine would cost."""
-    x, t = np.ascontiguousarray(data[0][:2000], dtype=np.float32), data[1][:2000]
-    idx = np.random.default_rng(4).integers(0, 2000, 128)
-    if impl == "multilayer":
-        net = MultiLayerNet(784, [100] * 4, 10, seed=0)
-    else:
-        net = EngineNet((784, 1, 1), [("affine", 100, RELU)] * 4 + [("affine", 10, IDENTITY)], np.float32)
-    opt = optim.Adam()
-
-    def func():
-        net.step_indices(x, t, idx, opt)
-
-    func()
-    record(benchmark, "784-100x4-10 step Adam B128: MultiLayerNet vs the engine", 0)  # a ratio only
     benchmark(func)
 
 

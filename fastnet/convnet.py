@@ -8,6 +8,7 @@ import numpy as np
 
 from .kernels.activations import IDENTITY, RELU
 from .sequential import Sequential, positive_int
+from .weights import network_class
 
 
 def _input_dim(func, input_dim):
@@ -19,6 +20,7 @@ def _input_dim(func, input_dim):
 DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 
 
+@network_class
 class SimpleConvNet(Sequential):
     """The book's ``SimpleConvNet``: conv → ReLU → 2×2 max pool → affine → ReLU → affine →
     softmax-with-cross-entropy, with its constructor and defaults. ``params``: W1 (FN, C, FS, FS),
@@ -57,6 +59,22 @@ class SimpleConvNet(Sequential):
         for key in ("W1", "W2", "W3"):
             self._views[key][...] = self.weight_init_std * rng.standard_normal(self._views[key].shape)
 
+    def architecture(self):
+        """The class and its constructor's arguments (what a weights file records)."""
+        return {"network": "SimpleConvNet", "input_dim": list(self.input_dim), "conv_param": self.conv_param,
+                "hidden_size": self.hidden_size, "output_size": self.output_size, "dtype": self.dtype.name}  # fmt: skip
+
+    def describe(self):
+        conv = self.conv_param
+        return (f"SimpleConvNet{tuple(self.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
+                f"stride {conv['stride']} pad {conv['pad']}, {self.hidden_size}, {self.output_size}")  # fmt: skip
+
+    @classmethod
+    def from_architecture(cls, meta):
+        conv = {key: int(value) for key, value in dict(meta["conv_param"]).items()}
+        return cls(tuple(int(n) for n in meta["input_dim"]), conv, int(meta["hidden_size"]), int(meta["output_size"]),
+                   dtype=np.dtype(meta["dtype"]))  # fmt: skip
+
 
 def _conv_param(func, name, param):
     if not isinstance(param, dict) or set(param) - set(DEFAULT_CONV_PARAM):
@@ -70,6 +88,7 @@ def _conv_param(func, name, param):
     return {**checked, "pad": int(pad)}
 
 
+@network_class
 class DeepConvNet(Sequential):
     """The book's ``DeepConvNet`` (chapter 8): (conv → ReLU → conv → ReLU → 2×2 max pool) × 3 →
     affine → ReLU → dropout → affine → dropout → softmax-with-cross-entropy, with its constructor
@@ -111,3 +130,23 @@ class DeepConvNet(Sequential):
             fan_in = W.shape[0] if W.ndim == 2 else int(np.prod(W.shape[1:]))
             W[...] = np.sqrt(2.0 / fan_in) * rng.standard_normal(W.shape)
         self.dropout_seed = int(rng.integers(2**63))  # after the weights: they stay the reference's
+
+    def architecture(self):
+        """The class and its constructor's arguments, and where the dropout masks go on."""
+        return {"network": "DeepConvNet", "input_dim": list(self.input_dim), "conv_params": self.conv_params,
+                "hidden_size": self.hidden_size, "output_size": self.output_size, "dropout_ratio": self.dropout_ratio,
+                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step,
+                "dtype": self.dtype.name}  # fmt: skip
+
+    def describe(self):
+        convs = ",".join(str(p["filter_num"]) for p in self.conv_params)
+        return f"DeepConvNet{tuple(self.input_dim)} conv {convs}, {self.hidden_size}, {self.output_size}"
+
+    @classmethod
+    def from_architecture(cls, meta):
+        convs = [{key: int(value) for key, value in dict(p).items()} for p in meta["conv_params"]]
+        net = cls(tuple(int(n) for n in meta["input_dim"]), *convs, hidden_size=int(meta["hidden_size"]),
+                  output_size=int(meta["output_size"]), dropout_ratio=float(meta["dropout_ratio"]),
+                  dtype=np.dtype(meta["dtype"]))  # fmt: skip
+        net.dropout_seed, net.dropout_step = int(meta["dropout_seed"]), int(meta["dropout_step"])
+        return net

@@ -1,10 +1,8 @@
-"""MultiLayerNet: the book's network of any depth (ch. 6) on fastnet's kernels.
+"""MultiLayerNet: the book's network of any depth (ch. 6) as a ``Sequential`` layer list.
 
 (Affine → [BatchNorm] → activation → [Dropout]) × hidden layers → Affine →
 softmax-with-cross-entropy, with the book's weight initialisations and weight
-decay, trained by any optimizer of ``fastnet.optim``. All parameters live in one flat vector
-(``params`` holds live views into it); each training step is one call into
-compiled code (``kernels.multilayer``), which allocates nothing.
+decay, trained by any optimizer of ``fastnet.optim`` on the layer engine.
 """
 
 import math
@@ -13,6 +11,7 @@ import numpy as np
 
 from .kernels.activations import IDENTITY, RELU, SIGMOID
 from .sequential import Sequential
+from .weights import network_class
 
 ACTIVATIONS = {"relu": RELU, "sigmoid": SIGMOID}
 INIT_NAMES = {"relu": "he", "he": "he", "sigmoid": "xavier", "xavier": "xavier"}
@@ -68,6 +67,7 @@ def _check_arguments(input_size, hidden_size_list, output_size, activation, weig
         raise ValueError(f"{where}: weight_decay_lambda must be finite and >= 0, got {weight_decay_lambda!r}")
 
 
+@network_class
 class MultiLayerNet(Sequential):
     """The book's ``MultiLayerNet`` (ch. 6; with ``use_dropout``/``use_batchnorm`` its
     ``MultiLayerNetExtend``): (Affine → [BatchNorm] → activation → [Dropout]) × hidden layers →
@@ -113,6 +113,29 @@ class MultiLayerNet(Sequential):
             W = self._views[f"W{l}"]
             W[...] = init_std(weight_init_std, W.shape[0]) * rng.standard_normal(W.shape)
         self.dropout_seed = int(rng.integers(2**63))  # drawn after the weights: they stay the reference's
+
+    def architecture(self):
+        """The class and its constructor's arguments, and where the dropout masks go on."""
+        return {
+            "network": "MultiLayerNet", "input_size": self.input_size, "hidden_size_list": self.hidden_size_list,
+            "output_size": self.output_size, "activation": self.activation,
+            "weight_decay_lambda": self.weight_decay_lambda, "use_dropout": self.use_dropout,
+            "dropout_ratio": self.dropout_ratio, "use_batchnorm": self.use_batchnorm, "dropout_seed": self.dropout_seed,
+            "dropout_step": self.dropout_step, "dtype": self.dtype.name,
+        }  # fmt: skip
+
+    def describe(self):
+        return "-".join(str(n) for n in [self.input_size, *self.hidden_size_list, self.output_size])
+
+    @classmethod
+    def from_architecture(cls, meta):
+        net = cls(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]], int(meta["output_size"]),
+                  activation=meta["activation"], weight_decay_lambda=float(meta["weight_decay_lambda"]),
+                  use_dropout=bool(meta.get("use_dropout", False)), dropout_ratio=float(meta.get("dropout_ratio", 0.5)),
+                  use_batchnorm=bool(meta.get("use_batchnorm", False)), dtype=np.dtype(meta["dtype"]))  # fmt: skip
+        net.dropout_seed = int(meta.get("dropout_seed", net.dropout_seed))
+        net.dropout_step = int(meta.get("dropout_step", 0))
+        return net
 
     @property
     def _running_mean(self):

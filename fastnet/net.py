@@ -12,6 +12,7 @@ from .base import Network
 from .gradcheck import network_numerical_gradient
 from .kernels import Params, new_step_work, require_finite, require_labels, train_step, train_steps
 from .kernels._kinds import learning_rate
+from .weights import network_class
 
 PREDICT_CHUNK = 10_000  # rows per forward call in predict(); bounds the hidden buffer
 
@@ -26,6 +27,7 @@ class Workspace:
         self.buffers = tuple(self.work)  # what the compiled step gets: plain tuples dispatch faster
 
 
+@network_class
 class TwoLayerNet(Network):
     """Affine → ReLU → Affine → softmax-cross-entropy, trained by minibatch SGD.
 
@@ -68,6 +70,19 @@ class TwoLayerNet(Network):
         self._workspaces = {}
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
         self._lock = _cores.CallLock()  # watches the cores as calls begin
+
+    def architecture(self):
+        """The class and its constructor's arguments (what a weights file records)."""
+        return {"network": "TwoLayerNet", "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "output_size": self.output_size, "dtype": self.dtype.name}  # fmt: skip
+
+    def describe(self):
+        return f"{self.input_size}-{self.hidden_size}-{self.output_size}"
+
+    @classmethod
+    def from_architecture(cls, meta):
+        return cls(int(meta["input_size"]), int(meta["hidden_size"]), int(meta["output_size"]),
+                   dtype=np.dtype(meta["dtype"]))  # fmt: skip
 
     @property
     def multiply_adds(self):

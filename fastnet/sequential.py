@@ -13,6 +13,7 @@ initial weights the book's way.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .gradcheck import network_numerical_gradient
 from .kernels import engine as compiled
 from .kernels import softmax_cross_entropy
 from .kernels.checks import require_finite, require_labels
+from .weights import load_weights, save_weights
 
 PREDICT_VALUES = 1 << 23  # layer outputs per compiled forward call in predict/accuracy: bounds the buffer
 PREDICT_ROWS = (500, 10_000)  # the fewest and the most rows per such call
@@ -249,10 +251,7 @@ class Sequential(Network):
     def save_params(self, path="params.pkl"):
         """Write the weights atomically: a ``.pkl`` path in the book's format (its ``load_params``
         reads it), any other path as a fastnet weights file (``.npz``, with the architecture)."""
-        from pathlib import Path
-
         from .bookfiles import write_book_params
-        from .weights import save_weights
 
         with self._lock:
             self._sync_params()
@@ -264,10 +263,7 @@ class Sequential(Network):
     def load_params(self, path="params.pkl"):
         """Read weights into this network, checked for names, shapes and finiteness: the book's
         ``.pkl`` (read without running arbitrary pickles) or a fastnet weights file."""
-        from pathlib import Path
-
         from .bookfiles import BookFileError, read_book_params
-        from .weights import load_weights
 
         if Path(path).suffix != ".pkl":
             load_weights(path, self)

@@ -15,9 +15,6 @@ import numpy as np
 
 from . import _cores
 from ._atomic import atomic_path
-from .convnet import DeepConvNet, SimpleConvNet
-from .multilayer import MultiLayerNet
-from .net import TwoLayerNet
 
 FORMAT = "fastnet-weights-1"
 
@@ -26,66 +23,33 @@ class WeightsError(ValueError):
     """A weights file is unreadable, corrupt, or does not fit the network."""
 
 
+NETWORKS = {}  # class name -> class: what a weights file's "network" entry names
+
+
+def network_class(cls):
+    """Register a network class under its name, so that weights files can name it (a class decorator).
+    The class gives ``architecture()`` (a JSON-able dict with "network": its name, and what its
+    constructor takes), ``describe()`` (a line for people) and ``from_architecture(meta)``."""
+    NETWORKS[cls.__name__] = cls
+    return cls
+
+
 def architecture(net):
     """What rebuilds ``net``: the class and its constructor's arguments (JSON-able)."""
-    if isinstance(net, SimpleConvNet):
-        return {"network": "SimpleConvNet", "input_dim": list(net.input_dim), "conv_param": net.conv_param,
-                "hidden_size": net.hidden_size, "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
-    if isinstance(net, DeepConvNet):
-        return {"network": "DeepConvNet", "input_dim": list(net.input_dim), "conv_params": net.conv_params,
-                "hidden_size": net.hidden_size, "output_size": net.output_size, "dropout_ratio": net.dropout_ratio,
-                "dropout_seed": net.dropout_seed, "dropout_step": net.dropout_step,
-                "dtype": net.dtype.name}  # fmt: skip
-    if isinstance(net, MultiLayerNet):
-        return {
-            "network": "MultiLayerNet", "input_size": net.input_size, "hidden_size_list": net.hidden_size_list,
-            "output_size": net.output_size, "activation": net.activation,
-            "weight_decay_lambda": net.weight_decay_lambda, "use_dropout": net.use_dropout,
-            "dropout_ratio": net.dropout_ratio, "use_batchnorm": net.use_batchnorm, "dropout_seed": net.dropout_seed,
-            "dropout_step": net.dropout_step, "dtype": net.dtype.name,
-        }  # fmt: skip
-    return {"network": "TwoLayerNet", "input_size": net.input_size, "hidden_size": net.hidden_size,
-            "output_size": net.output_size, "dtype": net.dtype.name}  # fmt: skip
+    return net.architecture()
 
 
 def describe(net):
     """'784-100-100-10': the layer sizes (a convnet: its class and constructor's arguments)."""
-    if isinstance(net, DeepConvNet):
-        convs = ",".join(str(p["filter_num"]) for p in net.conv_params)
-        return f"DeepConvNet{tuple(net.input_dim)} conv {convs}, {net.hidden_size}, {net.output_size}"
-    if isinstance(net, SimpleConvNet):
-        conv = net.conv_param
-        return (f"SimpleConvNet{tuple(net.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
-                f"stride {conv['stride']} pad {conv['pad']}, {net.hidden_size}, {net.output_size}")  # fmt: skip
-    hidden = net.hidden_size_list if isinstance(net, MultiLayerNet) else [net.hidden_size]
-    return "-".join(str(n) for n in [net.input_size, *hidden, net.output_size])
+    return net.describe()
 
 
 def build(meta):
     """A new network with the architecture ``meta`` describes (``architecture``'s dict)."""
-    dtype = np.dtype(meta["dtype"])
-    if meta.get("network") == "DeepConvNet":
-        convs = [{key: int(value) for key, value in dict(p).items()} for p in meta["conv_params"]]
-        net = DeepConvNet(tuple(int(n) for n in meta["input_dim"]), *convs, hidden_size=int(meta["hidden_size"]),
-                          output_size=int(meta["output_size"]), dropout_ratio=float(meta["dropout_ratio"]),
-                          dtype=dtype)  # fmt: skip
-        net.dropout_seed, net.dropout_step = int(meta["dropout_seed"]), int(meta["dropout_step"])
-        return net
-    if meta.get("network") == "SimpleConvNet":
-        conv = {key: int(value) for key, value in dict(meta["conv_param"]).items()}
-        return SimpleConvNet(tuple(int(n) for n in meta["input_dim"]), conv, int(meta["hidden_size"]),
-                             int(meta["output_size"]), dtype=dtype)  # fmt: skip
-    if meta.get("network", "TwoLayerNet") == "MultiLayerNet":
-        net = MultiLayerNet(int(meta["input_size"]), [int(n) for n in meta["hidden_size_list"]],
-                            int(meta["output_size"]), activation=meta["activation"],
-                            weight_decay_lambda=float(meta["weight_decay_lambda"]),
-                            use_dropout=bool(meta.get("use_dropout", False)),
-                            dropout_ratio=float(meta.get("dropout_ratio", 0.5)),
-                            use_batchnorm=bool(meta.get("use_batchnorm", False)), dtype=dtype)  # fmt: skip
-        net.dropout_seed = int(meta.get("dropout_seed", net.dropout_seed))
-        net.dropout_step = int(meta.get("dropout_step", 0))
-        return net
-    return TwoLayerNet(int(meta["input_size"]), int(meta["hidden_size"]), int(meta["output_size"]), dtype=dtype)
+    name = meta.get("network", "TwoLayerNet")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r} (known: {', '.join(sorted(NETWORKS))})")
+    return NETWORKS[name].from_architecture(meta)
 
 
 def _arrays(net):
@@ -159,6 +123,6 @@ def load_weights(path, net=None):
             raise WeightsError(f"{path}: {name} contains NaN or infinite values")
     for name, target in targets.items():
         target[...] = arrays[name]
-    if isinstance(net, (MultiLayerNet, DeepConvNet)):  # where the masks go on: a resumed run continues bit for bit
+    if hasattr(saved, "dropout_step"):  # where the masks go on: a resumed run continues bit for bit
         net.dropout_seed, net.dropout_step = saved.dropout_seed, saved.dropout_step
     return net

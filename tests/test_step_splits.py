@@ -18,7 +18,7 @@ import pytest
 from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import MultiLayerNet, TwoLayerNet, _cores, kernels, optim, reference
-from fastnet.kernels.weight_gradients import _gradient_tasks
+from fastnet.kernels import records, schedule
 
 # (B, D, H, C), named for the split of layer 1 they reach with two or more blocks
 SHAPES = {
@@ -173,24 +173,23 @@ def test_the_multilayer_shapes_reach_every_split():
 
 
 @pytest.mark.parametrize("B,sizes", [*MULTILAYER_SHAPES.values(), (128, (784, 100, 100, 100, 100, 10)), (1, (5, 3, 2))])
-@pytest.mark.parametrize("extra", [0, 7])
-def test_gradient_tasks_cover_every_block_and_balance_the_work(B, sizes, extra):
-    """Every product block and bias of every layer is one task, each run by one block, and no
-    block has more than its share plus one task (what largest-first to the least loaded gives)."""
-    layer, part, owner = _gradient_tasks(np.array(sizes, np.int64), B, extra)
+def test_gradient_tasks_cover_every_block_and_balance_the_work(B, sizes):
+    """The engine's weight-gradient region (``kernels.schedule``): every product block and bias of
+    every affine layer is one task, each run by one block, and no block has more than its share
+    plus one task (what largest-first to the least loaded gives)."""
+    layers = [("affine", n, "relu") for n in sizes[1:-1]] + [("affine", sizes[-1], "identity")]
+    rec, *_ = records.layer_records((sizes[0], 1, 1), layers)
+    layer, part, owner = schedule.plan_gradient_tasks(rec, B)
     nb = owner.max() + 1
     assert nb <= _cores.BLOCKS and set(owner) == set(range(nb))
     work = []
-    for l in range(1, len(sizes)):
+    for l in range(1, len(sizes)):  # record l - 1
         split = kernels.product_split(sizes[l - 1], B, sizes[l])
-        assert sorted(part[layer == l]) == [-1, *range(split[0] * split[1])]
+        assert sorted(part[layer == l - 1]) == [-1, *range(split[0] * split[1])]
         for k in range(split[0] * split[1]):
             r0, r1, c0, c1 = kernels.product_block(sizes[l - 1], sizes[l], split, k)
-            work.append(((l, k), (r1 - r0) * (c1 - c0) * B))
-        work.append(((l, -1), B * sizes[l]))
-    assert list(part[layer == 0]) == ([-2] if extra else [])
-    if extra:
-        work.append(((0, -2), extra))
+            work.append(((l - 1, k), (r1 - r0) * (c1 - c0) * B))
+        work.append(((l - 1, -1), B * sizes[l]))
     by_task = dict(work)
     loads = np.zeros(nb)
     for l, k, block in zip(layer, part, owner):

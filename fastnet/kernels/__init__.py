@@ -23,25 +23,28 @@ Where things are (one module per concern)::
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
-    activations.py identity, ReLU, sigmoid: forward, and the one derivative rule every backward ends with
-    layers.py     the layers' raw kernels, each forward next to its backward (affine, softmax-CE)
-    codes.py      8-bit pixel codes, the batch gather
-    forward.py    the network's forward pass for predict and accuracy
-    step.py       the two-layer net's fused training step, many steps per call, their named buffers
-    regularize.py batch norm and dropout on a hidden layer's outputs (counter-based masks)
-    multilayer.py MultiLayerNet's forward pass and fused step, any depth
-    layout.py     where a MultiLayerNet's parameters and layer outputs live in its flat buffers
-    weight_gradients.py  its weight gradients in one balanced region, the update fused; weight decay
-    optimizer.py  the six optimizers' updates on a flat parameter vector
-    conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx)
-    pool.py       max pooling: forward (recording the winners) next to its backward
-    batchnorm.py  batch norm as a layer kind: per feature after affine, per channel after conv
-    decay.py      weight decay: ½λ‖W‖² in the loss, λW in the gradient
-    records.py    a network as layer records (kind, activation, geometry, offsets), built and checked
-    engine.py     the layer engine: one forward, one fused step for any sequence of records (affine,
-                  conv, pool, batch norm, dropout; the convnets run on it)
     api.py        the checked entry points (api_conv.py: those of conv and pool)
     _cache.py     Numba's on-disk cache, invalidated when any module here changes
+    codes.py      8-bit pixel codes, the batch gather
+    forward.py    the two-layer net's forward pass for predict and accuracy
+    step.py       the two-layer net's fused training step, many steps per call, their named buffers
+    optimizer.py  the six optimizers' updates on a flat parameter vector
+
+  the layer engine (every other network):
+    records.py    a network as layer records (kind, activation, geometry, offsets), built and checked
+    engine.py     one forward, one fused training step for any sequence of records
+    schedule.py   its parallel regions where a layer-by-layer loop is slower: row blocks through
+                  affine/dropout networks, every weight gradient in one balanced region
+    layers.py     affine (forward beside backward) and softmax-CE
+    conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx)
+    pool.py       max pooling: forward (recording the winners) next to its backward
+    batchnorm.py  batch norm: per feature after affine, per channel after conv
+    regularize.py dropout: counter-based masks, forward beside backward
+    activations.py identity, ReLU, sigmoid: forward, and the one derivative rule every backward ends with
+    decay.py      weight decay: ½λ‖W‖² in the loss, λW in the gradient
+
+  NetStack (K dense networks at once, its own kernel until it moves onto the engine):
+    stack.py      its fused step and test-time pass; multilayer.py, layout.py: the dense layout it uses
 
 Results are bitwise identical with 1 thread or many: each parallel loop splits
 its work into blocks by the shapes only (``partition``), each block owns the

@@ -31,20 +31,57 @@ STATS = 8
 
 
 @njit(cache=True, error_model="numpy")
-def _add_sums(row, sums, centre, S, squares):
-    """sums[c] += Σ_p (row[c·S + p] − centre[c])^(2 if squares else 1) for every channel c of row.
-    One value per channel (S = 1, after an affine layer): along the row, so the loop vectorises."""
+def _add_sums(row, sums, S):
+    """sums[c] += Σ_p row[c·S + p] for every channel c of row. One value per channel (S = 1, after
+    an affine layer): along the row, so the loop vectorises."""
+    if S == 1:
+        for c in range(sums.shape[0]):
+            sums[c] += row[c]
+        return
+    for c in range(sums.shape[0]):
+        s = 0.0
+        for p in range(S):
+            s += row[c * S + p]
+        sums[c] += s
+
+
+@njit(cache=True, error_model="numpy")
+def _add_squares(row, sums, centre, S):
+    """sums[c] += Σ_p (row[c·S + p] − centre[c])² for every channel c of row."""
     if S == 1:
         for c in range(sums.shape[0]):
             v = row[c] - centre[c]
-            sums[c] += v * v if squares else v
+            sums[c] += v * v
         return
     for c in range(sums.shape[0]):
         s, m = 0.0, centre[c]
         for p in range(S):
             v = row[c * S + p] - m
-            s += v * v if squares else v
+            s += v * v
         sums[c] += s
+
+
+@njit(cache=True, error_model="numpy")
+def _normalise_row(row, xhat_row, dst, mean, inv, g, bt, S, act):
+    """x̂ = (x − mean)·(1/std) into xhat_row and y = act(γ·x̂ + β) into dst, in one pass, for
+    every channel of one row (the loops per activation, so that each vectorises)."""
+    if S == 1 and act == RELU:
+        for c in range(mean.shape[0]):
+            xh = (row[c] - mean[c]) * inv[c]
+            xhat_row[c] = xh
+            dst[c] = activate(RELU, g[c] * xh + bt[c])
+    elif S == 1 and act == IDENTITY:
+        for c in range(mean.shape[0]):
+            xh = (row[c] - mean[c]) * inv[c]
+            xhat_row[c] = xh
+            dst[c] = g[c] * xh + bt[c]
+    else:
+        for c in range(mean.shape[0]):
+            m, k, gc, bc = mean[c], inv[c], g[c], bt[c]
+            for p in range(S):
+                xh = (row[c * S + p] - m) * k
+                xhat_row[c * S + p] = xh
+                dst[c * S + p] = activate(act, gc * xh + bc)
 
 
 @njit(cache=True, error_model="numpy")
@@ -75,24 +112,21 @@ def batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
     writes x̂ into ``normed`` (B, C·S) and mean, variance and 1/std into ``stats`` (STATS, C)."""
     B = h.shape[0]
     mean, var, inv = stats[MEAN, c0:c1], stats[VAR, c0:c1], stats[INV_STD, c0:c1]
-    zero = stats[ZERO, c0:c1]  # zeros, for sums and maps without a centre or a shift
     n, a0, a1 = c1 - c0, c0 * S, c1 * S
     for c in range(n):
-        mean[c], var[c], zero[c] = 0.0, 0.0, 0.0
+        mean[c], var[c] = 0.0, 0.0
     for i in range(B):
-        _add_sums(h[i, a0:a1], mean, zero, S, False)
+        _add_sums(h[i, a0:a1], mean, S)
     for c in range(n):
         mean[c] /= B * S
     for i in range(B):  # two passes, as the book: the variance of the centred values
-        _add_sums(h[i, a0:a1], var, mean, S, True)
+        _add_squares(h[i, a0:a1], var, mean, S)
     for c in range(n):
         var[c] /= B * S
         inv[c] = 1.0 / np.sqrt(var[c] + BN_EPS)
     g, bt = gamma[c0:c1], beta[c0:c1]
     for i in range(B):
-        row, xhat_row, dst = h[i, a0:a1], normed[i, a0:a1], out[i, a0:a1]
-        _affine_map(row, xhat_row, mean, inv, zero, S, IDENTITY)
-        _affine_map(xhat_row, dst, zero, g, bt, S, act)
+        _normalise_row(h[i, a0:a1], normed[i, a0:a1], out[i, a0:a1], mean, inv, g, bt, S, act)
 
 
 @njit(cache=True)
@@ -112,6 +146,26 @@ def batchnorm_test_rows(h, out, stats, S, r0, r1, c0, c1, act):
     zero = stats[ZERO, c0:c1]  # no centre: the running mean is in the shift
     for i in range(r0, r1):
         _affine_map(h[i, a0:a1], out[i, a0:a1], zero, scale, shift, S, act)
+
+
+@njit(cache=True, error_model="numpy")
+def batchnorm_test_in_place(h, stats, S, r0, r1, act):
+    """Rows r0:r1 of h = act(h·scale + shift), in place (one array: no aliasing to rule out, so the
+    loops vectorise), every channel."""
+    scale, shift = stats[SCALE], stats[SHIFT]
+    for i in range(r0, r1):
+        row = h[i]
+        if S == 1 and act == RELU:
+            for c in range(scale.shape[0]):
+                row[c] = activate(RELU, row[c] * scale[c] + shift[c])
+        elif S == 1 and act == IDENTITY:
+            for c in range(scale.shape[0]):
+                row[c] = row[c] * scale[c] + shift[c]
+        else:
+            for c in range(scale.shape[0]):
+                k, b = scale[c], shift[c]
+                for p in range(S):
+                    row[c * S + p] = activate(act, row[c * S + p] * k + b)
 
 
 @njit(cache=True, error_model="numpy")  # the division by N ≥ 1: no check per element

@@ -280,7 +280,8 @@ def _backward(flat, grad, net, work, B, seed, step):
             ratio = coef[l, RATIO]
             for k in prange(nb):
                 r0, r1 = block_bounds(B, nb, k)
-                dropout_backward_rows(d, dh, h, below, ratio, seed, step, rec[l, KEY], r0, r1)
+                dropout_backward_rows(d, dh, h, layer_rows(work.acts, rec, l, B), below, ratio, seed, step, rec[l, KEY],
+                                      r0, r1)  # fmt: skip
         if kind == CONV and coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
             n = rec[l, B_OFF] - rec[l, W_OFF]
             add_decay(

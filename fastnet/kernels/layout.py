@@ -3,6 +3,8 @@ then gamma1, beta1, ... with batch norm) and its layers' outputs for B rows in o
 
 from numba import njit
 
+from .decay import sum_of_squares
+
 
 def num_params(sizes, batchnorm=False):
     """How many numbers W1, b1, ..., WL, bL (and gamma1, beta1, ... with batch norm) hold."""
@@ -52,3 +54,13 @@ def layer_rows(buf, sizes, rows, l):
     for j in range(1, l):
         o += rows * sizes[j]
     return buf[o : o + rows * sizes[l]].reshape((rows, sizes[l]))
+
+
+@njit(cache=True)
+def weight_decay_loss(flat, sizes, decay):
+    """½·λ·Σ‖W_l‖² over the weight matrices (not the biases), summed in a fixed order."""
+    total = 0.0
+    for l in range(1, sizes.shape[0]):
+        W, _ = layer_params(flat, sizes, l)
+        total += sum_of_squares(W.reshape(W.size))
+    return 0.5 * decay * total

@@ -205,11 +205,32 @@ def dropout_rows(h, out, ratio, seed, step, layer, train, r0, r1):
 
 
 @njit(cache=True)
-def dropout_backward_rows(d, dh, h, below, ratio, seed, step, layer, r0, r1):
-    """Rows r0:r1 of dh = d ⊙ mask (the forward's, drawn again) ⊙ act'(below) read from h."""
+def dropout_scale_in_place(h, ratio, r0, r1):
+    """Rows r0:r1 of h = h·(1 − ratio) in place: dropout at test time."""
+    scale = 1.0 - ratio
     for i in range(r0, r1):
-        key = dropout_row_key(seed, step, layer, i)
-        src, dst = d[i], dh[i]
-        for j in range(src.shape[0]):
-            dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
+        row = h[i]
+        for j in range(row.shape[0]):
+            row[j] = row[j] * scale
+
+
+@njit(cache=True)
+def dropout_backward_rows(d, dh, h, out, below, ratio, seed, step, layer, r0, r1):
+    """Rows r0:r1 of dh = d ⊙ mask ⊙ act'(below) read from h (the layer's input; ``out`` its
+    output). Below a ReLU or a sigmoid the mask needs no drawing: where a unit was dropped its
+    output is 0, and where the output is 0 but the unit was kept, act' is 0 there too ([h > 0],
+    h·(1 − h)); below the identity the forward's mask is drawn again from its counters."""
+    for i in range(r0, r1):
+        src, dst, kept = d[i], dh[i], out[i]
+        if below == RELU:
+            for j in range(src.shape[0]):
+                dst[j] = src[j] if kept[j] > 0 else 0
+            continue
+        if below == SIGMOID:
+            for j in range(src.shape[0]):
+                dst[j] = src[j] if kept[j] != 0 else 0
+        else:
+            key = dropout_row_key(seed, step, layer, i)
+            for j in range(src.shape[0]):
+                dst[j] = src[j] if dropout_uniform(key, j) > ratio else 0
         activation_backward(below, dst, h[i])

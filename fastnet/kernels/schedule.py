@@ -23,9 +23,10 @@ The blocks are numbered by the shapes only: the same bits whatever the number of
 import numpy as np
 from numba import njit, prange
 
-from .batchnorm import batchnorm_test_rows, batchnorm_test_transform
+from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
 from .decay import add_decay
+from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
 from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
@@ -54,9 +55,8 @@ from .records import (
     norm_params,
     norm_stats,
 )
-from .regularize import dropout_backward_rows, dropout_rows
+from .regularize import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 
-TEST_ROWS_PER_PASS = 512
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
 
 
@@ -212,9 +212,11 @@ def row_work(rec):
 
 @njit(parallel=True, cache=True)
 def test_forward_by_rows(x, flat, net, work):
-    """Test time through a row-local network (``_row_local``): one parallel region takes each block
+    """Test time through a row-local network (``row_local``): one parallel region takes each block
     of rows through every layer, ROWS_PER_PASS rows at a time, so each layer reads rows the one
-    below just wrote, still in cache. Returns the logits' view of ``work.acts``."""
+    below just wrote, still in cache. Batch norm and dropout are then a map of each value (a scale
+    and a shift; a scale): above the first layer they work in place on the rows below instead of
+    writing buffers of their own. Returns the logits' view of ``work.acts``."""
     rec, coef, running_mean, running_var = net
     B, L = x.shape[0], rec.shape[0]
     for l in range(L):
@@ -224,26 +226,34 @@ def test_forward_by_rows(x, flat, net, work):
             batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n],
                                      norm_stats(work.stats, rec, l))  # fmt: skip
     nb = num_blocks(B, B * row_work(rec))
-    rows = TEST_ROWS_PER_PASS
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        for c0 in range(r0, r1, rows):
-            c1 = min(c0 + rows, r1)
+        for c0 in range(r0, r1, ROWS_PER_PASS):
+            c1 = min(c0 + ROWS_PER_PASS, r1)
             h = x
             for l in range(L):
-                out = layer_rows(work.acts, rec, l, B)
                 kind, act = rec[l, KIND], rec[l, ACT]
                 if kind == AFFINE:
+                    out = layer_rows(work.acts, rec, l, B)
                     weights, bias = affine_params(flat, rec, l)
                     _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
+                    h = out
+                elif l == 0:  # the input is the caller's: these write their own buffer
+                    out = layer_rows(work.acts, rec, l, B)
+                    if kind == DROPOUT:
+                        dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
+                    else:
+                        batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
+                                            rec[l, C], act)  # fmt: skip
+                    h = out
                 elif kind == DROPOUT:
-                    dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
+                    dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
                 else:
-                    o = rec[l, RUN_OFF]
-                    batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
-                                        rec[l, C], act)  # fmt: skip
-                h = out
-    return layer_rows(work.acts, rec, L - 1, B)
+                    batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
+    last = L - 1  # the logits are in the last affine layer's buffer (dropout above it scaled them in place)
+    while rec[last, KIND] != AFFINE:
+        last -= 1
+    return layer_rows(work.acts, rec, last, B)
 
 
 @njit(parallel=True, cache=True)
@@ -278,4 +288,5 @@ def forward_backward_by_rows(X, T, idx, flat, net, work, seed, step, inv_batch, 
                 weights, _ = affine_params(flat, rec, l)
                 _input_grad_rows(d, weights, h, dh, r0, r1, one_zero, below)
             else:
-                dropout_backward_rows(d, dh, h, below, coef[l, RATIO], seed, step, rec[l, KEY], r0, r1)
+                out = layer_rows(acts, rec, l, B)
+                dropout_backward_rows(d, dh, h, out, below, coef[l, RATIO], seed, step, rec[l, KEY], r0, r1)

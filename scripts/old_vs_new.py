@@ -1,0 +1,85 @@
+"""MultiLayerNet of an older checkout against this one, in one process, interleaved round by round.
+
+    git worktree add /tmp/before <commit>
+    python scripts/old_vs_new.py /tmp/before --rounds 8
+
+The older checkout's ``fastnet`` package is copied as ``fastnet_old`` into a temporary folder (its
+own Numba cache) and imported beside this one; each round times both on the same inputs, so the
+per-round ratio cancels what the shared machine does meanwhile (alternating processes, as
+``paired_ab.py``, leave more of it in). Prints a markdown table: new/old per round, median (min-max).
+"""
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NETWORKS = [
+    ("4 layers B128", [100] * 4, 128, {}),
+    ("5 layers batch norm B100", [100] * 5, 100, {"use_batchnorm": True}),
+    ("6 layers weight decay B100", [100] * 6, 100, {"weight_decay_lambda": 0.1}),
+    ("6 layers dropout B100", [100] * 6, 100, {"use_dropout": True, "dropout_ratio": 0.2}),
+]
+
+
+def median_seconds(call, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def row(name, pairs, per=1):
+    ratios = [new / old for old, new in pairs]
+    old, new = statistics.median(o for o, _ in pairs) / per, statistics.median(n for _, n in pairs) / per
+    return (f"| {name} | {old * 1e6:,.0f} | {new * 1e6:,.0f} | {statistics.median(ratios):.3f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("before", help="a checkout of fastnet (its fastnet/ package is compared)")
+    p.add_argument("--rounds", type=int, default=8)
+    args = p.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    shutil.copytree(Path(args.before) / "fastnet", folder / "fastnet_old", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(folder))
+    import fastnet_old
+    import numpy as np
+
+    import fastnet
+
+    rng = np.random.default_rng(0)
+    x, t = rng.random((2000, 784)).astype(np.float32), rng.integers(0, 10, 2000)
+    print("| MultiLayerNet 784-[100xL]-10 | old µs | new µs | new/old per round, median (min-max) |")
+    print("|---|---:|---:|---:|")
+    for name, hidden, batch, options in NETWORKS:
+        old = fastnet_old.MultiLayerNet(784, hidden, 10, seed=0, **options)
+        new = fastnet.MultiLayerNet(784, hidden, 10, seed=0, **options)
+        batches = rng.integers(0, 2000, (20, batch))
+        for opt_name in ("SGD", "Adam"):
+            opt_old, opt_new = getattr(fastnet_old.optim, opt_name)(0.01), getattr(fastnet.optim, opt_name)(0.01)
+            calls = {
+                "steps": (lambda: old.steps(x, t, batches, opt_old), lambda: new.steps(x, t, batches, opt_new)),
+                "accuracy": (lambda: old.accuracy(x, t), lambda: new.accuracy(x, t)),
+            }
+            for a, b in calls.values():  # compile and warm both
+                a(), b()
+            steps, accuracy = [], []
+            for _ in range(args.rounds):
+                steps.append(tuple(median_seconds(f, 3) for f in calls["steps"]))
+                if opt_name == "SGD":
+                    accuracy.append(tuple(median_seconds(f, 3) for f in calls["accuracy"]))
+            print(row(f"{name}, {opt_name}, a step", steps, per=len(batches)))
+            if accuracy:
+                print(row(f"{name}, accuracy on 2,000 rows", accuracy))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
