@@ -144,17 +144,3 @@ class MultiLayerNet(Sequential):
     @property
     def _running_var(self):
         return self.net.running_var
-
-    def _move_into(self, flat, grad, running_mean, running_var):
-        """Keep the parameters, gradient and running statistics in the arrays given (a ``NetStack``'s
-        rows), their values carried over; ``params`` and ``running`` become views of them."""
-        with self._lock:
-            self._sync_params()
-            flat[...], grad[...] = self._flat, self._grad
-            running_mean[...], running_var[...] = self.net.running_mean, self.net.running_var
-            self._flat, self._grad = flat, grad
-            self.net = self.net._replace(running_mean=running_mean, running_var=running_var)
-            self._net_args = tuple(self.net)
-            self._views, self._grad_views = self._param_views(flat), self._param_views(grad)
-            self.params = dict(self._views)
-            self.running = self._running_views()

@@ -29,7 +29,8 @@ class Workspace:
 
 @network_class
 class TwoLayerNet(Network):
-    """Affine → ReLU → Affine → softmax-cross-entropy, trained by minibatch SGD.
+    """Affine → ReLU → Affine → softmax-cross-entropy, trained by minibatch SGD (its hand-fused step)
+    or any optimizer of ``fastnet.optim`` (fused, on the layer engine).
 
     The same interface as ``fastnet.reference.TwoLayerNet`` (``params``,
     ``predict``, ``loss``, ``accuracy``, ``gradient``, ``numerical_gradient``)
@@ -54,12 +55,15 @@ class TwoLayerNet(Network):
         rng = np.random.default_rng(seed)
         D, H, C = self.input_size, self.hidden_size, self.output_size
         with _explained_memory_error(f"TwoLayerNet({D}, {H}, {C}): the weights", 2 * (D * H + H * C) * 8):
-            self.params = {
-                "W1": (weight_init_std * rng.standard_normal((D, H))).astype(self.dtype),
-                "b1": np.zeros(H, dtype=self.dtype),
-                "W2": (weight_init_std * rng.standard_normal((H, C))).astype(self.dtype),
-                "b2": np.zeros(C, dtype=self.dtype),
-            }
+            # one flat vector, W1, b1, W2, b2: the layer engine's layout, so that an optimizer other than SGD
+            # can run fused on the engine's twin of this network (``_twin``) over the same numbers
+            self._flat = np.zeros(D * H + H + H * C + C, self.dtype)
+            offsets = np.cumsum([0, D * H, H, H * C, C])
+            self._views = {name: self._flat[a:b].reshape(shape) for name, a, b, shape in
+                           zip(self.PARAM_NAMES, offsets, offsets[1:], ((D, H), (H,), (H, C), (C,)))}  # fmt: skip
+            self._views["W1"][...] = weight_init_std * rng.standard_normal((D, H))
+            self._views["W2"][...] = weight_init_std * rng.standard_normal((H, C))
+            self.params = dict(self._views)
             self._grads = (
                 np.empty((D, H), self.dtype),
                 np.empty(H, self.dtype),
@@ -70,6 +74,21 @@ class TwoLayerNet(Network):
         self._workspaces = {}
         self._scratch = None  # (hidden, logits) buffers of predict and accuracy
         self._lock = _cores.CallLock()  # watches the cores as calls begin
+        self._engine_twin = None
+
+    def _twin(self):
+        """The same network on the layer engine, over this network's flat vector: what trains it with an
+        optimizer other than SGD (fused), while SGD keeps the hand-fused step."""
+        if self._engine_twin is None:
+            from .sequential import Sequential
+
+            layers = [("affine", self.hidden_size, "relu"), ("affine", self.output_size, "identity")]
+            twin = Sequential((self.input_size, 1, 1), layers, self.dtype)
+            twin._flat[...] = self._flat
+            twin._move_into(self._flat, twin._grad, twin.net.running_mean, twin.net.running_var)
+            self._engine_twin = twin
+        self._sync_params()  # an array someone assigned to params: copied into the flat vector
+        return self._engine_twin
 
     def architecture(self):
         """The class and its constructor's arguments (what a weights file records)."""
@@ -199,7 +218,11 @@ class TwoLayerNet(Network):
         return network_numerical_gradient(self, x, t)
 
     def step(self, x, t, lr):
-        """One SGD update on the batch (x, t) in place; returns the loss before the update."""
+        """One update on the batch (x, t) in place; returns the loss before the update. ``lr``: a
+        learning rate (SGD) or any optimizer of ``fastnet.optim``."""
+        if _other_optimizer(lr):
+            with self._lock:
+                return self._twin().step(x, t, lr)
         return self._step(x, t, _sgd_rate("TwoLayerNet.step", lr))
 
     def step_indices(self, x, t, idx, lr):
@@ -211,6 +234,9 @@ class TwoLayerNet(Network):
         """
         if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
             raise ValueError("TwoLayerNet.step_indices: idx must be a non-empty 1-D integer array")
+        if _other_optimizer(lr):
+            with self._lock:
+                return self._twin().step_indices(x, t, idx, lr)
         with self._lock:
             ws = self._workspace(idx.shape[0])
             return train_step(
@@ -247,6 +273,9 @@ class TwoLayerNet(Network):
             raise ValueError("TwoLayerNet.steps: batches must be a 2-D integer array, one batch per row")
         if (x.dtype == np.uint8) != (x_divisor is not None):
             raise ValueError("TwoLayerNet.steps: x_divisor goes with uint8 pixel codes x, and only with them")
+        if _other_optimizer(lr):
+            with self._lock:
+                return self._twin().steps(x, t, batches, lr, x_divisor)
         losses = np.empty(batches.shape[0])
         with self._lock:
             ws = self._workspace(batches.shape[1])
@@ -271,11 +300,14 @@ class TwoLayerNet(Network):
             return train_step(x, t, ws.rows, self._live_params(), self._grads, ws.buffers, lr, 1.0)
 
 
+def _other_optimizer(lr):
+    """Whether a step's ``lr`` is an optimizer other than plain SGD (one that the engine's twin runs)."""
+    return isinstance(lr, optim.Optimizer) and type(lr) is not optim.SGD
+
+
 def _sgd_rate(func, lr):
     """The learning rate of a step: ``lr`` itself (checked), or the rate of a ``fastnet.optim.SGD``."""
     if isinstance(lr, optim.Optimizer):
-        if type(lr) is not optim.SGD:
-            raise TypeError(f"{func}: TwoLayerNet trains with SGD; for {type(lr).__name__} use MultiLayerNet")
         return lr.lr
     return learning_rate(func, lr)
 

@@ -8,7 +8,7 @@ import pytest
 from numba.core.runtime import _nrt_python, rtsys
 from support import FLOAT_DTYPES, assert_matches_reference
 
-from fastnet import TwoLayerNet, reference
+from fastnet import TwoLayerNet, optim, reference
 
 
 def blobs(n=600, d=20, classes=4, seed=0):
@@ -301,3 +301,31 @@ def test_steps_name_a_non_finite_input_row():
     x[3, 1] = np.inf
     with pytest.raises(ValueError, match=r"NaN or infinity in row.*3"):
         net.steps(x, t, np.array([[0, 1], [2, 3], [0, 1]]), 0.1)
+
+
+@pytest.mark.parametrize("name", ["Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_every_optimizer_trains_the_two_layer_net_as_the_reference(name):
+    """Optimizers other than SGD run fused on the layer engine, over the net's own parameters."""
+    net = TwoLayerNet(12, 7, 4, weight_init_std=0.5, dtype=np.float64, seed=3)
+    ref = reference.TwoLayerNet(12, 7, 4, weight_init_std=0.5, seed=3)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((30, 12)), rng.integers(0, 4, 30)
+    batches = rng.integers(0, 30, (3, 6))
+    opt, ref_opt = getattr(optim, name)(0.05), getattr(reference, name)(0.05)
+    losses = [*net.steps(x, t, batches, opt), net.step(x[:5], t[:5], opt), net.step_indices(x, t, np.arange(7), opt)]
+    ref_losses = []
+    for b in [*batches, np.arange(5), np.arange(7)]:
+        ref_losses.append(ref.loss(x[b], t[b]))
+        ref_opt.update(ref.params, ref.gradient(x[b], t[b]))
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-10)
+    for key in ref.params:
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    # the same numbers for the hand-fused SGD step and the engine's: an array assigned to params counts for both
+    W2 = net.params["W2"] + 0.5
+    net.params["W2"] = W2.copy()
+    ref.params["W2"][...] = W2  # the book's layers hold the arrays they were built with: in place, there
+    for step_opt, step_ref in ((0.1, reference.SGD(0.1)), (opt, ref_opt)):
+        assert net.step(x[:9], t[:9], step_opt) == pytest.approx(ref.loss(x[:9], t[:9]), rel=1e-10)
+        step_ref.update(ref.params, ref.gradient(x[:9], t[:9]))
+    for key in ref.params:
+        np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-9, atol=1e-12, err_msg=key)
