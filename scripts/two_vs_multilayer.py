@@ -1,35 +1,51 @@
-"""Should TwoLayerNet delegate to MultiLayerNet([H])? Time both on the same batches, paired.
+"""Should TwoLayerNet run on the layer engine? Its hand-fused SGD step against the engine's step of
+the same network (``MultiLayerNet([H])``, on the engine), paired, at the four shapes of the issue.
 
-    python scripts/two_vs_multilayer.py
+    python scripts/two_vs_multilayer.py [--rounds 10]
 
-One process; each round times 100 steps (batch 100, 784-50-10, SGD lr 0.1) of TwoLayerNet's
-specialised step, then of MultiLayerNet([50]); prints the median of the per-round ratios.
+One process; each round takes the median of a few ``step_indices`` calls (SGD, lr 0.001) of each;
+prints a markdown table with the median (min-max) of the per-round ratios engine / hand-fused.
 """
 
+import argparse
+import statistics
 import time
 
 import numpy as np
 
 from fastnet import MultiLayerNet, TwoLayerNet
 
+SHAPES = ((100, 50, 200), (1000, 50, 40), (100, 1000, 20), (1000, 1000, 4))  # (B, H, calls per round)
 
-def main(rounds=15):
+
+def median_seconds(call, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=10)
+    args = p.parse_args()
     rng = np.random.default_rng(0)
     x, t = rng.random((2000, 784)).astype(np.float32), rng.integers(0, 10, 2000)
-    batches = rng.integers(0, 2000, (100, 100))
-    two = TwoLayerNet(784, 50, 10, seed=0)
-    multi = MultiLayerNet(784, [50], 10, weight_init_std=0.01, seed=0)
-    two.steps(x, t, batches, 0.1), multi.steps(x, t, batches, 0.1)  # compile / load
-    ratios = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        two.steps(x, t, batches, 0.1)
-        t1 = time.perf_counter()
-        multi.steps(x, t, batches, 0.1)
-        ratios.append((time.perf_counter() - t1) / (t1 - t0))
-    ratios.sort()
-    print(f"MultiLayerNet([50]) / TwoLayerNet, 100 steps at batch 100, {rounds} paired rounds: "
-          f"median {ratios[rounds // 2]:.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
+    print("| (B, H) | hand-fused µs | engine µs | engine / hand-fused |\n|---|---:|---:|---:|")
+    for batch, hidden, calls in SHAPES:
+        two = TwoLayerNet(784, hidden, 10, seed=0)
+        engine = MultiLayerNet(784, [hidden], 10, weight_init_std=0.01, seed=0)
+        idx = rng.integers(0, 2000, batch)
+        pair = (lambda: two.step_indices(x, t, idx, 0.001), lambda: engine.step_indices(x, t, idx, 0.001))
+        for call in pair:  # compile / load
+            call()
+        rounds = [tuple(median_seconds(call, calls) for call in pair) for _ in range(args.rounds)]
+        ratios = [e / h for h, e in rounds]
+        hand, eng = statistics.median(h for h, _ in rounds), statistics.median(e for _, e in rounds)
+        print(f"| ({batch}, {hidden}) | {hand * 1e6:,.0f} | {eng * 1e6:,.0f} | {statistics.median(ratios):.2f} "
+              f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
 
 
 if __name__ == "__main__":
