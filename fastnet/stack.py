@@ -15,22 +15,25 @@ from . import _cores, optim
 from .base import check_steps_inputs
 from .kernels import stack as compiled
 from .kernels.checks import require_labels
+from .kernels.engine import check_batches
 from .kernels.multilayer import check_multilayer_batches
 from .multilayer import ACTIVATIONS, MultiLayerNet
+from .sequential import Sequential
 
 ACCURACY_CHUNK = 2000  # rows per member per forward call in accuracy(); bounds its buffers
 
 
-def _same(nets, attribute):
-    values = [getattr(net, attribute) for net in nets]
+def _same(nets, attribute, key=None):
+    values = [getattr(net, attribute) if key is None else key(net) for net in nets]
     if any(v != values[0] for v in values):
         raise ValueError(f"NetStack: the networks differ in {attribute} ({values}); a stack needs one architecture")
 
 
 class NetStack:
-    """``NetStack(nets, optimizers)``: K ``MultiLayerNet``s of one architecture (sizes, activation,
-    dtype, dropout and batch norm settings), each with its own optimizer (any of ``fastnet.optim``,
-    own hyperparameters).
+    """``NetStack(nets, optimizers)``: K networks of one class and architecture (``MultiLayerNet``,
+    ``SimpleConvNet``, ``DeepConvNet``, any ``Sequential``), each with its own optimizer (any of
+    ``fastnet.optim``, own hyperparameters), weight decay and seed. K ``MultiLayerNet``s train side
+    by side in one compiled call; the others one after another by their own fused step.
 
     ``step(x, t)`` trains all on one batch and returns their K losses; ``steps(x, t, batches)``
     one step per row of ``batches`` (an (S, K) array of losses); ``accuracy``/``loss`` give K
@@ -45,20 +48,33 @@ class NetStack:
         if len(optimizers) != len(nets):
             raise ValueError(f"NetStack: {len(nets)} networks but {len(optimizers)} optimizers; give one each")
         for net in nets:
-            if not isinstance(net, MultiLayerNet):
-                raise TypeError(f"NetStack: stacks MultiLayerNet networks, not {type(net).__name__} "
-                                "(MultiLayerNet(D, [H], C) is the book's two-layer network)")  # fmt: skip
+            if not isinstance(net, Sequential):
+                raise TypeError(f"NetStack: stacks MultiLayerNet networks, not {type(net).__name__} (or "
+                                "SimpleConvNet, DeepConvNet, any Sequential: the networks of the layer engine; "
+                                "MultiLayerNet(D, [H], C) is the book's two-layer network)")  # fmt: skip
         if len({id(net) for net in nets}) != len(nets):
             raise ValueError("NetStack: a network appears twice")
-        for attribute in ("input_size", "hidden_size_list", "output_size", "activation", "dtype", "use_dropout",
-                          "dropout_ratio", "use_batchnorm"):  # fmt: skip
-            _same(nets, attribute)
+        # MultiLayerNets train in the stack's kernel (K members' steps side by side); other networks
+        # train one after another, each on every core, by their own step: each as it would alone
+        self._kernel = isinstance(nets[0], MultiLayerNet)
+        _same(nets, "class", lambda net: type(net).__name__)
+        if self._kernel:
+            for attribute in ("input_size", "hidden_size_list", "output_size", "activation", "dtype", "use_dropout",
+                              "dropout_ratio", "use_batchnorm"):  # fmt: skip
+                _same(nets, attribute)
+        else:  # the same layers and shapes (weight decay, dropout ratios may differ)
+            _same(nets, "dtype")
+            _same(nets, "layers", lambda net: (net.input_dim, net.records.tobytes()))
         for opt in optimizers:
             if not isinstance(opt, optim.Optimizer):
                 raise TypeError(f"NetStack: optimizers must be of fastnet.optim, not {opt!r}")
         if len({id(opt) for opt in optimizers}) != len(optimizers):
             raise ValueError("NetStack: an optimizer appears twice; give each network its own")
         self.nets, self.optimizers = nets, optimizers
+        self._active = np.ones(len(nets), np.bool_)
+        self._lock = _cores.CallLock()  # watches the cores as calls begin
+        if not self._kernel:
+            return
         first = nets[0]
         K, P = len(nets), first._flat.size
         hidden = first._running_mean.size
@@ -73,11 +89,9 @@ class NetStack:
         self._decays = np.array([net.weight_decay_lambda for net in nets])
         self._seeds = np.array([net.dropout_seed for net in nets], np.int64)
         self._kinds = np.array([opt.KIND for opt in optimizers], np.int64)
-        self._active = np.ones(K, np.bool_)
         self._workspaces = {}
         self._accuracy_buffers = None  # (acts, batch-norm scratch) for accuracy's chunks of rows
         self._one_zero = np.array([1, 0], first.dtype)  # BLAS's (alpha, beta) for plain products
-        self._lock = _cores.CallLock()  # watches the cores as calls begin
 
     def __len__(self):
         return len(self.nets)
@@ -117,6 +131,8 @@ class NetStack:
         """One update of every member per row of ``batches`` (S, B), in one compiled call; returns
         the losses (S, K). x in the nets' dtype and t int64, or uint8 codes with ``x_divisor``."""
         first = self.nets[0]
+        if isinstance(x, np.ndarray) and x.ndim == 4:
+            x = x.reshape(x.shape[0], -1)
         check_steps_inputs("NetStack.steps", x, batches, x_divisor, first.dtype)
         if not isinstance(t, np.ndarray) or t.dtype != np.int64:
             raise TypeError("NetStack.steps: t must be int64 class indices (see prepare_labels)")
@@ -134,7 +150,10 @@ class NetStack:
         m = K - self._trained_alone()  # members 0..m-1 train in the stack kernel, the rest alone
         losses = np.full((S, K), np.nan)
         with self._members():
-            check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
+            if self._kernel:
+                check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
+            else:  # every batch checked before any member trains
+                check_batches(x, t, batches, first.records, batches.shape[1])
             if m:
                 first_steps = np.array([net.dropout_step for net in self.nets[:m]], np.int64)
                 self._seeds[:m] = [net.dropout_seed for net in self.nets[:m]]  # a member may have loaded weights
@@ -163,6 +182,8 @@ class NetStack:
         count: results must not depend on the thread count) the last K mod T would take a round of
         their own with cores idle; alone, each uses all T, which pays while the remainder r is
         small: a network's step is far from T times faster on T cores, so only for r² ≤ T."""
+        if not self._kernel:
+            return len(self.nets)
         remainder = len(self.nets) % _cores.BLOCKS
         return remainder if remainder * remainder <= _cores.BLOCKS else 0
 
@@ -172,6 +193,9 @@ class NetStack:
         x = first.prepare_inputs(x)
         t = first.prepare_labels(t, x.shape[0])
         require_labels("NetStack.accuracy", t, first.output_size)
+        if not self._kernel:
+            with self._members():
+                return np.array([net.accuracy(x, t) for net in self.nets])
         K, rows = len(self.nets), min(x.shape[0], ACCURACY_CHUNK)
         counts = np.empty(K, np.int64)
         with self._members():

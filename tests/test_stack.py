@@ -135,3 +135,32 @@ def test_a_small_remainder_of_members_trains_alone_with_the_same_results(monkeyp
     opts[-1].lr = 1e30  # the last member (alone, where there is a remainder) diverges
     losses = stack.steps((x * 1e3), t, np.tile(batches, (4, 1)))
     assert stack.diverged == [k - 1] and np.isnan(losses[-1, -1]) and np.isfinite(losses[:, :-1]).all()
+
+
+def test_a_stack_of_convnets_trains_each_as_alone():
+    """Eight SimpleConvNets (each its own optimizer, weight decay... and seed) and DeepConvNets with
+    dropout: every member ends bitwise where it ends trained alone on the same batches."""
+    from fastnet import DeepConvNet, SimpleConvNet
+
+    rng = np.random.default_rng(4)
+    x, t = rng.random((40, 144)).astype(np.float32), rng.integers(0, 4, 40)
+    batches = rng.integers(0, 40, (3, 8))
+    conv = {"filter_num": 3, "filter_size": 3, "pad": 0, "stride": 1}
+    deep = [{"filter_num": 2, "filter_size": 3, "pad": p, "stride": 1} for p in (1, 1, 1, 2, 1, 1)]
+    kinds = [optim.SGD, optim.Momentum, optim.Nesterov, optim.AdaGrad, optim.RMSprop, optim.Adam, optim.Adam, optim.SGD]
+    for make, count in ((lambda s: SimpleConvNet((1, 12, 12), conv, 6, 4, seed=s), 8),
+                        (lambda s: DeepConvNet((1, 12, 12), *deep, hidden_size=5, output_size=4, dropout_ratio=0.3,
+                                               seed=s), 2)):  # fmt: skip
+        nets, alone = [make(s) for s in range(count)], [make(s) for s in range(count)]
+        opts, alone_opts = [kinds[s](0.05) for s in range(count)], [kinds[s](0.05) for s in range(count)]
+        stack = NetStack(nets, opts)
+        losses = stack.steps(x, t, batches)
+        for k, (net, opt) in enumerate(zip(alone, alone_opts)):
+            assert np.array_equal(losses[:, k], net.steps(x, t, batches, opt))
+            assert np.array_equal(nets[k]._flat, net._flat) and nets[k].dropout_step == net.dropout_step == 3
+        assert np.array_equal(stack.accuracy(x, t), [net.accuracy(x, t) for net in alone])
+    with pytest.raises(ValueError, match="differ in layers"):
+        NetStack([SimpleConvNet((1, 12, 12), conv, 6, 4), SimpleConvNet((1, 12, 12), conv, 7, 4)],
+                 [optim.SGD(), optim.SGD()])  # fmt: skip
+    with pytest.raises(ValueError, match="labels must lie in"):
+        NetStack([SimpleConvNet((1, 12, 12), conv, 6, 4)], [optim.SGD()]).steps(x, np.full(40, 9), batches)
