@@ -177,7 +177,18 @@ def cmd_book(args):
     return 0
 
 
-SWEEP_SETTINGS = ("hidden", "train_size", "validation", "epochs", "batch_size", "lr", "weight_decay", "sampler", "seed")
+SWEEP_SETTINGS = (
+    "net",
+    "hidden",
+    "train_size",
+    "validation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "sampler",
+    "seed",
+)
 
 
 def cmd_sweep(args):
@@ -379,7 +390,10 @@ def build_parser():
     w.add_argument("--join", action="store_true", help="join an existing study (an error if there is none)")
     w.add_argument("--trials", type=int, default=100, help="trials this worker runs (100)")
     w.add_argument("--stack", type=int, default=16, help="trials trained together in one NetStack (16)")
-    w.add_argument("--hidden", help="hidden sizes (100,100,100,100,100,100)")
+    w.add_argument("--net", choices=["dense", "simple-conv", "deep-conv"],
+                   help="what each trial trains: dense, a MultiLayerNet of --hidden (the book's search); "
+                        "simple-conv, deep-conv: the book's convnets on square images (dense)")  # fmt: skip
+    w.add_argument("--hidden", help="hidden sizes of a dense net (100,100,100,100,100,100)")
     w.add_argument("--train-size", type=int, help="training images used, validation included (500)")
     w.add_argument("--validation", type=float, help="share of them held out to score trials (0.2)")
     w.add_argument("--epochs", type=int, help="epochs per trial (50)")

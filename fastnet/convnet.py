@@ -17,6 +17,16 @@ def _input_dim(func, input_dim):
     return tuple(positive_int(func, f"input_dim[{i}]", n) for i, n in enumerate(input_dim))
 
 
+def _decay(func, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"{func}: weight_decay_lambda must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 
 
@@ -27,10 +37,12 @@ class SimpleConvNet(Sequential):
     b1, W2 (FN·PH·PW, hidden), b2, W3 (hidden, output), b3; the same ``seed`` gives the
     reference's initial weights (``fastnet.reference.SimpleConvNet``). Trains with ``step``,
     ``step_indices``, ``steps`` (a learning rate or any optimizer of ``fastnet.optim``, fused),
-    or the book's loop (``gradient`` then ``optimizer.update``): the same weights bit for bit."""
+    or the book's loop (``gradient`` then ``optimizer.update``): the same weights bit for bit.
+    ``weight_decay_lambda`` (fastnet's, not the book's): ½·λ·Σ‖W‖² over every W in the loss, as
+    ``MultiLayerNet``'s."""
 
     def __init__(self, input_dim=(1, 28, 28), conv_param=None, hidden_size=100, output_size=10,
-                 weight_init_std=0.01, dtype=np.float32, seed=None):  # fmt: skip
+                 weight_init_std=0.01, dtype=np.float32, seed=None, weight_decay_lambda=0):  # fmt: skip
         func = "SimpleConvNet"
         input_dim = _input_dim(func, input_dim)
         if conv_param is None:
@@ -52,8 +64,10 @@ class SimpleConvNet(Sequential):
             raise ValueError(f"{func}: weight_init_std must be a finite number >= 0, got {weight_init_std!r}")
         self.conv_param = {"filter_num": fn, "filter_size": fs, "pad": int(pad), "stride": stride}
         self.hidden_size, self.weight_init_std = hidden_size, float(weight_init_std)
-        layers = [("conv", fn, fs, fs, stride, int(pad), RELU), ("pool", 2, 2, 2, 0), ("affine", hidden_size, RELU),
-                  ("affine", output_size, IDENTITY)]  # fmt: skip
+        self.weight_decay_lambda = _decay(func, weight_decay_lambda)
+        decay = self.weight_decay_lambda
+        layers = [("conv", fn, fs, fs, stride, int(pad), RELU, decay), ("pool", 2, 2, 2, 0),
+                  ("affine", hidden_size, RELU, decay), ("affine", output_size, IDENTITY, decay)]  # fmt: skip
         super().__init__(input_dim, layers, dtype)
         rng = np.random.default_rng(seed)  # W1, W2, W3 in turn, as the reference draws them
         for key in ("W1", "W2", "W3"):
@@ -62,7 +76,8 @@ class SimpleConvNet(Sequential):
     def architecture(self):
         """The class and its constructor's arguments (what a weights file records)."""
         return {"network": "SimpleConvNet", "input_dim": list(self.input_dim), "conv_param": self.conv_param,
-                "hidden_size": self.hidden_size, "output_size": self.output_size, "dtype": self.dtype.name}  # fmt: skip
+                "hidden_size": self.hidden_size, "output_size": self.output_size,
+                "weight_decay_lambda": self.weight_decay_lambda, "dtype": self.dtype.name}  # fmt: skip
 
     def describe(self):
         conv = self.conv_param
@@ -73,7 +88,8 @@ class SimpleConvNet(Sequential):
     def from_architecture(cls, meta):
         conv = {key: int(value) for key, value in dict(meta["conv_param"]).items()}
         return cls(tuple(int(n) for n in meta["input_dim"]), conv, int(meta["hidden_size"]), int(meta["output_size"]),
-                   dtype=np.dtype(meta["dtype"]))  # fmt: skip
+                   dtype=np.dtype(meta["dtype"]),
+                   weight_decay_lambda=float(meta.get("weight_decay_lambda", 0)))  # fmt: skip
 
 
 def _conv_param(func, name, param):
@@ -101,7 +117,7 @@ class DeepConvNet(Sequential):
 
     def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None, conv_param_3=None,
                  conv_param_4=None, conv_param_5=None, conv_param_6=None, hidden_size=50, output_size=10,
-                 dropout_ratio=0.5, dtype=np.float32, seed=None):  # fmt: skip
+                 dropout_ratio=0.5, dtype=np.float32, seed=None, weight_decay_lambda=0):  # fmt: skip
         from .reference.conv import DEEP_CONV_PARAMS
 
         func = "DeepConvNet"
@@ -115,14 +131,15 @@ class DeepConvNet(Sequential):
                 or not 0 <= dropout_ratio < 1:  # fmt: skip
             raise ValueError(f"{func}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")
         self.dropout_ratio = float(dropout_ratio)
+        self.weight_decay_lambda = decay = _decay(func, weight_decay_lambda)
         layers = []
         for i, cp in enumerate(self.conv_params):
             fs = cp["filter_size"]
-            layers.append(("conv", cp["filter_num"], fs, fs, cp["stride"], cp["pad"], RELU))
+            layers.append(("conv", cp["filter_num"], fs, fs, cp["stride"], cp["pad"], RELU, decay))
             if i % 2 == 1:
                 layers.append(("pool", 2, 2, 2, 0))
         drop = ("dropout", self.dropout_ratio)
-        layers += [("affine", self.hidden_size, RELU), drop, ("affine", output_size, IDENTITY), drop]
+        layers += [("affine", self.hidden_size, RELU, decay), drop, ("affine", output_size, IDENTITY, decay), drop]
         super().__init__(input_dim, layers, dtype)
         rng = np.random.default_rng(seed)  # W1 ... W8 in turn, as the reference draws them
         for key in (f"W{i}" for i in range(1, 9)):
@@ -135,8 +152,8 @@ class DeepConvNet(Sequential):
         """The class and its constructor's arguments, and where the dropout masks go on."""
         return {"network": "DeepConvNet", "input_dim": list(self.input_dim), "conv_params": self.conv_params,
                 "hidden_size": self.hidden_size, "output_size": self.output_size, "dropout_ratio": self.dropout_ratio,
-                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step,
-                "dtype": self.dtype.name}  # fmt: skip
+                "weight_decay_lambda": self.weight_decay_lambda, "dropout_seed": self.dropout_seed,
+                "dropout_step": self.dropout_step, "dtype": self.dtype.name}  # fmt: skip
 
     def describe(self):
         convs = ",".join(str(p["filter_num"]) for p in self.conv_params)
@@ -147,6 +164,7 @@ class DeepConvNet(Sequential):
         convs = [{key: int(value) for key, value in dict(p).items()} for p in meta["conv_params"]]
         net = cls(tuple(int(n) for n in meta["input_dim"]), *convs, hidden_size=int(meta["hidden_size"]),
                   output_size=int(meta["output_size"]), dropout_ratio=float(meta["dropout_ratio"]),
-                  dtype=np.dtype(meta["dtype"]))  # fmt: skip
+                  dtype=np.dtype(meta["dtype"]),
+                  weight_decay_lambda=float(meta.get("weight_decay_lambda", 0)))  # fmt: skip
         net.dropout_seed, net.dropout_step = int(meta["dropout_seed"]), int(meta["dropout_step"])
         return net

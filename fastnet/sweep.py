@@ -54,10 +54,14 @@ class Range:
         return cls(low, high, log)
 
 
+NETS = ("dense", "simple-conv", "deep-conv")
+
+
 @dataclass
 class Settings:
     """What a study searches and how each trial trains; stored in the study, shared by its workers."""
 
+    net: str = "dense"  # dense: MultiLayerNet(hidden); simple-conv, deep-conv: the book's convnets
     hidden: list = field(default_factory=lambda: [100] * 6)
     train_size: int = 500
     validation: float = 0.2
@@ -87,6 +91,8 @@ class Settings:
             raise SweepError(f"--train-size {self.train_size} with --validation {self.validation} leaves no rows")
         if self.epochs < 1 or self.batch_size < 1:
             raise SweepError("--epochs and --batch-size must be at least 1")
+        if self.net not in NETS:
+            raise SweepError(f"--net {self.net!r}: one of {', '.join(NETS)}")
         if self.sampler not in ("random", "tpe"):
             raise SweepError(f"--sampler {self.sampler!r}: random or tpe")
 
@@ -150,12 +156,25 @@ class _Heartbeat:
         self._thread.join()
 
 
+def new_net(settings, inputs, decay, seed):
+    """The network a trial trains: ``settings.net``'s, with weight decay ``decay``."""
+    from .convnet import DeepConvNet, SimpleConvNet
+    from .multilayer import MultiLayerNet
+
+    if settings.net == "dense":
+        return MultiLayerNet(inputs, settings.hidden, 10, weight_decay_lambda=decay, seed=seed)
+    side = int(round(inputs**0.5))
+    if side * side != inputs:
+        raise SweepError(f"--net {settings.net} takes square one-channel images; the data has {inputs} inputs")
+    make = SimpleConvNet if settings.net == "simple-conv" else DeepConvNet
+    return make((1, side, side), output_size=10, seed=seed, weight_decay_lambda=decay)
+
+
 def train_group(trials, settings, data, stack_seed, on_epoch=None):
-    """Train one MultiLayerNet per trial, all in one NetStack on the same minibatches; returns
-    (train accuracy curves, validation accuracy curves), one per epoch, each (K,).
+    """Train one network per trial (``settings.net``), all in one NetStack on the same minibatches;
+    returns (train accuracy curves, validation accuracy curves), one per epoch, each (K,).
     ``on_epoch(epoch, val_acc)`` is called after each epoch with the K validation accuracies."""
     from . import optim
-    from .multilayer import MultiLayerNet
     from .stack import NetStack
 
     x, t, x_val, t_val = data
@@ -164,8 +183,7 @@ def train_group(trials, settings, data, stack_seed, on_epoch=None):
         lr = trial.suggest_float("lr", settings.lr.low, settings.lr.high, log=settings.lr.log)
         decay = trial.suggest_float("weight_decay", settings.weight_decay.low, settings.weight_decay.high,
                                     log=settings.weight_decay.log)  # fmt: skip
-        nets.append(MultiLayerNet(x.shape[1], settings.hidden, 10, weight_decay_lambda=decay,
-                                  seed=settings.seed * 1_000_003 + trial.number))  # fmt: skip
+        nets.append(new_net(settings, x.shape[1], decay, settings.seed * 1_000_003 + trial.number))
         opts.append(optim.SGD(lr))
     stack = NetStack(nets, opts)
     per_epoch = max(len(x) // settings.batch_size, 1)
@@ -204,6 +222,7 @@ def run(study_name, trials, out, storage_url=None, settings=None, join=False, st
 
         data = load_mnist()
     group_data = split(data, settings)
+    new_net(settings, group_data[0].shape[1], 0.0, 0)  # a network these inputs cannot feed: refused before any trial
     bar = None
     if progress:
         from tqdm import tqdm

@@ -187,3 +187,26 @@ def test_the_accurate_conv_preset_trains_a_deep_convnet(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "DeepConvNet" in printed and "Adam(lr=0.001)" in printed, printed
     assert type(load_weights(out / "weights.npz")).__name__ == "DeepConvNet"
+
+
+def test_convnet_weight_decay_is_the_books_and_is_saved(tmp_path):
+    """weight_decay_lambda on a convnet: ½λΣ‖W‖² over every W in the loss, λW in each weight
+    gradient (the reference's twin with the same λ per layer), and kept in a weights file."""
+    import numpy as np
+
+    from fastnet import SimpleConvNet, load_weights, save_weights
+    from fastnet.reference.sequential import Sequential as ReferenceSequential
+
+    conv = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
+    net = SimpleConvNet((1, 8, 8), conv, 5, 3, weight_init_std=0.3, dtype=np.float64, seed=1, weight_decay_lambda=0.2)
+    ref = ReferenceSequential((1, 8, 8), net.layer_specs, {k: v.copy() for k, v in net.params.items()})
+    x, t = np.random.default_rng(0).standard_normal((4, 1, 8, 8)), np.array([0, 1, 2, 1])
+    assert net.loss(x, t) == pytest.approx(ref.loss(x, t), rel=1e-12)
+    assert ref.decay_loss() == pytest.approx(0.1 * sum((net.params[k] ** 2).sum() for k in ("W1", "W2", "W3")))
+    grads, ref_grads = net.gradient(x, t), ref.gradient(x, t)
+    for key in ref_grads:
+        np.testing.assert_allclose(grads[key], ref_grads[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    save_weights(tmp_path / "w.npz", net)
+    assert load_weights(tmp_path / "w.npz").weight_decay_lambda == 0.2
+    with pytest.raises(ValueError, match="weight_decay_lambda must be a finite number >= 0"):
+        SimpleConvNet(weight_decay_lambda=-1)

@@ -302,3 +302,15 @@ def test_a_killed_worker_leaves_nothing_running(postgres, tmp_path):
     failed = {(t.params["lr"], t.params["weight_decay"]) for t in trials if t.state == optuna.trial.TrialState.FAIL}
     redone = {(t.params["lr"], t.params["weight_decay"]) for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert failed == redone
+
+
+def test_a_sweep_of_convnets_on_sqlite(tmp_path):
+    """--net simple-conv: each trial a SimpleConvNet with its own learning rate and weight decay,
+    K = 2 per NetStack, the study's settings naming the network."""
+    code, out, err = finish(sweep("--net", "simple-conv", "--out", str(tmp_path), "--trials", "3", "--study", "conv",
+                                  "--train-size", "60", "--batch-size", "20"))  # fmt: skip
+    assert code == 0, err
+    trials = trials_of("conv", f"sqlite:///{tmp_path / 'conv.db'}")
+    check_every_trial_once(trials, 3)
+    assert json.loads(optuna.load_study(study_name="conv", storage=f"sqlite:///{tmp_path / 'conv.db'}")
+                      .user_attrs["settings"])["net"] == "simple-conv"  # fmt: skip
