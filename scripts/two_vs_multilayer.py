@@ -9,22 +9,13 @@ prints a markdown table with the median (min-max) of the per-round ratios engine
 
 import argparse
 import statistics
-import time
 
 import numpy as np
+from old_vs_new import median_seconds  # scripts/: the folder of the script run
 
 from fastnet import MultiLayerNet, TwoLayerNet
 
 SHAPES = ((100, 50, 200), (1000, 50, 40), (100, 1000, 20), (1000, 1000, 4))  # (B, H, calls per round)
-
-
-def median_seconds(call, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main():
