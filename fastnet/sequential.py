@@ -151,11 +151,15 @@ class Sequential(Network):
         return ws
 
     def _forward_buffers(self, rows):
+        """Buffers for a forward pass over ``rows`` rows, without what only a training step uses (the
+        gathered inputs: x is read in place; the layers' gradients). A few sizes are kept: a training
+        loop evaluates on its training and its test rows in turn."""
         work = self._forward_work.get(rows)
         if work is None:
             if len(self._forward_work) == FORWARD_SIZES_KEPT:
                 del self._forward_work[next(iter(self._forward_work))]
-            work = self._forward_work[rows] = self._new_work(rows)
+            work = tuple(compiled.new_engine_work(rows, self.net, self.dtype, _cores.BLOCKS, training=False))
+            self._forward_work[rows] = work
         return work
 
     # -- the book's interface -----------------------------------------------------------------

@@ -109,9 +109,10 @@ from .schedule import (
 )
 
 
-def new_engine_work(batch, net, dtype, blocks):
+def new_engine_work(batch, net, dtype, blocks, training=True):
     """An ``EngineWork`` for batches of ``batch`` rows of the network ``net`` (an
-    ``EngineNetwork``); ``blocks``: the most blocks a parallel loop uses (``_cores.BLOCKS``)."""
+    ``EngineNetwork``); ``blocks``: the most blocks a parallel loop uses (``_cores.BLOCKS``).
+    ``training=False``: for forward passes only (no gathered inputs, no gradients)."""
     rec = net.rec
     conv = rec[rec[:, KIND] == CONV]
     pool = rec[rec[:, KIND] == POOL]
@@ -122,8 +123,8 @@ def new_engine_work(batch, net, dtype, blocks):
     one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
     one_zero[0] = 1
     return EngineWork(
-        x=np.empty((batch, int(rec[0, IN_SIZE])), dtype), tb=np.empty(batch, np.int64),
-        acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs, dtype),
+        x=np.empty((batch if training else 0, int(rec[0, IN_SIZE])), dtype), tb=np.empty(batch, np.int64),
+        acts=np.empty(batch * outs, dtype), deltas=np.empty(batch * outs if training else 0, dtype),
         winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
         normed=np.empty(batch * int(norm[:, OUT_SIZE].sum()), dtype),
         stats=np.zeros(STATS * net.running_mean.shape[0]),
