@@ -26,8 +26,8 @@ from .activations import IDENTITY, RELU, activate, activation_backward
 BN_EPS = 10e-7  # the book's ε (1e-6) under the square root
 
 # rows of the float64 statistics (STATS, channels) kept per batch-norm layer in the workspace
-MEAN, VAR, INV_STD, SCALE, SHIFT, SUM_DG, SUM_DB, ZERO = range(8)
-STATS = 8
+MEAN, VAR, INV_STD, SCALE, SHIFT, SUM_DG, SUM_DB = range(7)
+STATS = 7
 
 
 @njit(cache=True, error_model="numpy")
@@ -85,25 +85,25 @@ def _normalise_row(row, xhat_row, dst, mean, inv, g, bt, S, act):
 
 
 @njit(cache=True, error_model="numpy")
-def _affine_map(src, dst, centre, scale, shift, S, act):
-    """dst[c·S + p] = act((src[c·S + p] − centre[c])·scale[c] + shift[c]) for every channel c, in
-    float64 (centre, scale, shift float64)."""
+def _affine_map(src, dst, scale, shift, S, act):
+    """dst[c·S + p] = act(src[c·S + p]·scale[c] + shift[c]) for every channel c, in float64 (scale,
+    shift float64)."""
     if S == 1:  # one value per channel: along the row, a loop per activation so that each vectorises
         n = scale.shape[0]
         if act == RELU:
             for c in range(n):
-                dst[c] = activate(RELU, (src[c] - centre[c]) * scale[c] + shift[c])
+                dst[c] = activate(RELU, src[c] * scale[c] + shift[c])
         elif act == IDENTITY:
             for c in range(n):
-                dst[c] = (src[c] - centre[c]) * scale[c] + shift[c]
+                dst[c] = src[c] * scale[c] + shift[c]
         else:
             for c in range(n):
-                dst[c] = activate(act, (src[c] - centre[c]) * scale[c] + shift[c])
+                dst[c] = activate(act, src[c] * scale[c] + shift[c])
         return
     for c in range(scale.shape[0]):
-        m, k, b = centre[c], scale[c], shift[c]
+        k, b = scale[c], shift[c]
         for p in range(S):
-            dst[c * S + p] = activate(act, (src[c * S + p] - m) * k + b)
+            dst[c * S + p] = activate(act, src[c * S + p] * k + b)
 
 
 @njit(cache=True, error_model="numpy")  # divisions by N ≥ 1 and by √(var + ε) > 0: no checks
@@ -134,7 +134,6 @@ def batchnorm_test_transform(gamma, beta, running_mean, running_var, stats):
     """Batch norm at test time as y = x·scale + shift, per channel into ``stats`` (float64):
     scale = γ/√(running var + ε), shift = β − running mean·scale."""
     for c in range(gamma.shape[0]):
-        stats[ZERO, c] = 0.0
         stats[SCALE, c] = gamma[c] / np.sqrt(running_var[c] + BN_EPS)
         stats[SHIFT, c] = beta[c] - running_mean[c] * stats[SCALE, c]
 
@@ -143,9 +142,8 @@ def batchnorm_test_transform(gamma, beta, running_mean, running_var, stats):
 def batchnorm_test_rows(h, out, stats, S, r0, r1, c0, c1, act):
     """Rows r0:r1, channels c0:c1 of out = act(x·scale + shift) (``batchnorm_test_transform``)."""
     scale, shift, a0, a1 = stats[SCALE, c0:c1], stats[SHIFT, c0:c1], c0 * S, c1 * S
-    zero = stats[ZERO, c0:c1]  # no centre: the running mean is in the shift
     for i in range(r0, r1):
-        _affine_map(h[i, a0:a1], out[i, a0:a1], zero, scale, shift, S, act)
+        _affine_map(h[i, a0:a1], out[i, a0:a1], scale, shift, S, act)
 
 
 @njit(cache=True, error_model="numpy")
