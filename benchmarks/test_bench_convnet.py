@@ -230,7 +230,7 @@ def test_simple_convnet_predict(benchmark, data, impl):
 def deep_flops(net, batch, forward_only=False):
     """A DeepConvNet step's products: forward, dW for every layer, dx for every layer but the first
     (``forward_only``: the forward's)."""
-    from fastnet.kernels import engine
+    from fastnet.kernels import records as engine
 
     total = 0
     for l, rec in enumerate(net.records):

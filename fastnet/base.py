@@ -4,11 +4,22 @@
 ``input_size`` and ``output_size``; a convnet also ``input_dim``, the (C, H, W) of an image).
 """
 
+import contextlib
 import operator
 
 import numpy as np
 
 from . import optim
+
+
+@contextlib.contextmanager
+def named_errors(func):
+    """A ``ValueError`` raised by compiled checks in the block (whose messages do not know their
+    caller) names the call it comes from: ``func: message``."""
+    try:
+        yield
+    except ValueError as e:
+        raise ValueError(f"{func}: {e}") from None
 
 
 def check_steps_inputs(func, x, batches, x_divisor, dtype):

@@ -85,6 +85,8 @@ class MultiLayerNet(Sequential):
     statistics and the mask counter as the book's layers do. Thread-safe as ``TwoLayerNet``.
     """
 
+    ARCHITECTURE = ("input_size", "hidden_size_list", "output_size", "activation", "use_batchnorm", "use_dropout")
+
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu", weight_init_std="relu",
                  weight_decay_lambda=0, use_dropout=False, dropout_ration=0.5, use_batchnorm=False,
                  dtype=np.float32, seed=None, dropout_ratio=None):  # fmt: skip

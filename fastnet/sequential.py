@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from . import _cores
-from .base import Network, check_steps_inputs
+from .base import Network, check_steps_inputs, named_errors
 from .gradcheck import network_numerical_gradient
 from .kernels import engine as compiled
-from .kernels import softmax_cross_entropy
-from .kernels.checks import require_finite, require_labels
+from .kernels import records, softmax_cross_entropy
+from .kernels.checks import check_engine_batches, require_finite, require_labels
 from .weights import load_weights, save_weights
 
 PREDICT_VALUES = 1 << 23  # layer outputs per compiled forward call in predict/accuracy: bounds the buffer
@@ -43,6 +43,8 @@ class Sequential(Network):
     ``dropout_keys``: the numbers the dropout layers' masks are drawn under (``layer_records``).
     Thread-safe: calls on one network run one at a time."""
 
+    ARCHITECTURE = ()  # the constructor's arguments that fix the layers, compared by NetStack's checks
+
     def __init__(self, input_dim, layers, dtype=np.float32, dropout_keys=None):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -50,13 +52,13 @@ class Sequential(Network):
         self.input_dim = tuple(input_dim)
         self.layer_specs = list(layers)
         try:
-            self.net, total = compiled.new_engine_network(self.input_dim, self.layer_specs, self.dtype, dropout_keys)
+            self.net, total = records.new_engine_network(self.input_dim, self.layer_specs, self.dtype, dropout_keys)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__}: {e}") from None
         self.records = self.net.rec
         self._net_args = tuple(self.net)  # compiled calls take plain tuples: a named tuple is typed anew each call
-        self.input_size = int(self.records[0, compiled.IN_SIZE])
-        self.output_size = int(self.records[-1, compiled.OUT_SIZE])
+        self.input_size = int(self.records[0, records.IN_SIZE])
+        self.output_size = int(self.records[-1, records.OUT_SIZE])
         self._flat, self._grad = np.zeros(total, self.dtype), np.zeros(total, self.dtype)
         self._views, self._grad_views = self._param_views(self._flat), self._param_views(self._grad)
         for key, gamma in self._views.items():
@@ -70,10 +72,10 @@ class Sequential(Network):
         self._sgd = None
         self._bound_optimizer = None
         self._lock = _cores.CallLock()
-        kinds = self.records[:, compiled.KIND]
-        self.use_dropout = bool((kinds == compiled.DROPOUT).any())
-        self.use_batchnorm = bool((kinds == compiled.BATCHNORM).any())
-        outputs = int(self.records[:, compiled.OUT_SIZE].sum())  # per row, every layer's
+        kinds = self.records[:, records.KIND]
+        self.use_dropout = bool((kinds == records.DROPOUT).any())
+        self.use_batchnorm = bool((kinds == records.BATCHNORM).any())
+        outputs = int(self.records[:, records.OUT_SIZE].sum())  # per row, every layer's
         self._predict_rows = min(max(PREDICT_VALUES // outputs, PREDICT_ROWS[0]), PREDICT_ROWS[1])
         self.dropout_seed = 0  # drawn by a subclass after its weights, as MultiLayerNet's
         self.dropout_step = 0  # training passes taken: numbers the next one's dropout masks
@@ -84,16 +86,16 @@ class Sequential(Network):
         views, norms, i = {}, {}, 1
         for rec in self.records:
             kind, w0, b0, n = (
-                rec[compiled.KIND],
-                int(rec[compiled.W_OFF]),
-                int(rec[compiled.B_OFF]),
-                int(rec[compiled.OC]),
+                rec[records.KIND],
+                int(rec[records.W_OFF]),
+                int(rec[records.B_OFF]),
+                int(rec[records.OC]),
             )
-            if kind == compiled.CONV:
-                shape = (n, int(rec[compiled.C]), int(rec[compiled.FH]), int(rec[compiled.FW]))
-            elif kind == compiled.AFFINE:
-                shape = (int(rec[compiled.IN_SIZE]), n)
-            elif kind == compiled.BATCHNORM:
+            if kind == records.CONV:
+                shape = (n, int(rec[records.C]), int(rec[records.FH]), int(rec[records.FW]))
+            elif kind == records.AFFINE:
+                shape = (int(rec[records.IN_SIZE]), n)
+            elif kind == records.BATCHNORM:
                 j = len(norms) // 2 + 1
                 norms[f"gamma{j}"], norms[f"beta{j}"] = flat[w0:b0], flat[b0 : b0 + n]
                 continue
@@ -108,8 +110,8 @@ class Sequential(Network):
         """{'running_mean1': ..., 'running_var1': ..., ...}: each batch-norm layer's running statistics."""
         views, j = {}, 1
         for rec in self.records:
-            if rec[compiled.KIND] == compiled.BATCHNORM:
-                o, n = int(rec[compiled.RUN_OFF]), int(rec[compiled.C])
+            if rec[records.KIND] == records.BATCHNORM:
+                o, n = int(rec[records.RUN_OFF]), int(rec[records.C])
                 views[f"running_mean{j}"] = self.net.running_mean[o : o + n]
                 views[f"running_var{j}"] = self.net.running_var[o : o + n]
                 j += 1
@@ -135,10 +137,10 @@ class Sequential(Network):
         """Multiply-adds of one image's forward pass (a training step does about three times as many)."""
         total = 0
         for rec in self.records:
-            if rec[compiled.KIND] == compiled.CONV:
-                total += int(rec[compiled.OUT_SIZE] * rec[compiled.C] * rec[compiled.FH] * rec[compiled.FW])
-            elif rec[compiled.KIND] == compiled.AFFINE:
-                total += int(rec[compiled.IN_SIZE] * rec[compiled.OUT_SIZE])
+            if rec[records.KIND] == records.CONV:
+                total += int(rec[records.OUT_SIZE] * rec[records.C] * rec[records.FH] * rec[records.FW])
+            elif rec[records.KIND] == records.AFFINE:
+                total += int(rec[records.IN_SIZE] * rec[records.OUT_SIZE])
         return total
 
     def _new_work(self, rows):
@@ -233,7 +235,7 @@ class Sequential(Network):
             self._sync_params()
             for r0 in range(0, x.shape[0], self._predict_rows):
                 r1 = min(r0 + self._predict_rows, x.shape[0])
-                work = compiled.EngineWork(*self._forward_buffers(r1 - r0))
+                work = records.EngineWork(*self._forward_buffers(r1 - r0))
                 count = compiled.engine_correct_count_unchecked(x[r0:r1], t[r0:r1], self._flat, self._net_args, work)
                 if count < 0:
                     self._explain_non_finite(x[r0:r1])
@@ -338,13 +340,13 @@ class Sequential(Network):
             losses = np.empty(batches.shape[0])
             seed, step = self.dropout_seed, self.dropout_step
             flat, grad, net = self._flat, self._grad, self._net_args
-            if update:
-                taken = compiled.engine_steps(
-                    x, t, batches, flat, grad, net, work, seed, step, opt_args, losses, divisor
-                )
-                self.dropout_step += taken
-                return losses[:taken]
-            compiled.engine_steps_check(x, t, batches, net, work)
-            losses[0] = compiled.engine_step_unchecked(x, t, batches[0], flat, grad, net, work, seed, step, opt_args,
-                                                       False, divisor)  # fmt: skip
+            with named_errors(func):
+                if update:
+                    taken = compiled.engine_steps(x, t, batches, flat, grad, net, work, seed, step, opt_args, losses,
+                                                  divisor)  # fmt: skip
+                    self.dropout_step += taken
+                    return losses[:taken]
+                check_engine_batches(x, t, batches, net, work)
+                losses[0] = compiled.engine_step_unchecked(x, t, batches[0], flat, grad, net, work, seed, step,
+                                                           opt_args, False, divisor)  # fmt: skip
             return losses[:1]

@@ -12,15 +12,12 @@ import contextlib
 import numpy as np
 
 from . import _cores, optim
-from .base import check_steps_inputs
+from .base import check_steps_inputs, named_errors
 from .kernels import stack as compiled
-from .kernels.checks import require_labels
-from .kernels.engine import check_batches
-from .kernels.multilayer import check_multilayer_batches
-from .multilayer import ACTIVATIONS, MultiLayerNet
+from .kernels.checks import check_batches, require_labels
 from .sequential import Sequential
 
-ACCURACY_CHUNK = 2000  # rows per member per forward call in accuracy(); bounds its buffers
+ACCURACY_CHUNK = 2000  # rows per member per forward in accuracy(); bounds its buffers
 
 
 def _same(nets, attribute, key=None):
@@ -32,8 +29,9 @@ def _same(nets, attribute, key=None):
 class NetStack:
     """``NetStack(nets, optimizers)``: K networks of one class and architecture (``MultiLayerNet``,
     ``SimpleConvNet``, ``DeepConvNet``, any ``Sequential``), each with its own optimizer (any of
-    ``fastnet.optim``, own hyperparameters), weight decay and seed. K ``MultiLayerNet``s train side
-    by side in one compiled call; the others one after another by their own fused step.
+    ``fastnet.optim``, own hyperparameters), weight decay, dropout ratio and seed. Networks of
+    affine, batch-norm and dropout layers (``MultiLayerNet``) train side by side in one compiled
+    call, each member on one core; convnets one after another, each on every core.
 
     ``step(x, t)`` trains all on one batch and returns their K losses; ``steps(x, t, batches)``
     one step per row of ``batches`` (an (S, K) array of losses); ``accuracy``/``loss`` give K
@@ -54,17 +52,12 @@ class NetStack:
                                 "MultiLayerNet(D, [H], C) is the book's two-layer network)")  # fmt: skip
         if len({id(net) for net in nets}) != len(nets):
             raise ValueError("NetStack: a network appears twice")
-        # MultiLayerNets train in the stack's kernel (K members' steps side by side); other networks
-        # train one after another, each on every core, by their own step: each as it would alone
-        self._kernel = isinstance(nets[0], MultiLayerNet)
         _same(nets, "class", lambda net: type(net).__name__)
-        if self._kernel:
-            for attribute in ("input_size", "hidden_size_list", "output_size", "activation", "dtype", "use_dropout",
-                              "dropout_ratio", "use_batchnorm"):  # fmt: skip
-                _same(nets, attribute)
-        else:  # the same layers and shapes (weight decay, dropout ratios may differ)
-            _same(nets, "dtype")
-            _same(nets, "layers", lambda net: (net.input_dim, net.records.tobytes()))
+        _same(nets, "dtype")
+        for attribute in type(nets[0]).ARCHITECTURE:  # the constructor's words first
+            _same(nets, attribute)
+        if any(not np.array_equal(net.records, nets[0].records) or net.input_dim != nets[0].input_dim for net in nets):
+            _same(nets, "layers", lambda net: (net.input_dim, net.layer_specs))  # λ and dropout ratios may differ
         for opt in optimizers:
             if not isinstance(opt, optim.Optimizer):
                 raise TypeError(f"NetStack: optimizers must be of fastnet.optim, not {opt!r}")
@@ -73,25 +66,24 @@ class NetStack:
         self.nets, self.optimizers = nets, optimizers
         self._active = np.ones(len(nets), np.bool_)
         self._lock = _cores.CallLock()  # watches the cores as calls begin
+        self._kernel = compiled.stackable(nets[0].records)
         if not self._kernel:
             return
         first = nets[0]
-        K, P = len(nets), first._flat.size
-        hidden = first._running_mean.size
+        K, P, R = len(nets), first._flat.size, first.net.running_mean.size
         self._flats, self._grads = np.zeros((K, P), first.dtype), np.zeros((K, P), first.dtype)
-        self._running_means, self._running_vars = np.zeros((K, hidden), first.dtype), np.zeros((K, hidden), first.dtype)
+        self._running_means, self._running_vars = np.zeros((K, R), first.dtype), np.zeros((K, R), first.dtype)
+        self._coefs = np.stack([net.net.coef for net in nets])
         self._s1, self._s2 = np.zeros((K, P), first.dtype), np.zeros((K, P), first.dtype)
         self._hypers = np.zeros((K, 4))
         for k, (net, opt) in enumerate(zip(nets, optimizers)):
             net._move_into(self._flats[k], self._grads[k], self._running_means[k], self._running_vars[k])
             opt._move_into(net.params, self._s1[k], self._s2[k], self._hypers[k])
             net._bound_optimizer = opt  # the state was checked against the net's parameters just now
-        self._decays = np.array([net.weight_decay_lambda for net in nets])
-        self._seeds = np.array([net.dropout_seed for net in nets], np.int64)
+        self._seeds = np.zeros(K, np.int64)
         self._kinds = np.array([opt.KIND for opt in optimizers], np.int64)
         self._workspaces = {}
-        self._accuracy_buffers = None  # (acts, batch-norm scratch) for accuracy's chunks of rows
-        self._one_zero = np.array([1, 0], first.dtype)  # BLAS's (alpha, beta) for plain products
+        self._test_work = None  # accuracy's buffers, for chunks of ACCURACY_CHUNK rows at most
 
     def __len__(self):
         return len(self.nets)
@@ -115,9 +107,8 @@ class NetStack:
         work = self._workspaces.get(batch)
         if work is None:
             first = self.nets[0]
-            work = self._workspaces[batch] = tuple(
-                compiled.new_stack_work(len(self.nets), batch, first.sizes, first.dtype, first.use_batchnorm)
-            )
+            work = tuple(compiled.new_stack_work(len(self.nets), batch, first.net, first.dtype))
+            self._workspaces[batch] = work
         return work
 
     def step(self, x, t):
@@ -150,21 +141,17 @@ class NetStack:
         m = K - self._trained_alone()  # members 0..m-1 train in the stack kernel, the rest alone
         losses = np.full((S, K), np.nan)
         with self._members():
-            if self._kernel:
-                check_multilayer_batches(func, x, t, batches, first.sizes, batches.shape[1])
-            else:  # every batch checked before any member trains
+            with named_errors(func):  # every batch checked before any step
                 check_batches(x, t, batches, first.records, batches.shape[1])
             if m:
-                first_steps = np.array([net.dropout_step for net in self.nets[:m]], np.int64)
                 self._seeds[:m] = [net.dropout_seed for net in self.nets[:m]]  # a member may have loaded weights
+                masks = (self._seeds[:m], np.array([net.dropout_step for net in self.nets[:m]], np.int64))
+                optimizers = (self._kinds[:m], self._hypers[:m], self._s1[:m], self._s2[:m])
                 stacked = losses if m == K else np.empty((S, m))
-                compiled.stack_steps_unchecked(
-                    x, t, batches, self._flats[:m], self._grads[:m], first.sizes, ACTIVATIONS[first.activation],
-                    self._decays[:m], self._workspace(batches.shape[1]), first.use_batchnorm,
-                    first.dropout_ratio if first.use_dropout else -1.0, self._seeds[:m], first_steps,
-                    self._running_means[:m], self._running_vars[:m], self._kinds[:m], self._hypers[:m],
-                    self._s1[:m], self._s2[:m], self._active[:m], stacked, divisor,
-                )  # fmt: skip
+                with named_errors(func):  # a row of x not finite
+                    compiled.stack_steps_unchecked(x, t, batches, self._flats[:m], self._grads[:m], self._nets(m),
+                                                   self._workspace(batches.shape[1]), masks, optimizers,
+                                                   self._active[:m], stacked, divisor)  # fmt: skip
                 losses[:, :m] = stacked
                 for net in self.nets[:m]:
                     net.dropout_step += S
@@ -174,6 +161,10 @@ class NetStack:
                     losses[: len(taken), k] = taken
                     self._active[k] = len(taken) == S and bool(np.isfinite(taken).all())
         return losses
+
+    def _nets(self, m):
+        """The first m members as the stack kernels take them."""
+        return self.nets[0].records, self._coefs[:m], self._running_means[:m], self._running_vars[:m]
 
     def _trained_alone(self):
         """How many members (the last ones) train alone, one after another, each on every core.
@@ -188,7 +179,8 @@ class NetStack:
         return remainder if remainder * remainder <= _cores.BLOCKS else 0
 
     def accuracy(self, x, t):
-        """Each member's accuracy on (x, t) at test time: K values, in one compiled call."""
+        """Each member's accuracy on (x, t) at test time: K values (in one compiled call where the
+        members train in one)."""
         first = self.nets[0]
         x = first.prepare_inputs(x)
         t = first.prepare_labels(t, x.shape[0])
@@ -196,18 +188,13 @@ class NetStack:
         if not self._kernel:
             with self._members():
                 return np.array([net.accuracy(x, t) for net in self.nets])
-        K, rows = len(self.nets), min(x.shape[0], ACCURACY_CHUNK)
-        counts = np.empty(K, np.int64)
+        rows = min(x.shape[0], ACCURACY_CHUNK)
+        if self._test_work is None or self._test_work[1].shape[0] != rows:  # (.., tb, ..): the chunk
+            self._test_work = tuple(compiled.new_stack_test_work(len(self.nets), rows, first.net, first.dtype))
+        counts = np.empty(len(self.nets), np.int64)
         with self._members():
-            if self._accuracy_buffers is None or self._accuracy_buffers[0].shape[1] < rows * first.sizes[1:].sum():
-                acts = np.empty((K, rows * int(first.sizes[1:].sum())), first.dtype)
-                self._accuracy_buffers = (acts, np.empty((K, 2, max(self._running_means.shape[1], 1))))
-            acts, scratch = self._accuracy_buffers
-            compiled.stack_correct_counts_unchecked(
-                x, t, self._flats, first.sizes, ACTIVATIONS[first.activation], acts, self._one_zero,
-                first.use_batchnorm, first.dropout_ratio if first.use_dropout else -1.0, self._running_means,
-                self._running_vars, scratch, counts,
-            )  # fmt: skip
+            compiled.stack_correct_counts_unchecked(x, t, self._flats, self._nets(len(self.nets)), self._test_work,
+                                                    counts)  # fmt: skip
         for k in np.flatnonzero(counts < 0):  # a logit is not finite: the member's own message
             self.nets[k].accuracy(x, t)
         return counts / x.shape[0]

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from fastnet import DeepConvNet, optim
-from fastnet.kernels import engine as E
+from fastnet.kernels import records as E
 from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, uses_shifts
 
 
@@ -47,16 +47,16 @@ def main():
         out, d = E.layer_rows(work.acts, rec, l, B), E.layer_rows(work.deltas, rec, l, B)
         dh = E.layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
         w0, b0, fn = r[E.W_OFF], r[E.B_OFF], r[E.OC]
-        geometry = (r[E.C], r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.STRIDE], r[E.PAD])
+        geometry = tuple(int(v) for v in (r[E.C], r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.STRIDE], r[E.PAD]))
         below = 0 if l == 0 else rec[l - 1, E.ACT]
         W, b, dW, db = flat[w0:b0], flat[b0 : b0 + fn], grad[w0:b0], grad[b0 : b0 + fn]
 
         def backward(dx):
-            conv_backward_rows(h, W, d, dW, db, dx, work.col, work.dcol, work.taps, work.parts, work.acc, *geometry,
-                               below, work.one_zero, work.one_one)  # fmt: skip
+            conv_backward_rows(h, W, d, dW, db, dx, (work.col, work.dcol, work.taps, work.parts, work.acc), geometry,
+                               below, (work.one_zero, work.one_one))  # fmt: skip
 
-        forward = median_seconds(lambda: conv_forward_rows(h, W, b, out, work.col, work.taps, *geometry, r[E.ACT],
-                                                           work.one_zero, work.one_one), args.repeats)  # fmt: skip
+        forward = median_seconds(lambda: conv_forward_rows(h, W, b, out, work.col, work.taps, geometry, r[E.ACT],
+                                                           (work.one_zero, work.one_one)), args.repeats)  # fmt: skip
         back = median_seconds(lambda: backward(dh), args.repeats)
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]

@@ -1,7 +1,7 @@
-"""MultiLayerNet of an older checkout against this one, in one process, interleaved round by round.
+"""MultiLayerNet and NetStack of an older checkout against this one, in one process, interleaved.
 
     git worktree add /tmp/before <commit>
-    python scripts/old_vs_new.py /tmp/before --rounds 8
+    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack]
 
 The older checkout's ``fastnet`` package is copied as ``fastnet_old`` into a temporary folder (its
 own Numba cache) and imported beside this one; each round times both on the same inputs, so the
@@ -22,6 +22,11 @@ NETWORKS = [
     ("5 layers batch norm B100", [100] * 5, 100, {"use_batchnorm": True}),
     ("6 layers weight decay B100", [100] * 6, 100, {"weight_decay_lambda": 0.1}),
     ("6 layers dropout B100", [100] * 6, 100, {"use_dropout": True, "dropout_ratio": 0.2}),
+]
+STACKS = [  # name, members, hidden sizes, options; B = 100, Adam
+    ("K=32 784-50-10", 32, [50], {}),
+    ("K=16 784-[100x6]-10", 16, [100] * 6, {}),
+    ("K=16 784-[100x6]-10 batch norm, dropout", 16, [100] * 6, {"use_batchnorm": True, "use_dropout": True}),
 ]
 
 
@@ -45,6 +50,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before", help="a checkout of fastnet (its fastnet/ package is compared)")
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--what", choices=("multilayer", "stack"), default="multilayer")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp())
     shutil.copytree(Path(args.before) / "fastnet", folder / "fastnet_old", ignore=shutil.ignore_patterns("__pycache__"))
@@ -56,6 +62,10 @@ def main():
 
     rng = np.random.default_rng(0)
     x, t = rng.random((2000, 784)).astype(np.float32), rng.integers(0, 10, 2000)
+    if args.what == "stack":
+        compare_stacks(fastnet_old, fastnet, x, t, rng, args.rounds)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
     print("| MultiLayerNet 784-[100xL]-10 | old µs | new µs | new/old per round, median (min-max) |")
     print("|---|---:|---:|---:|")
     for name, hidden, batch, options in NETWORKS:
@@ -79,6 +89,30 @@ def main():
             if accuracy:
                 print(row(f"{name}, accuracy on 2,000 rows", accuracy))
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def compare_stacks(fastnet_old, fastnet, x, t, rng, rounds):
+    print("| NetStack, B = 100, Adam | old µs | new µs | new/old per round, median (min-max) |")
+    print("|---|---:|---:|---:|")
+    for name, k, hidden, options in STACKS:
+        stacks = [package.NetStack([package.MultiLayerNet(784, hidden, 10, seed=i, **options) for i in range(k)],
+                                   [package.optim.Adam(0.001) for _ in range(k)])
+                  for package in (fastnet_old, fastnet)]  # fmt: skip
+        batches = rng.integers(0, 2000, (10, 100))
+        calls = {
+            "steps": [lambda s=s: s.steps(x, t, batches) for s in stacks],
+            "accuracy": [lambda s=s: s.accuracy(x, t) for s in stacks],
+        }
+        for a, b in calls.values():  # compile and warm both
+            a(), b()
+        timings = {key: [] for key in calls}
+        for r in range(rounds):
+            for key, pair in calls.items():  # odd rounds time the new one first: no order effect
+                order = (1, 0) if r % 2 else (0, 1)
+                seconds = {i: median_seconds(pair[i], 3) for i in order}
+                timings[key].append((seconds[0], seconds[1]))
+        print(row(f"{name}, a step of all K", timings["steps"], per=len(batches)))
+        print(row(f"{name}, accuracy on 2,000 rows", timings["accuracy"]))
 
 
 if __name__ == "__main__":

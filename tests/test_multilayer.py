@@ -213,7 +213,7 @@ def test_bad_training_inputs():
         net.step(x, np.full(9, 4), optim.SGD())
     with pytest.raises(ValueError, match=r"x must have shape \(N, 13\)"):
         net.step(x[:, :5], t, optim.SGD())
-    with pytest.raises(ValueError, match="NaN or infinity in row', 3"):
+    with pytest.raises(ValueError, match="NaN or infinity in row 3"):
         bad = x.copy()
         bad[3, 2] = np.nan
         net.step(bad, t, optim.SGD())

@@ -11,7 +11,7 @@ from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import MultiLayerNet, optim, reference
 from fastnet.gradcheck import compare_gradients
-from fastnet.kernels.regularize import dropout_mask_unchecked
+from fastnet.kernels.dropout import dropout_mask_unchecked
 from fastnet.weights import load_weights, save_weights
 
 SETTINGS = [(True, False), (False, True), (True, True)]  # (batch norm, dropout)

@@ -35,16 +35,15 @@ Where things are (one module per concern)::
     engine.py     one forward, one fused training step for any sequence of records
     schedule.py   its parallel regions where a layer-by-layer loop is slower: row blocks through
                   affine/dropout networks, every weight gradient in one balanced region
+    stack.py      K networks at once (NetStack): a parallel loop over the members, each member's
+                  step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE
     conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx)
     pool.py       max pooling: forward (recording the winners) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
-    regularize.py dropout: counter-based masks, forward beside backward
+    dropout.py    dropout: counter-based masks, forward beside backward
     activations.py identity, ReLU, sigmoid: forward, and the one derivative rule every backward ends with
     decay.py      weight decay: ½λ‖W‖² in the loss, λW in the gradient
-
-  NetStack (K dense networks at once, its own kernel until it moves onto the engine):
-    stack.py      its fused step and test-time pass; multilayer.py, layout.py: the dense layout it uses
 
 Results are bitwise identical with 1 thread or many: each parallel loop splits
 its work into blocks by the shapes only (``partition``), each block owns the

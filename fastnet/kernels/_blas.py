@@ -36,7 +36,7 @@ def blas_gemm(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c,
     without a copy, and an update fused in through alpha and beta. Calls the backend's
     sgemm/dgemm (``fastnet_sgemm``/``fastnet_dgemm``).
     """
-    return _gemm_call(("fastnet_sgemm", "fastnet_dgemm"), transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc)
+    return _gemm_call(("fastnet_sgemm", "fastnet_dgemm"), (transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc))
 
 
 @intrinsic
@@ -44,12 +44,13 @@ def blas_gemm_narrow(typingctx, transa, transb, m, n, k, alpha_beta, a, lda, b, 
     """``blas_gemm`` through SciPy's OpenBLAS whatever the backend (``fastnet_sgemm_narrow``/
     ``fastnet_dgemm_narrow``), for products with few columns (``gemm``)."""
     symbols = ("fastnet_sgemm_narrow", "fastnet_dgemm_narrow")
-    return _gemm_call(symbols, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc)
+    return _gemm_call(symbols, (transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc))
 
 
-def _gemm_call(symbols, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc):
-    """The signature and code of a call to the Fortran gemm named ``symbols`` (sgemm's, dgemm's)."""
-    symbol = {types.float32: symbols[0], types.float64: symbols[1]}[c.dtype]
+def _gemm_call(symbols, operand_types):
+    """The signature and code of a call to the Fortran gemm named ``symbols`` (sgemm's, dgemm's);
+    ``operand_types``: the types of gemm's twelve operands, (transa, ..., c, ldc)."""
+    symbol = {types.float32: symbols[0], types.float64: symbols[1]}[operand_types[10].dtype]
 
     def codegen(context, builder, signature, args):
         i8, i32 = ir.IntType(8), ir.IntType(32)
@@ -83,7 +84,7 @@ def _gemm_call(symbols, transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, 
         builder.call(cgutils.get_or_insert_function(builder.module, func_type, symbol), call_args)
         return context.get_dummy_value()
 
-    return types.void(transa, transb, m, n, k, alpha_beta, a, lda, b, ldb, c, ldc), codegen
+    return types.void(*operand_types), codegen
 
 
 NARROW = 16  # products with fewer output columns than this call blas_gemm_narrow

@@ -261,14 +261,12 @@ def _check_batches(func, X, T, batches, params, work, lr, x_divisor):
         for i in range(batches.shape[1]):
             row = batches[s, i]
             if row < 0 or row >= X.shape[0]:
-                raise ValueError(func + ": a batch index lies outside [0, len(x)); (position, index) =", i, row)
+                raise ValueError(func + ": a batch index lies outside [0, len(x)) = [0, " + str(X.shape[0])
+                                 + "): (position, index) = (" + str(i) + ", " + str(row) + ") in batch "
+                                 + str(s))  # fmt: skip
             if T[row] < 0 or T[row] >= params.W2.shape[1]:
-                raise ValueError(
-                    func + ": labels must lie in [0, C), C = number of classes; (row, label, C) =",
-                    row,
-                    T[row],
-                    params.W2.shape[1],
-                )
+                raise ValueError(func + ": labels must lie in [0, C), C = " + str(params.W2.shape[1])
+                                 + " classes: label " + str(T[row]) + " in row " + str(row))  # fmt: skip
 
 
 @njit(parallel=True, cache=True)

@@ -14,15 +14,20 @@ from .pool import pool_backward_unchecked, pool_forward_unchecked
 
 
 @njit(cache=True)
+def _shape(a, b, c, d):
+    return "(" + str(a) + ", " + str(b) + ", " + str(c) + ", " + str(d) + ")"
+
+
+@njit(cache=True)
 def _geometry(func, what, size, window, stride, pad):
     """The output size along one axis, or a ValueError naming the sizes."""
     if stride < 1 or pad < 0:
-        raise ValueError(func + ": stride must be >= 1 and pad >= 0; (stride, pad) =", stride, pad)
+        raise ValueError(func + ": stride must be >= 1 and pad >= 0, not stride " + str(stride) + ", pad " + str(pad))
     n = output_size(size, window, stride, pad)
     if n < 1:
-        raise ValueError(func + ": the window does not fit: (" + what + " + 2·pad − window) must be a "
-                         "multiple of the stride, not negative; (size, window, stride, pad) =",
-                         size, window, stride, pad)  # fmt: skip
+        raise ValueError(func + ": the window does not fit: (" + what + " + 2·pad − window) must be a multiple of "
+                         "the stride, not negative; " + what + " " + str(size) + ", window " + str(window) + ", stride "
+                         + str(stride) + ", pad " + str(pad))  # fmt: skip
     return n
 
 
@@ -33,12 +38,12 @@ def _check_conv(func, x, W, b, out_shape, stride, pad):
     if N == 0 or FN == 0:
         raise ValueError(func + ": arrays must not be empty")
     if FC != C:
-        raise ValueError(func + ": argument 'W' must have the input's channels; (x channels, W channels) =", C, FC)
+        raise ValueError(func + ": argument 'W' must have the input's channels: x has " + str(C) + ", W " + str(FC))
     if b.shape[0] != FN:
         raise ValueError(func + ": argument 'b' must have one entry per filter (W.shape[0])")
     OH, OW = _geometry(func, "height", H, FH, stride, pad), _geometry(func, "width", Wd, FW, stride, pad)
     if out_shape[0] != N or out_shape[1] != FN or out_shape[2] != OH or out_shape[3] != OW:
-        raise ValueError(func + ": the output (or dout) must have shape (N, FN, OH, OW) =", N, FN, OH, OW)
+        raise ValueError(func + ": the output (or dout) must have shape (N, FN, OH, OW) = " + _shape(N, FN, OH, OW))
     require_finite(func, "argument 'x'", x)
     require_finite(func, "argument 'W'", W)
     require_finite(func, "argument 'b'", b)
@@ -133,10 +138,10 @@ def _checked_pool_forward(x, out, winners, pool_h, pool_w, stride, pad):
     if N == 0 or C == 0:
         raise ValueError(func + ": arrays must not be empty")
     if pool_h < 1 or pool_w < 1:
-        raise ValueError(func + ": the window must be at least 1×1; (pool_h, pool_w) =", pool_h, pool_w)
+        raise ValueError(func + ": the window must be at least 1×1, not " + str(pool_h) + "×" + str(pool_w))
     OH, OW = _geometry(func, "height", H, pool_h, stride, pad), _geometry(func, "width", W, pool_w, stride, pad)
     if out.shape[0] != N or out.shape[1] != C or out.shape[2] != OH or out.shape[3] != OW:
-        raise ValueError(func + ": argument 'out' must have shape (N, C, OH, OW) =", N, C, OH, OW)
+        raise ValueError(func + ": argument 'out' must have shape (N, C, OH, OW) = " + _shape(N, C, OH, OW))
     if winners.shape != out.shape:
         raise ValueError(func + ": argument 'winners' must have the shape of out")
     require_finite(func, "argument 'x'", x)

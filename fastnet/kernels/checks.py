@@ -9,6 +9,8 @@ NaN tests cannot be optimised away; a test enforces it.
 import numpy as np
 from numba import njit
 
+from .records import IN_SIZE, OUT_SIZE
+
 
 @njit(cache=True)
 def require(condition, func, message):
@@ -60,15 +62,42 @@ def require_labels(func, t, num_classes):
     """Every label lies in [0, num_classes)."""
     for i in range(t.shape[0]):
         if t[i] < 0 or t[i] >= num_classes:
-            raise ValueError(
-                func + ": labels must lie in [0, C), C = number of classes; (position, label, C) =",
-                i,
-                t[i],
-                num_classes,
-            )
+            raise ValueError(func + ": labels must lie in [0, C), C = " + str(num_classes) + " classes: label "
+                             + str(t[i]) + " at position " + str(i))  # fmt: skip
 
 
 @njit(cache=True)
 def require_lr(func, lr):
     """The learning rate is finite and not negative (0 computes gradients only, where allowed)."""
     require(np.isfinite(lr) and lr >= 0, func, ": lr must be a finite number >= 0")
+
+
+@njit(cache=True)
+def check_batches(X, T, batches, rec, batch):
+    """What an engine network's steps take from the caller, checked before the first one (the
+    caller names itself in front of the message): X's width, one label per row, every batch index
+    inside X and every label of a batch inside [0, C). ``rec``: the network's layer records."""
+    classes = rec[rec.shape[0] - 1, OUT_SIZE]
+    if X.shape[1] != rec[0, IN_SIZE]:
+        raise ValueError("x has " + str(X.shape[1]) + " values per row, the network takes " + str(rec[0, IN_SIZE]))
+    if T.shape[0] != X.shape[0]:
+        raise ValueError("t has " + str(T.shape[0]) + " labels for " + str(X.shape[0]) + " rows of x")
+    if batches.shape[1] != batch:
+        raise ValueError("batches of " + str(batches.shape[1]) + " rows, the workspace holds " + str(batch))
+    for s in range(batches.shape[0]):
+        for i in range(batches.shape[1]):
+            row = batches[s, i]
+            if row < 0 or row >= X.shape[0]:
+                raise ValueError("a batch index lies outside [0, len(x)) = [0, " + str(X.shape[0])
+                                 + "): (position, index) = (" + str(i) + ", " + str(row) + ") in batch "
+                                 + str(s))  # fmt: skip
+            if T[row] < 0 or T[row] >= classes:
+                raise ValueError("labels must lie in [0, C), C = " + str(classes) + " classes: label " + str(T[row])
+                                 + " in row " + str(row))  # fmt: skip
+
+
+@njit(cache=True)
+def check_engine_batches(X, T, batches, net, work):
+    """``check_batches`` for ``net`` (an ``EngineNetwork``) against the workspace ``work`` (an
+    ``EngineWork``), both as plain tuples."""
+    check_batches(X, T, batches, net[0], work[1].shape[0])

@@ -121,8 +121,11 @@ def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
 
 
 @njit(cache=True, error_model="numpy")
-def _shift_forward_image(x, taps, b, out, scratch, C, H, W, FH, FW, pad, OH, OW, activation, one_zero, one_one):
+def _shift_forward_image(x, taps, b, out, scratch, geometry, activation, alphas):
     """One image by shifted products: out (FN·OH·OW, flat) = activation(conv(x) + b)."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    one_zero, one_one = alphas
     FN = b.shape[0]
     Hq, Wp = _padded_plane(H, W, pad)
     N = OH * Wp
@@ -139,11 +142,13 @@ def _shift_forward_image(x, taps, b, out, scratch, C, H, W, FH, FW, pad, OH, OW,
 
 
 @njit(cache=True)
-def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, C, H, W, FH, FW, pad, OH, OW, dx, below,
-                          one_zero, one_one):  # fmt: skip
+def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, geometry, dx, below, alphas):
     """One image's share of the gradients by shifted products: part ((FH·FW, FN, C) tap by tap,
     then FN bias entries) (+)= this image's dW and db (= when ``first``); with dx (len > 0),
     dx = the input gradient ⊙ act'(below)."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    one_zero, one_one = alphas
     FN = dout.shape[0] // (OH * OW)
     Hq, Wp = _padded_plane(H, W, pad)
     N, plane = OH * Wp, Hq * Wp
@@ -182,10 +187,12 @@ def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, C, H, W
 
 
 @njit(cache=True)
-def _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col):
+def _unfold_image(x, geometry, col):
     """col[(c·FH + fy)·FW + fx, oy·OW + ox] = x[c, oy·stride − pad + fy, ox·stride − pad + fx]
     (0 outside the image), for one image x (C·H·W values, flat); then one more row of ones, so
     that the weight-gradient product also sums dout over the pixels: the bias gradient."""
+    C, H, W, FH, FW, stride, pad = geometry
+    OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     ones = col[C * FH * FW * OH * OW : (C * FH * FW + 1) * OH * OW]
     for p in range(OH * OW):
         ones[p] = 1
@@ -212,9 +219,11 @@ def _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col):
 
 
 @njit(cache=True)
-def _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below):
+def _fold_image(dcol, geometry, dx, x, below):
     """dx (C·H·W, flat) = col2im(dcol): each window's entries added back at the pixels it covers;
     times act'(below) read from x (the layer below's output, this layer's input)."""
+    C, H, W, FH, FW, stride, pad = geometry
+    OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     for i in range(C * H * W):
         dx[i] = 0
     for c in range(C):
@@ -235,11 +244,11 @@ def _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below):
 
 
 @njit(cache=True, error_model="numpy")
-def _conv_forward_image(x, Wmat, b, out, col, C, H, W, FH, FW, stride, pad, OH, OW, activation, one_zero):
+def _conv_forward_image(x, Wmat, b, out, col, geometry, activation, one_zero):
     """One image: out (FN·P, flat) = activation(Wmat·col + b); x its C·H·W inputs (flat)."""
     FN, K = Wmat.shape
-    P = OH * OW
-    _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col)
+    P = out.shape[0] // FN
+    _unfold_image(x, geometry, col)
     gemm(AS_IS, AS_IS, FN, P, K, one_zero, Wmat, K, col, P, out, P)
     for f in range(FN):
         row = out[f * P : (f + 1) * P]
@@ -247,24 +256,26 @@ def _conv_forward_image(x, Wmat, b, out, col, C, H, W, FH, FW, stride, pad, OH, 
 
 
 @njit(cache=True)
-def _conv_backward_image(x, Wmat, dout, col, dcol, part, first, C, H, W, FH, FW, stride, pad, OH, OW, dx, below,
-                         one_zero, one_one):  # fmt: skip
+def _conv_backward_image(x, Wmat, dout, col, dcol, part, first, geometry, dx, below, alphas):
     """One image's share of the gradients: part (FN, K + 1) (+)= dout·[col; 1]ᵀ (= when ``first``):
     dW in its first K columns, db in the last; with dx (len > 0), dx = col2im(Wᵀ·dout) ⊙ act'(below)."""
     FN, K = Wmat.shape
-    P = OH * OW
-    _unfold_image(x, C, H, W, FH, FW, stride, pad, OH, OW, col)
+    P = dout.shape[0] // FN
+    one_zero, one_one = alphas
+    _unfold_image(x, geometry, col)
     gemm(AS_IS, TRANSPOSED, FN, K + 1, P, one_zero if first else one_one, dout, P, col, P, part, K + 1)
     if dx.shape[0] > 0:
         gemm(TRANSPOSED, AS_IS, K, P, FN, one_zero, Wmat, K, dout, P, dcol, P)
-        _fold_image(dcol, C, H, W, FH, FW, stride, pad, OH, OW, dx, x, below)
+        _fold_image(dcol, geometry, dx, x, below)
 
 
 @njit(cache=True)
-def _sum_partials(parts, nb, FN, C, FH, FW, shifts, dW, db, acc):
+def _sum_partials(parts, nb, geometry, shifts, dW, db, acc):
     """dW (FN·K), db (FN) = Σ_{k < nb} of the blocks' FN·(K + 1) partials, in block order (float64
     accumulators in ``acc``, FN·(K + 1) of them). A partial is (FN, K + 1), dW's rows with db as
     a last column, or, with ``shifts``, (FH·FW, FN, C) tap by tap and then db."""
+    C, _, _, FH, FW, _, _ = geometry
+    FN = db.shape[0]
     K = C * FH * FW
     n = FN * (K + 1)
     for j in range(n):
@@ -286,10 +297,12 @@ def _sum_partials(parts, nb, FN, C, FH, FW, shifts, dW, db, acc):
 
 
 @njit(parallel=True, cache=True)
-def conv_forward_rows(x, Wflat, b, out, col, taps, C, H, W, FH, FW, stride, pad, activation, one_zero, one_one):
+def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas):
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
-    the filters flat; scratch: col (blocks, ``conv_scratch_size``) with ``conv_blocks`` blocks at
-    least, taps (FN·C·FH·FW,) for the shifted products' filters. Unchecked."""
+    the filters flat; ``geometry`` = (C, H, W, FH, FW, stride, pad); scratch: col (blocks,
+    ``conv_scratch_size``) with ``conv_blocks`` blocks at least, taps (FN·C·FH·FW,) for the
+    shifted products' filters; ``alphas``: BLAS's (1, 0) and (1, 1). Unchecked."""
+    C, H, W, FH, FW, stride, pad = geometry
     N = x.shape[0]
     FN = b.shape[0]
     K = C * FH * FW
@@ -303,21 +316,20 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, C, H, W, FH, FW, stride, pad,
         n0, n1 = block_bounds(N, nb, k)
         for n in range(n0, n1):
             if shifts:
-                _shift_forward_image(x[n], taps, b, out[n], col[k], C, H, W, FH, FW, pad, OH, OW, activation,
-                                     one_zero, one_one)  # fmt: skip
+                _shift_forward_image(x[n], taps, b, out[n], col[k], geometry, activation, alphas)
             else:
-                _conv_forward_image(x[n], Wmat, b, out[n], col[k], C, H, W, FH, FW, stride, pad, OH, OW,
-                                    activation, one_zero)  # fmt: skip
+                _conv_forward_image(x[n], Wmat, b, out[n], col[k], geometry, activation, alphas[0])
     return out
 
 
 @njit(parallel=True, cache=True)
-def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, taps, parts, acc, C, H, W, FH, FW, stride, pad, below,
-                       one_zero, one_one):  # fmt: skip
+def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alphas):
     """The backward of a batch held as rows: x (N, C·H·W) the forward's input, dout (N, FN·P);
-    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). Scratch: col,
-    dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc float64
-    (FN·(K + 1)). Unchecked."""
+    writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). ``scratch`` =
+    (col, dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc
+    float64 (FN·(K + 1))); ``geometry`` and ``alphas`` as ``conv_forward_rows``'. Unchecked."""
+    C, H, W, FH, FW, stride, pad = geometry
+    col, dcol, taps, parts, acc = scratch
     N = x.shape[0]
     FN = db.shape[0]
     K = C * FH * FW
@@ -333,13 +345,13 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, col, dcol, taps, parts, acc, 
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
             if shifts:
-                _shift_backward_image(x[n], taps, dout[n], col[k], dcol[k], parts[k], n == n0, C, H, W, FH, FW, pad,
-                                      OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
+                _shift_backward_image(x[n], taps, dout[n], col[k], dcol[k], parts[k], n == n0, geometry, dx_n, below,
+                                      alphas)  # fmt: skip
             else:
                 part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
-                _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, C, H, W, FH, FW, stride,
-                                     pad, OH, OW, dx_n, below, one_zero, one_one)  # fmt: skip
-    _sum_partials(parts, nb, FN, C, FH, FW, shifts, dW, db, acc)
+                _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, geometry, dx_n, below,
+                                     alphas)  # fmt: skip
+    _sum_partials(parts, nb, geometry, shifts, dW, db, acc)
     return dW, db, dx
 
 
@@ -354,7 +366,7 @@ def conv_forward_unchecked(x, W, b, out, col, stride, pad, activation):
     one_zero[0] = 1
     taps = np.empty(W.size, x.dtype)
     conv_forward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), b, out.reshape((N, out.size // max(N, 1))), col,
-                      taps, C, H, Wd, FH, FW, stride, pad, activation, one_zero, one_one)  # fmt: skip
+                      taps, (C, H, Wd, FH, FW, stride, pad), activation, (one_zero, one_one))  # fmt: skip
     return out
 
 
@@ -372,6 +384,6 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     taps = np.empty(W.size, x.dtype)
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
-                       dW.reshape(W.size), db, rows, col, dcol, taps, parts, acc, C, H, Wd, FH, FW, stride, pad,
-                       IDENTITY, one_zero, one_one)  # fmt: skip
+                       dW.reshape(W.size), db, rows, (col, dcol, taps, parts, acc), (C, H, Wd, FH, FW, stride, pad),
+                       IDENTITY, (one_zero, one_one))  # fmt: skip
     return dW, db, dx

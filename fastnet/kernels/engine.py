@@ -30,7 +30,7 @@ A network of affine and dropout layers only runs everything up to deltas_1 in on
 block of rows, and its test-time forward likewise (``schedule``).
 
 Each layer kind is a module with its forward beside its backward (``affine`` in ``layers``,
-``conv``, ``pool``, ``batchnorm``, dropout in ``regularize``); every backward ends with the one
+``conv``, ``pool``, ``batchnorm``, ``dropout``); every backward ends with the one
 activation-derivative rule of ``activations``. Dispatch is an integer test per layer inside one
 compiled function: it caches like any other (no function objects as arguments). A new layer
 kind is its module, its row in ``layer_records`` and one branch in each of the two loops here
@@ -45,39 +45,34 @@ from .batchnorm import (
     STATS,
     batchnorm_backward_channels,
     batchnorm_test_rows,
-    batchnorm_test_transform,
     batchnorm_train_channels,
     move_running_statistics,
 )
+from .checks import check_batches
 from .codes import _gather_rows
 from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size
 from .decay import add_decay, sum_of_squares
+from .dropout import dropout_backward_rows, dropout_rows
 from .forward import _count_correct
 from .layers import _affine_block, _input_grad_rows, _softmax_ce_row
 from .optimizer import next_rate
 from .partition import block_bounds, num_blocks, product_split
 from .pool import pool_backward_rows, pool_forward_rows
-from .records import (  # noqa: F401  the records' names, for the engine's users
+from .records import (
     ACT,
-    ACT_OFF,
     AFFINE,
-    AUX_OFF,
     B_OFF,
     BATCHNORM,
     CONV,
     DECAY,
-    DROPOUT,
     FH,
-    FIELDS,
     FW,
     IN_SIZE,
     KEY,
     KIND,
     MOMENTUM,
     OC,
-    OH,
     OUT_SIZE,
-    OW,
     PAD,
     POOL,
     RATIO,
@@ -91,20 +86,18 @@ from .records import (  # noqa: F401  the records' names, for the engine's users
     W,
     affine_params,
     layer_aux,
-    layer_records,
     layer_rows,
     layer_weights,
-    new_engine_network,
     norm_params,
     norm_stats,
-)
-from .regularize import dropout_backward_rows, dropout_rows
+)  # fmt: skip
 from .schedule import (
     affine_gradients,
     forward_backward_by_rows,
     plan_gradient_tasks,
     row_local,
     test_forward_by_rows,
+    test_transforms,
     update_other_params,
 )
 
@@ -137,12 +130,16 @@ def new_engine_work(batch, net, dtype, blocks, training=True):
 
 
 @njit(cache=True)
+def conv_geometry(rec, l):
+    """Layer l's (C, H, W, FH, FW, stride, pad), as the convolution kernels take it."""
+    return rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD]
+
+
+@njit(cache=True)
 def _norm_state(rec, l, work, B):
     """Batch-norm layer l's (channels, values per channel per row, its statistics (STATS, channels),
-    its x̂ (B, OUT_SIZE), the blocks its parallel loops use)."""
-    channels = rec[l, C]
-    nb = num_blocks(channels)
-    return channels, rec[l, H] * rec[l, W], norm_stats(work.stats, rec, l), layer_aux(work.normed, rec, l, B), nb
+    its x̂ (B, OUT_SIZE))."""
+    return rec[l, C], rec[l, H] * rec[l, W], norm_stats(work.stats, rec, l), layer_aux(work.normed, rec, l, B)
 
 
 @njit(parallel=True, cache=True)
@@ -160,50 +157,70 @@ def _forward(x, flat, net, work, masks):
     draws the masks of training step ``step`` and batch norm uses the batch's statistics (its x̂
     and statistics kept in ``work``); else dropout scales and batch norm uses the running
     statistics. ``net`` an ``EngineNetwork`` (or a plain tuple in its order). Unchecked."""
-    rec, coef, running_mean, running_var = net
+    rec = net.rec
     B = x.shape[0]
     seed, step, train = masks
     if not train and row_local(rec, True):
         return test_forward_by_rows(x, flat, net, work)
+    if not train:
+        test_transforms(flat, net, work)
     h = x
     for l in range(rec.shape[0]):
         out = layer_rows(work.acts, rec, l, B)
         kind, act = rec[l, KIND], rec[l, ACT]
-        if kind == AFFINE:
-            weights, bias = affine_params(flat, rec, l)
-            split = product_split(B, weights.shape[0], weights.shape[1])
-            one_zero = work.one_zero
-            for k in prange(split[0] * split[1]):
-                _affine_block(h, weights, bias, out, one_zero, split, k, act)
-        elif kind == CONV:
+        if kind == CONV:
             b0 = rec[l, B_OFF]
             conv_forward_rows(h, layer_weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out, work.col, work.taps,
-                              rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD],
-                              act, work.one_zero, work.one_one)  # fmt: skip
+                              conv_geometry(rec, l), act, (work.one_zero, work.one_one))  # fmt: skip
         elif kind == POOL:
             pool_forward_rows(h, out, layer_aux(work.winners, rec, l, B), rec[l, C], rec[l, H], rec[l, W],
                               rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD])  # fmt: skip
-        elif kind == BATCHNORM:
-            gamma, beta = norm_params(flat, rec, l)
-            channels, S, stats, normed, nb = _norm_state(rec, l, work, B)
-            o = rec[l, RUN_OFF]
-            if not train:
-                batchnorm_test_transform(gamma, beta, running_mean[o : o + channels], running_var[o : o + channels],
-                                         stats)  # fmt: skip
-            for k in prange(nb):
-                c0, c1 = block_bounds(channels, nb, k)
-                if train:
-                    batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
-                else:
-                    batchnorm_test_rows(h, out, stats, S, 0, B, c0, c1, act)
         else:
-            nb = num_blocks(B)
-            ratio = coef[l, RATIO]
-            for k in prange(nb):
-                r0, r1 = block_bounds(B, nb, k)
-                dropout_rows(h, out, ratio, seed, step, rec[l, KEY], train, r0, r1)
+            split = layer_split(rec, l, B, False)
+            for k in prange(split[0] * split[1]):
+                forward_block(h, out, flat, net, work, l, masks, split, k)
         h = out
     return h
+
+
+@njit(cache=True)
+def layer_split(rec, l, B, backward):
+    """How the engine splits the work of layer l (affine, batch norm, dropout) on B rows into
+    blocks, (blocks, 1) or an affine product's (row blocks, column blocks): batch norm by
+    channels, the rest by rows, affine forward by rows and columns of the product. The blocks
+    are numbered by the shapes only: the same bits whatever the number of threads."""
+    kind = rec[l, KIND]
+    if kind == AFFINE:
+        n = rec[l, IN_SIZE] * rec[l, OUT_SIZE]
+        return (num_blocks(B, B * n), 1) if backward else product_split(B, rec[l, IN_SIZE], rec[l, OUT_SIZE])
+    if kind == BATCHNORM:
+        return (num_blocks(rec[l, C]), 1)
+    return (num_blocks(B), 1)
+
+
+@njit(cache=True)
+def forward_block(h, out, flat, net, work, l, masks, split, k):
+    """Block k of ``split`` (``layer_split``; (1, 1): all of it) of layer l's forward from its
+    input h into out, for an affine, batch-norm or dropout layer; ``masks`` as ``_forward``'s (at
+    test time, batch norm's scale and shift already in its statistics)."""
+    rec, coef = net.rec, net.coef
+    B = h.shape[0]
+    seed, step, train = masks
+    kind, act = rec[l, KIND], rec[l, ACT]
+    if kind == AFFINE:
+        weights, bias = affine_params(flat, rec, l)
+        _affine_block(h, weights, bias, out, work.one_zero, split, k, act)
+    elif kind == BATCHNORM:
+        gamma, beta = norm_params(flat, rec, l)
+        channels, S, stats, normed = _norm_state(rec, l, work, B)
+        c0, c1 = block_bounds(channels, split[0], k)
+        if train:
+            batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
+        else:
+            batchnorm_test_rows(h, out, stats, S, 0, B, c0, c1, act)
+    else:
+        r0, r1 = block_bounds(B, split[0], k)
+        dropout_rows(h, out, coef[l, RATIO], seed, step, rec[l, KEY], train, r0, r1)
 
 
 @njit(parallel=True, cache=True)
@@ -225,12 +242,12 @@ def engine_decay_loss(flat, rec, coef):
 
 @njit(cache=True)
 def engine_move_running(net, work):
-    """``_move_running`` with ``net`` and ``work`` as plain tuples (or their named tuples)."""
-    _move_running(EngineNetwork(*net), EngineWork(*work))
+    """``move_running`` with ``net`` and ``work`` as plain tuples (or their named tuples)."""
+    move_running(EngineNetwork(*net), EngineWork(*work))
 
 
 @njit(cache=True)
-def _move_running(net, work):
+def move_running(net, work):
     """Every batch-norm layer's running statistics moved toward the last training pass's (its
     statistics in ``work``), with the layer's momentum: what a training pass leaves behind."""
     rec, coef, running_mean, running_var = net
@@ -248,46 +265,58 @@ def _backward(flat, grad, net, work, B, seed, step):
     in one region, after it). ``seed``, ``step``: the training step's dropout masks."""
     rec, coef = net.rec, net.coef
     for l in range(rec.shape[0] - 1, -1, -1):
-        d = layer_rows(work.deltas, rec, l, B)
-        h = work.x if l == 0 else layer_rows(work.acts, rec, l - 1, B)
-        below = IDENTITY if l == 0 else rec[l - 1, ACT]
-        dh = layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
         kind = rec[l, KIND]
-        if kind == AFFINE:
-            if l > 0:
-                weights, _ = affine_params(flat, rec, l)
-                nr = num_blocks(B, B * weights.shape[0] * weights.shape[1])
-                one_zero = work.one_zero
-                for k in prange(nr):
-                    r0, r1 = block_bounds(B, nr, k)
-                    _input_grad_rows(d, weights, h, dh, r0, r1, one_zero, below)
-        elif kind == CONV:
+        if kind == CONV:
+            d = layer_rows(work.deltas, rec, l, B)
+            h = work.x if l == 0 else layer_rows(work.acts, rec, l - 1, B)
+            below = IDENTITY if l == 0 else rec[l - 1, ACT]
+            dh = layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
             b0, fn = rec[l, B_OFF], rec[l, OC]
             conv_backward_rows(h, layer_weights(flat, rec, l), d, layer_weights(grad, rec, l), grad[b0 : b0 + fn], dh,
-                               work.col, work.dcol, work.taps, work.parts, work.acc, rec[l, C], rec[l, H], rec[l, W],
-                               rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD], below, work.one_zero,
-                               work.one_one)  # fmt: skip
-        elif kind == BATCHNORM:
-            gamma, _ = norm_params(flat, rec, l)
-            dgamma, dbeta = norm_params(grad, rec, l)
-            channels, S, stats, normed, nb = _norm_state(rec, l, work, B)
-            for k in prange(nb):
-                c0, c1 = block_bounds(channels, nb, k)
-                batchnorm_backward_channels(d, normed, gamma, stats, dgamma, dbeta, dh, h, below, S, c0, c1)
-        elif kind == POOL and l > 0:
-            pool_backward_rows(d, layer_aux(work.winners, rec, l, B), dh, h, below)
-        elif kind == DROPOUT and l > 0:
-            nb = num_blocks(B)
-            ratio = coef[l, RATIO]
-            for k in prange(nb):
-                r0, r1 = block_bounds(B, nb, k)
-                dropout_backward_rows(d, dh, h, layer_rows(work.acts, rec, l, B), below, ratio, seed, step, rec[l, KEY],
-                                      r0, r1)  # fmt: skip
-        if kind == CONV and coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
-            n = rec[l, B_OFF] - rec[l, W_OFF]
-            add_decay(
-                layer_weights(grad, rec, l).reshape((1, n)), layer_weights(flat, rec, l).reshape((1, n)), coef[l, DECAY]
-            )
+                               (work.col, work.dcol, work.taps, work.parts, work.acc), conv_geometry(rec, l), below,
+                               (work.one_zero, work.one_one))  # fmt: skip
+            if coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
+                n = rec[l, B_OFF] - rec[l, W_OFF]
+                add_decay(layer_weights(grad, rec, l).reshape((1, n)), layer_weights(flat, rec, l).reshape((1, n)),
+                          coef[l, DECAY])  # fmt: skip
+        elif kind == POOL:
+            if l > 0:
+                pool_backward_rows(layer_rows(work.deltas, rec, l, B), layer_aux(work.winners, rec, l, B),
+                                   layer_rows(work.deltas, rec, l - 1, B), layer_rows(work.acts, rec, l - 1, B),
+                                   rec[l - 1, ACT])  # fmt: skip
+        elif l > 0 or kind == BATCHNORM:
+            split = layer_split(rec, l, B, True)
+            for k in prange(split[0]):
+                backward_block(flat, grad, net, work, l, seed, step, split, k)
+
+
+@njit(cache=True)
+def backward_block(flat, grad, net, work, l, seed, step, split, k):
+    """Block k of ``split`` (``layer_split``; (1, 1): all of it) of layer l's backward, for an
+    affine, batch-norm or dropout layer: its input gradient (not for the first layer) and batch
+    norm's γ and β gradients (affine layers' come after, ``schedule.affine_gradients``).
+    ``seed``, ``step``: the training step's dropout masks."""
+    rec, coef = net.rec, net.coef
+    B = work.tb.shape[0]
+    d = layer_rows(work.deltas, rec, l, B)
+    h = work.x if l == 0 else layer_rows(work.acts, rec, l - 1, B)
+    below = IDENTITY if l == 0 else rec[l - 1, ACT]
+    dh = layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
+    kind = rec[l, KIND]
+    if kind == BATCHNORM:
+        gamma, _ = norm_params(flat, rec, l)
+        dgamma, dbeta = norm_params(grad, rec, l)
+        channels, S, stats, normed = _norm_state(rec, l, work, B)
+        c0, c1 = block_bounds(channels, split[0], k)
+        batchnorm_backward_channels(d, normed, gamma, stats, dgamma, dbeta, dh, h, below, S, c0, c1)
+        return
+    r0, r1 = block_bounds(B, split[0], k)
+    if kind == AFFINE:
+        weights, _ = affine_params(flat, rec, l)
+        _input_grad_rows(d, weights, h, dh, r0, r1, work.one_zero, below)
+    else:
+        dropout_backward_rows(d, dh, h, layer_rows(work.acts, rec, l, B), below, coef[l, RATIO], seed, step,
+                              rec[l, KEY], r0, r1)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
@@ -318,7 +347,7 @@ def _step(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_div
             _gather_rows(X, T, idx, x, tb, row_check, r0, r1, x_divisor)
     for i in range(B):
         if row_check[i] != 0.0:
-            raise ValueError("the network: x has NaN or infinity in row", idx[i])
+            raise ValueError("x has NaN or infinity in row " + str(idx[i]))
     if not by_rows:
         z = _forward(x, flat, net, work, (seed, step, True))
         dz = layer_rows(work.deltas, net.rec, net.rec.shape[0] - 1, B)
@@ -336,44 +365,18 @@ def _step(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_div
     affine_gradients(flat, grad, net, work, optimizer, update, lr_t)
     if update:
         update_other_params(flat, grad, net, optimizer, lr_t)
-        _move_running(net, work)
+        move_running(net, work)
     return loss
-
-
-@njit(cache=True)
-def check_batches(X, T, batches, rec, batch):
-    """What the steps take from the caller, checked before the first one: X's width, one label
-    per row, every batch index inside X and every label of a batch inside [0, C)."""
-    classes = rec[rec.shape[0] - 1, OUT_SIZE]
-    if X.shape[1] != rec[0, IN_SIZE]:
-        raise ValueError("the network: x must have C·H·W values per row")
-    if T.shape[0] != X.shape[0]:
-        raise ValueError("the network: t must have one label per row of x")
-    if batches.shape[1] != batch:
-        raise ValueError("the network: the batches do not match the workspace")
-    for s in range(batches.shape[0]):
-        for i in range(batches.shape[1]):
-            row = batches[s, i]
-            if row < 0 or row >= X.shape[0]:
-                raise ValueError("the network: a batch index lies outside [0, len(x)); (position, index) =", i, row)
-            if T[row] < 0 or T[row] >= classes:
-                raise ValueError("the network: labels must lie in [0, C); (row, label, C) =", row, T[row], classes)
-
-
-@njit(cache=True)
-def engine_steps_check(X, T, batches, net, work):
-    """``check_batches`` against the workspace ``work`` (an ``EngineWork`` as a tuple)."""
-    check_batches(X, T, batches, EngineNetwork(*net).rec, EngineWork(*work).tb.shape[0])
 
 
 @njit(parallel=True, cache=True)
 def engine_steps(X, T, batches, flat, grad, net, work, seed, first_step, optimizer, losses, x_divisor):
     """``engine_step_unchecked`` on each row of ``batches`` in turn (updating; step s's masks are
-    those of ``first_step + s``), behind one ``check_batches`` of every batch first. losses[s] =
+    those of ``first_step + s``), behind one ``checks.check_batches`` of every batch first. losses[s] =
     step s's; stops after a step whose loss is not finite. Returns the steps taken."""
     named, network = EngineWork(*work), EngineNetwork(*net)
     if losses.shape[0] < batches.shape[0]:
-        raise ValueError("the network: losses needs one entry per batch")
+        raise ValueError("losses needs one entry per batch")
     check_batches(X, T, batches, network.rec, named.tb.shape[0])
     for s in range(batches.shape[0]):
         losses[s] = _step(X, T, batches[s], flat, grad, network, named, seed, first_step + s, optimizer, True,

@@ -26,6 +26,7 @@ from numba import njit, prange
 from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
 from .decay import add_decay
+from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
@@ -55,21 +56,27 @@ from .records import (
     norm_params,
     norm_stats,
 )
-from .regularize import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
+WHOLE_TASK = -2  # a task that runs a layer's whole product (a serial step: one block)
 
 
 @njit(cache=True)
-def plan_gradient_tasks(rec, B):
+def _task_split(d, B, n, whole):
+    return (1, 1) if whole else product_split(d, B, n)
+
+
+@njit(cache=True)
+def plan_gradient_tasks(rec, B, whole=False):
     """(layer, part, owner) of every task of the weight-gradient region for batches of B rows:
     task i is block ``part[i]`` of layer ``layer[i]``'s product, or its bias sums (``BIAS_TASK``),
     run by block ``owner[i]``. As many blocks as the work supports (at most ``max_blocks()``, each
-    WORK_PER_BLOCK multiply-adds at least, one task at least)."""
+    WORK_PER_BLOCK multiply-adds at least, one task at least). ``whole``: for a serial step, each
+    product one task (``WHOLE_TASK``), one block."""
     count = 0
     for l in range(rec.shape[0]):
         if rec[l, KIND] == AFFINE:
-            split = product_split(rec[l, IN_SIZE], B, rec[l, OUT_SIZE])
+            split = _task_split(rec[l, IN_SIZE], B, rec[l, OUT_SIZE], whole)
             count += split[0] * split[1] + 1
     layer, part, cost = (
         np.empty(count, np.int64),
@@ -81,17 +88,17 @@ def plan_gradient_tasks(rec, B):
         if rec[l, KIND] != AFFINE:
             continue
         d, n = rec[l, IN_SIZE], rec[l, OUT_SIZE]
-        split = product_split(d, B, n)
+        split = _task_split(d, B, n, whole)
         for k in range(split[0] * split[1]):
             r0, r1, c0, c1 = product_block(d, n, split, k)
-            layer[i], part[i], cost[i] = l, k, (r1 - r0) * (c1 - c0) * B
+            layer[i], part[i], cost[i] = l, WHOLE_TASK if whole else k, (r1 - r0) * (c1 - c0) * B
             i += 1
         layer[i], part[i], cost[i] = l, BIAS_TASK, B * n
         i += 1
     total = 0
     for i in range(count):
         total += cost[i]
-    nb = max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
+    nb = 1 if whole else max(1, min(max_blocks(), count, total // WORK_PER_BLOCK))
     owner = np.full(count, -1, np.int64)
     load = np.zeros(nb, np.int64)
     for _ in range(count):
@@ -113,62 +120,56 @@ def affine_gradients(flat, grad, net, work, optimizer, update, lr_t):
     """dW_l = h_{l-1}ᵀ d_l (+ λ_l W_l) and db_l = Σ_rows d_l of every affine layer, in one parallel
     region (the tasks of ``work.tasks``); with ``update``, each task then applies the optimizer
     (at rate ``lr_t``) to the parameters whose gradient it wrote."""
+    for block in prange(task_blocks(work.tasks)):
+        gradient_tasks(flat, grad, net, work, optimizer, update, lr_t, block)
+
+
+@njit(cache=True)
+def task_blocks(tasks):
+    """How many blocks the tasks of the weight-gradient region (``plan_gradient_tasks``) go to."""
+    nb = 0
+    for i in range(tasks.shape[1]):
+        nb = max(nb, tasks[2, i] + 1)
+    return nb
+
+
+@njit(cache=True)
+def gradient_tasks(flat, grad, net, work, optimizer, update, lr_t, block):
+    """The tasks of ``work.tasks`` that block ``block`` runs (``affine_gradients``), serial."""
     rec, coef = net.rec, net.coef
     B = work.x.shape[0]
     kind, hyper, s1, s2 = optimizer
     layer, part, owner = work.tasks[0], work.tasks[1], work.tasks[2]
-    nb = 0
-    for i in range(owner.shape[0]):
-        nb = max(nb, owner[i] + 1)
     acts, deltas, acc = work.acts, work.deltas, work.acc
-    for block in prange(nb):
-        for i in range(layer.shape[0]):
-            if owner[i] != block:
-                continue
-            l = layer[i]
-            d, n, w0, b0 = (
-                rec[l, IN_SIZE],
-                rec[l, OUT_SIZE],
-                rec[l, W_OFF],
-                rec[l, B_OFF],
-            )
-            dout = deltas[rec[l, ACT_OFF] * B : (rec[l, ACT_OFF] + n) * B].reshape((B, n))
-            if part[i] == BIAS_TASK:  # summed over the rows in order
-                _column_sums(dout, grad[b0 : b0 + n], acc[rec[l, ACT_OFF] :])
-                if update:
-                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, b0, b0 + n)
-                continue
-            if l == 0:
-                h = work.x
+    for i in range(layer.shape[0]):
+        if owner[i] != block:
+            continue
+        l = layer[i]
+        d, n, w0, b0 = rec[l, IN_SIZE], rec[l, OUT_SIZE], rec[l, W_OFF], rec[l, B_OFF]
+        dout = deltas[rec[l, ACT_OFF] * B : (rec[l, ACT_OFF] + n) * B].reshape((B, n))
+        if part[i] == BIAS_TASK:  # summed over the rows in order
+            _column_sums(dout, grad[b0 : b0 + n], acc[rec[l, ACT_OFF] :])
+            if update:
+                update_range(kind, flat, grad, s1, s2, hyper, lr_t, b0, b0 + n)
+            continue
+        if l == 0:
+            h = work.x
+        else:
+            o = rec[l - 1, ACT_OFF] * B
+            h = acts[o : o + B * d].reshape((B, d))
+        dW = grad[w0:b0].reshape((d, n))
+        whole = part[i] == WHOLE_TASK
+        split, k = _task_split(d, B, n, whole), 0 if whole else part[i]
+        _weight_grad_block(h, dout, work.one_zero, dW, split, k)
+        d0, d1, h0, h1 = product_block(d, n, split, k)
+        if coef[l, DECAY] != 0:
+            add_decay(dW[d0:d1, h0:h1], flat[w0:b0].reshape((d, n))[d0:d1, h0:h1], coef[l, DECAY])
+        if update:  # rows d0:d1, columns h0:h1 of W_l
+            if h0 == 0 and h1 == n:
+                update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d0 * n, w0 + d1 * n)
             else:
-                o = rec[l - 1, ACT_OFF] * B
-                h = acts[o : o + B * d].reshape((B, d))
-            dW = grad[w0:b0].reshape((d, n))
-            split = product_split(d, B, n)
-            _weight_grad_block(h, dout, work.one_zero, dW, split, part[i])
-            d0, d1, h0, h1 = product_block(d, n, split, part[i])
-            if coef[l, DECAY] != 0:
-                add_decay(
-                    dW[d0:d1, h0:h1],
-                    flat[w0:b0].reshape((d, n))[d0:d1, h0:h1],
-                    coef[l, DECAY],
-                )
-            if update:  # rows d0:d1, columns h0:h1 of W_l
-                if h0 == 0 and h1 == n:
-                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + d0 * n, w0 + d1 * n)
-                else:
-                    for r in range(d0, d1):
-                        update_range(
-                            kind,
-                            flat,
-                            grad,
-                            s1,
-                            s2,
-                            hyper,
-                            lr_t,
-                            w0 + r * n + h0,
-                            w0 + r * n + h1,
-                        )
+                for r in range(d0, d1):
+                    update_range(kind, flat, grad, s1, s2, hyper, lr_t, w0 + r * n + h0, w0 + r * n + h1)
 
 
 @njit(parallel=True, cache=True)
@@ -178,14 +179,21 @@ def update_other_params(flat, grad, net, optimizer, lr_t):
     rec = net.rec
     kind, hyper, s1, s2 = optimizer
     for l in range(rec.shape[0]):
-        if rec[l, KIND] != CONV and rec[l, KIND] != BATCHNORM:
-            continue
-        lo, hi = rec[l, W_OFF], rec[l, B_OFF] + rec[l, OC]  # W (γ), then b (β)
+        lo, hi = other_params(rec, l)
         n = hi - lo
-        nu = num_blocks(n)
+        nu = num_blocks(n) if n else 0
         for k in prange(nu):
             a, b = block_bounds(n, nu, k)
             update_range(kind, flat, grad, s1, s2, hyper, lr_t, lo + a, lo + b)
+
+
+@njit(cache=True)
+def other_params(rec, l):
+    """Where layer l's parameters lie in the flat vector, (lo, hi), if they are not an affine
+    layer's (conv W and b, batch norm's γ and β); else (0, 0)."""
+    if rec[l, KIND] != CONV and rec[l, KIND] != BATCHNORM:
+        return 0, 0
+    return rec[l, W_OFF], rec[l, B_OFF] + rec[l, OC]  # W (γ), then b (β)
 
 
 @njit(cache=True)
@@ -210,6 +218,19 @@ def row_work(rec):
     return total
 
 
+@njit(cache=True)
+def test_transforms(flat, net, work):
+    """Every batch-norm layer's test-time map, a scale and a shift per channel from γ, β and the
+    running statistics, into its statistics in ``work`` (``batchnorm_test_transform``)."""
+    rec, running_mean, running_var = net.rec, net.running_mean, net.running_var
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == BATCHNORM:
+            gamma, beta = norm_params(flat, rec, l)
+            o, n = rec[l, RUN_OFF], rec[l, C]
+            batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n],
+                                     norm_stats(work.stats, rec, l))  # fmt: skip
+
+
 @njit(parallel=True, cache=True)
 def test_forward_by_rows(x, flat, net, work):
     """Test time through a row-local network (``row_local``): one parallel region takes each block
@@ -217,43 +238,55 @@ def test_forward_by_rows(x, flat, net, work):
     below just wrote, still in cache. Batch norm and dropout are then a map of each value (a scale
     and a shift; a scale): above the first layer they work in place on the rows below instead of
     writing buffers of their own. Returns the logits' view of ``work.acts``."""
-    rec, coef, running_mean, running_var = net
-    B, L = x.shape[0], rec.shape[0]
-    for l in range(L):
-        if rec[l, KIND] == BATCHNORM:
-            gamma, beta = norm_params(flat, rec, l)
-            o, n = rec[l, RUN_OFF], rec[l, C]
-            batchnorm_test_transform(gamma, beta, running_mean[o : o + n], running_var[o : o + n],
-                                     norm_stats(work.stats, rec, l))  # fmt: skip
+    rec = net.rec
+    B = x.shape[0]
+    test_transforms(flat, net, work)
     nb = num_blocks(B, B * row_work(rec))
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        for c0 in range(r0, r1, ROWS_PER_PASS):
-            c1 = min(c0 + ROWS_PER_PASS, r1)
-            h = x
-            for l in range(L):
-                kind, act = rec[l, KIND], rec[l, ACT]
-                if kind == AFFINE:
-                    out = layer_rows(work.acts, rec, l, B)
-                    weights, bias = affine_params(flat, rec, l)
-                    _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
-                    h = out
-                elif l == 0:  # the input is the caller's: these write their own buffer
-                    out = layer_rows(work.acts, rec, l, B)
-                    if kind == DROPOUT:
-                        dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
-                    else:
-                        batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
-                                            rec[l, C], act)  # fmt: skip
-                    h = out
-                elif kind == DROPOUT:
-                    dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
-                else:
-                    batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
-    last = L - 1  # the logits are in the last affine layer's buffer (dropout above it scaled them in place)
+        test_rows(x, flat, net, work, r0, r1, ROWS_PER_PASS)
+    return layer_rows(work.acts, rec, logits_layer(rec), B)
+
+
+@njit(cache=True)
+def logits_layer(rec):
+    """The layer whose buffer holds the logits after ``test_rows``: the last affine layer (dropout
+    above it scales them in place)."""
+    last = rec.shape[0] - 1
     while rec[last, KIND] != AFFINE:
         last -= 1
-    return layer_rows(work.acts, rec, last, B)
+    return last
+
+
+@njit(cache=True)
+def test_rows(x, flat, net, work, r0, r1, pass_rows):
+    """Rows r0:r1 of x through every layer of a row-local network at test time, serial,
+    ``pass_rows`` rows at a time (``test_forward_by_rows``; batch norm's maps already in
+    ``work.stats``, ``test_transforms``)."""
+    rec, coef = net.rec, net.coef
+    B, L = x.shape[0], rec.shape[0]
+    for c0 in range(r0, r1, pass_rows):
+        c1 = min(c0 + pass_rows, r1)
+        h = x
+        for l in range(L):
+            kind, act = rec[l, KIND], rec[l, ACT]
+            if kind == AFFINE:
+                out = layer_rows(work.acts, rec, l, B)
+                weights, bias = affine_params(flat, rec, l)
+                _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
+                h = out
+            elif l == 0:  # the input is the caller's: these write their own buffer
+                out = layer_rows(work.acts, rec, l, B)
+                if kind == DROPOUT:
+                    dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
+                else:
+                    batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
+                                        rec[l, C], act)  # fmt: skip
+                h = out
+            elif kind == DROPOUT:
+                dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
+            else:
+                batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
 
 
 @njit(parallel=True, cache=True)

@@ -198,7 +198,7 @@ def _train_step(X, T, idx, params, grads, work, lr, x_divisor, next_idx):
         nparts = nr
     for i in range(B):
         if work.row_check[i] != 0.0:
-            raise ValueError("train_step: x has NaN or infinity in row", idx[i])
+            raise ValueError("train_step: x has NaN or infinity in row " + str(idx[i]))
 
     loss = 0.0
     for i in range(B):  # fixed order: the loss does not depend on the thread count
