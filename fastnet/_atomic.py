@@ -7,9 +7,13 @@ and leaves the target untouched.
 """
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -38,6 +42,32 @@ def atomic_write_bytes(target, data):
 
 def atomic_write_text(target, text):
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def json_ready(value):
+    """``value`` with every NaN or infinity (a diverged network's loss, say) replaced by None and
+    numpy scalars and arrays made plain: what strict JSON (a browser's ``JSON.parse``) reads."""
+    if isinstance(value, dict):
+        return {key: json_ready(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def json_text(value, **options):
+    """Strict JSON of ``value``: NaN and infinities written as null (``json_ready``)."""
+    return json.dumps(json_ready(value), allow_nan=False, **options)
+
+
+def atomic_write_json(target, value, **options):
+    """Write ``json_text(value)`` atomically (and a final newline)."""
+    atomic_write_text(target, json_text(value, **options) + "\n")
 
 
 def _umask():

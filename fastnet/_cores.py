@@ -12,7 +12,7 @@ binds to the chosen library's functions (``llvmlite.binding.add_symbol``).
 Compiled code, and so Numba's on-disk cache, names only these symbols: the
 library can differ from one process to the next without recompiling.
 
-* **Intel MKL** (the ``mkl`` wheel: ``pip install fastnet[mkl]``), sequential,
+* **Intel MKL** (the ``mkl`` wheel: ``pip install "fastnet-dlfs[mkl]"``), sequential,
   when installed. Measured on this project's 2-core Xeon, the products of a
   training step ran 1.3-1.9x faster than with OpenBLAS at every benchmarked
   shape (e.g. forward (1000,784)x(784,1000): 259 vs 171 GFLOP/s; (100,784)x

@@ -41,6 +41,13 @@ class Network:
 
     input_dim = None  # (C, H, W) for a network of images, whose x may also be (N, C, H, W)
 
+    def to_onnx(self, path=None):
+        """This network at test time as an ONNX model (float32, standard operators: ``fastnet.export``),
+        written to ``path`` if given; returns the ``onnx.ModelProto``. Needs the ``onnx`` extra."""
+        from .export import to_onnx
+
+        return to_onnx(self, path)
+
     def prepare_inputs(self, x):
         """x as the net computes with it: a C-contiguous (N, input_size) array of its dtype (checked).
         A network of images also takes (N, C, H, W) images, as rows of C·H·W values."""

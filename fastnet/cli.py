@@ -17,11 +17,13 @@ experiments) and sweep (hyperparameter search on Optuna).
 import argparse
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .book import CH6_EXPERIMENTS, CH6_SEARCH, CH7_EXPERIMENTS, CH8_EXPERIMENTS
+from .layers import LAYERS_HELP
 from .presets import CONVNETS, DEFAULTS, PRESETS, apply_preset, build_network, new_convnet, parse_sizes  # noqa: F401
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -46,6 +48,41 @@ def load_dataset(spec, data_dir=None):
         classes = int(max(train[1].max(), test[1].max())) + 1
         return train, test, classes
     raise ValueError(f"unknown dataset {spec!r}: use mnist, fashion-mnist, idx:DIR or csv:PATH")
+
+
+def plural(count, word):
+    """'1 step', '2 steps'."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def check_output_path(option, path, directory=True):
+    """That ``path`` (a directory, or with ``directory=False`` a file) can be written, checked before
+    any data is loaded or any training runs: nothing is created here (a failed run leaves no empty
+    directory), the nearest existing ancestor must be a writable directory and nothing on the way
+    a file. A ValueError naming ``option`` otherwise."""
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise ValueError(f"{option} {path}: not a directory (a file is in the way)")
+        if not directory and path.is_dir():
+            raise ValueError(f"{option} {path}: a directory, not a file")
+        _probe(option, path, path if directory else path.parent)
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: not a directory ({parent} is a file)")
+    _probe(option, path, parent)
+
+
+def _probe(option, path, directory):
+    """Write and remove a scratch file in ``directory`` (permissions alone do not tell: root, /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot write in {directory} ({e.strerror or e})") from None
 
 
 def check_threads(option, threads):
@@ -85,7 +122,7 @@ def cmd_train(args):
     history_path = Path(args.history) if args.history else out / "history.json"
     print(
         f"training {type(net).__name__} {describe(net)} ({args.dtype}) on {args.dataset}: "
-        f"{len(x_train)} train / {len(x_test)} test, {iters} iterations of batch {args.batch_size}, {optimizer}"
+        f"{len(x_train)} train / {len(x_test)} test, {plural(iters, 'step')} of batch {args.batch_size}, {optimizer}"
     )
     history = train(
         net,
@@ -115,7 +152,7 @@ def cmd_train(args):
             plot_history(
                 history,
                 out / "training.png",
-                title=f"fastnet {describe(net)} on {args.dataset}",
+                title=f"fastnet {type(net).__name__} {describe(net)} on {args.dataset}",
             )
     except KeyboardInterrupt:
         print("fastnet: interrupted while saving; files already written are complete", file=sys.stderr)
@@ -127,6 +164,17 @@ def cmd_train(args):
     if history.stopped == "interrupted":
         print(f"fastnet: {history.message}; history and weights saved", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_export(args):
+    from .export import OPSET, to_onnx
+    from .weights import load_weights
+
+    check_output_path("OUTPUT", args.output, directory=False)
+    net = load_weights(args.weights)
+    to_onnx(net, args.output)
+    print(f"wrote {args.output}: {type(net).__name__} {net.describe()}, ONNX opset {OPSET}, float32")
     return 0
 
 
@@ -243,13 +291,13 @@ def cmd_evaluate(args):
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
         raise ValueError(
-            f"{args.weights}: a {describe(net)} network "
+            f"{args.weights}: a {type(net).__name__} {describe(net)} network "
             f"does not fit {args.dataset} ({x_test.shape[1]} inputs, {classes} classes)"
         )
     test_acc = net.accuracy(x_test, t_test)
-    print(f"{args.weights}: test accuracy on {args.dataset}: {test_acc:.4f} ({len(x_test)} samples)")
+    print(f"{args.weights}: test accuracy on {args.dataset}: {test_acc:.4f} ({plural(len(x_test), 'image')})")
     if args.train:
-        print(f"train accuracy: {net.accuracy(x_train, t_train):.4f} ({len(x_train)} samples)")
+        print(f"train accuracy: {net.accuracy(x_train, t_train):.4f} ({plural(len(x_train), 'image')})")
     return 0
 
 
@@ -301,9 +349,14 @@ def build_parser():
                    help="simple-conv: chapter 7's SimpleConvNet (conv 30×5×5, pool, 100); deep-conv: chapter 8's "
                         "DeepConvNet (six 3×3 convs, dropout 0.5, --dropout to change it); both Adam 0.001, "
                         "20 epochs. Without it, a TwoLayerNet or MultiLayerNet from the options below")  # fmt: skip
+    t.add_argument("--layers", metavar="SPEC",
+                   help="a network of your own design (a fastnet.Sequential, Adam 0.001 unless --optimizer/--lr): "
+                        + LAYERS_HELP)  # fmt: skip
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
-                        "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs "
+                        "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs; "
+                        "bn-conv: a batch-norm convnet of 32-32-64-64 3×3 filters (see --layers), Adam lr 1e-3 "
+                        "x 0.85 per epoch, shifted images, 15 epochs "
                         "(options you give override it)")  # fmt: skip
     t.add_argument(
         "--hidden",
@@ -313,7 +366,7 @@ def build_parser():
     t.add_argument("--batch-size", type=int, help="minibatch size (100)")
     t.add_argument("--lr", type=float, help="learning rate (0.1 for the book's run, else the optimizer's default)")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],
-                   help="the optimizer (a MultiLayerNet; default sgd)")  # fmt: skip
+                   help="the optimizer (default: sgd for a dense net, adam for a convnet or --layers)")  # fmt: skip
     t.add_argument("--activation", choices=["relu", "sigmoid"], help="hidden activation (a MultiLayerNet; relu)")
     t.add_argument("--init", choices=["he", "relu", "xavier", "sigmoid"],
                    help="weight initialisation (a MultiLayerNet; he, or --weight-init-std)")  # fmt: skip
@@ -341,10 +394,11 @@ def build_parser():
         default=None,
         help="a convnet: mirror a random half of the training images each epoch (clothes, not digits)",
     )
-    t.add_argument("--iters", type=int, help="iterations (10000)")
+    t.add_argument("--iters", type=int, help="training steps (10000; a convnet: 20 epochs' worth)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="the floats the network computes in (float32; float64 for checking)")  # fmt: skip
     t.add_argument(
         "--seed", type=int, help="seed for weights and batches (drawn and recorded in the history if not given)"
     )
@@ -423,15 +477,21 @@ def build_parser():
 
     g = sub.add_parser("gradcheck", help="the book's gradient check on real images (float64)")
     data_options(g)
-    g.add_argument("--batch", type=int, default=3)
-    g.add_argument("--hidden", type=int, default=50)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--threshold", type=float, default=1e-6)
+    g.add_argument("--batch", type=int, default=3, help="images in the checked batch (3, the book's)")
+    g.add_argument("--hidden", type=int, default=50, help="hidden units of the checked TwoLayerNet (50)")
+    g.add_argument("--seed", type=int, default=0, help="seed of its initial weights (0)")
+    g.add_argument("--threshold", type=float, default=1e-6,
+                   help="the largest mean difference from backprop that passes (1e-6)")  # fmt: skip
     g.set_defaults(func=cmd_gradcheck)
 
+    x = sub.add_parser("export", help="a weights file as an ONNX model (needs the onnx extra)")
+    x.add_argument("weights", help="a fastnet weights file (.npz)")
+    x.add_argument("output", help="the ONNX file to write, e.g. model.onnx")
+    x.set_defaults(func=cmd_export)
+
     f = sub.add_parser("fetch", help="download and verify a dataset into the cache")
-    f.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    f.add_argument("--data-dir")
+    f.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="which one (mnist)")
+    f.add_argument("--data-dir", help="where to keep it (default: the user cache, docs/DATA.md)")
     f.set_defaults(func=cmd_fetch)
     return p
 
@@ -441,6 +501,10 @@ BOOK_EXPERIMENTS = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMEN
 
 def main(argv=None):
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `fastnet`: what it can do, not only an error
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.command == "book" and args.name not in BOOK_EXPERIMENTS[args.chapter]:  # a usage error, exit 2
         names = BOOK_EXPERIMENTS[args.chapter]
@@ -450,6 +514,10 @@ def main(argv=None):
         print("fastnet: error: --batch-size and --hidden must be at least 1", file=sys.stderr)
         return EXIT_ERROR
     try:
+        if getattr(args, "out", None) is not None:  # before any data is loaded: a run is never lost to it
+            check_output_path("--out", args.out)
+        if getattr(args, "history", None):
+            check_output_path("--history", args.history, directory=False)
         return args.func(args)
     except KeyboardInterrupt:
         print("fastnet: interrupted", file=sys.stderr)

@@ -81,7 +81,7 @@ class SimpleConvNet(Sequential):
 
     def describe(self):
         conv = self.conv_param
-        return (f"SimpleConvNet{tuple(self.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
+        return (f"{tuple(self.input_dim)} conv {conv['filter_num']}×{conv['filter_size']}² "
                 f"stride {conv['stride']} pad {conv['pad']}, {self.hidden_size}, {self.output_size}")  # fmt: skip
 
     @classmethod
@@ -157,7 +157,7 @@ class DeepConvNet(Sequential):
 
     def describe(self):
         convs = ",".join(str(p["filter_num"]) for p in self.conv_params)
-        return f"DeepConvNet{tuple(self.input_dim)} conv {convs}, {self.hidden_size}, {self.output_size}"
+        return f"{tuple(self.input_dim)} conv {convs}, {self.hidden_size}, {self.output_size}"
 
     @classmethod
     def from_architecture(cls, meta):

@@ -13,6 +13,10 @@ PRESETS = {
     # the book's DeepConvNet (dropout 0.5), Adam 1e-3 decayed by 0.9 after each epoch, 15 epochs
     "accurate-conv": {"net": "deep-conv", "optimizer": "adam", "lr": 1e-3, "lr_decay": 0.9, "epochs": 15,
                       "batch_size": 100},
+    # a batch-norm convnet (fastnet.Sequential): two blocks of two 3×3 convs with batch norm, pools, dropout
+    "bn-conv": {"layers": "conv32x3p1,bn,relu,conv32x3p1,bn,relu,pool2,conv64x3p1,bn,relu,conv64x3p1,bn,relu,pool2,"
+                          "affine256,bn,relu,dropout0.4,affine10",
+                "optimizer": "adam", "lr": 1e-3, "lr_decay": 0.85, "epochs": 15, "batch_size": 100, "shift": 2},
 }  # fmt: skip
 DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000, "shift": 0, "flip": False}
 
@@ -34,6 +38,8 @@ def build_network(args, inputs, classes, seed):
 
     if args.net in CONVNETS:
         return _convnet(args, inputs, classes, seed)
+    if getattr(args, "layers", None):
+        return _sequential(args, inputs, classes, seed)
     hidden = parse_sizes(args.hidden)
     chapter6 = [args.optimizer, args.activation, args.init, args.weight_decay, args.dropout, args.batchnorm or None]
     dtype = np.dtype(args.dtype)
@@ -84,6 +90,36 @@ def _convnet(args, inputs, classes, seed):
     elif args.dropout is not None:
         options["dropout_ratio"] = args.dropout
     net = new_convnet(args.net, (1, side, side), classes, np.dtype(args.dtype), seed, **options)
+    optimizer_class = OPTIMIZERS[args.optimizer or "adam"]
+    return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
+
+
+def _sequential(args, inputs, classes, seed):
+    """A ``Sequential`` of ``--layers`` (images: square one-channel, when it has a Conv or MaxPool)."""
+    from . import layers as L
+    from .optim import OPTIMIZERS
+    from .sequential import Sequential
+
+    if args.net is not None or getattr(args, "hidden_given", False):
+        raise ValueError("--layers gives the whole network: leave out --net and --hidden")
+    given = [name for name in ("activation", "init", "weight_decay", "dropout", "weight_init_std")
+             if getattr(args, name) is not None] + (["batchnorm"] if args.batchnorm else [])  # fmt: skip
+    if given:
+        raise ValueError(f"--layers gives the whole network: {', '.join('--' + n.replace('_', '-') for n in given)} "
+                         "do not apply (write them into the layers)")  # fmt: skip
+    layers = L.parse_layers(args.layers)
+    input_dim = inputs
+    if any(isinstance(layer, (L.Conv, L.MaxPool)) for layer in layers):
+        side = math.isqrt(inputs)
+        if side * side != inputs:
+            raise ValueError(f"--layers: convolutions take square one-channel images; {args.dataset} has {inputs} "
+                             "inputs")  # fmt: skip
+        input_dim = (1, side, side)
+    last = [layer for layer in layers if isinstance(layer, L.Affine)]
+    if not last or last[-1].args["units"] < classes:
+        units = last[-1].args["units"] if last else "no"
+        raise ValueError(f"--layers: the last affine layer has {units} units; {args.dataset} has {classes} classes")
+    net = Sequential(input_dim, layers, dtype=np.dtype(args.dtype), seed=seed)
     optimizer_class = OPTIMIZERS[args.optimizer or "adam"]
     return net, (optimizer_class() if args.lr is None else optimizer_class(lr=args.lr))
 

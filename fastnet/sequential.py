@@ -1,6 +1,11 @@
 """``Sequential``: a network as a list of layers on the layer engine, and the base of every network
 class that runs on it (``MultiLayerNet``, ``SimpleConvNet``, ``DeepConvNet``).
 
+    from fastnet import Sequential, layers as L
+    net = Sequential((1, 28, 28), [L.Conv(32, 3, pad=1), L.BatchNorm(), L.ReLU(), L.MaxPool(2),
+                                   L.Affine(128), L.ReLU(), L.Dropout(0.3), L.Affine(10)], seed=0)
+    print(net)                                   # each layer, its output shape and parameters
+
 A layer list (``kernels.records.LAYER_FORMS``) becomes the engine's records; every parameter
 lives in one flat vector (``params`` holds live views: W1, b1, W2, ... over the conv and affine
 layers in order, a convolution's W shaped (FN, C, FH, FW), then gamma1, beta1, ... over the
@@ -18,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from . import _cores
+from . import layers as L
 from .base import Network, check_steps_inputs, named_errors
 from .gradcheck import network_numerical_gradient
 from .kernels import engine as compiled
 from .kernels import records, softmax_cross_entropy
 from .kernels.checks import check_engine_batches, require_finite, require_labels
-from .weights import load_weights, save_weights
+from .weights import load_weights, network_class, save_weights
 
 PREDICT_VALUES = 1 << 23  # layer outputs per compiled forward call in predict/accuracy: bounds the buffer
 PREDICT_ROWS = (500, 10_000)  # the fewest and the most rows per such call
@@ -36,21 +42,38 @@ def positive_int(func, name, value):
     return int(value)
 
 
+@network_class
 class Sequential(Network):
-    """A network of the layers ``layers`` (``kernels.records.LAYER_FORMS``) on inputs of
-    ``input_dim`` (C, H, W) — rows of D values are (D, 1, 1) — run by the engine (see the module
-    docstring). Its weights start at zero, gamma at one: a subclass (or the caller) draws them.
-    ``dropout_keys``: the numbers the dropout layers' masks are drawn under (``layer_records``).
-    Thread-safe: calls on one network run one at a time."""
+    """A network of ``layers`` on inputs of ``input_dim``: (C, H, W) for images, an int D for rows;
+    softmax-with-cross-entropy follows the last layer, an ``Affine``. ``layers``: objects of
+    ``fastnet.layers`` (``Conv``, ``MaxPool``, ``Affine``, ``ReLU``, ``Sigmoid``, ``BatchNorm``,
+    ``Dropout``), whose weights are drawn from ``seed`` as each layer's ``weight_init`` says; or the
+    engine's layer tuples (``kernels.records.LAYER_FORMS``), whose weights start at zero, gamma at
+    one: a subclass (or the caller) draws them. The book's methods (``predict``, ``loss``,
+    ``accuracy``, ``gradient``, ``numerical_gradient``) and fastnet's fused ``step``,
+    ``step_indices``, ``steps`` with any of the six optimizers; ``params`` W1, b1, ... over the
+    Conv and Affine layers in order, gamma1, beta1, ... over the BatchNorm layers; ``running``
+    their running statistics. ``dropout_keys``: the numbers the dropout layers' masks are drawn
+    under (``layer_records``). Thread-safe: calls on one network run one at a time."""
 
     ARCHITECTURE = ()  # the constructor's arguments that fix the layers, compared by NetStack's checks
 
-    def __init__(self, input_dim, layers, dtype=np.float32, dropout_keys=None):
+    def __init__(self, input_dim, layers, dtype=np.float32, seed=None, *, dropout_keys=None):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, not {self.dtype}")
-        self.input_dim = tuple(input_dim)
-        self.layer_specs = list(layers)
+        if isinstance(input_dim, (int, np.integer)) and not isinstance(input_dim, bool):
+            input_dim = (int(input_dim), 1, 1)
+        if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3 or \
+                not all(isinstance(n, (int, np.integer)) and n >= 1 for n in input_dim):  # fmt: skip
+            raise ValueError(f"{type(self).__name__}: input_dim must be (C, H, W) or an int, got {input_dim!r}")
+        self.input_dim = tuple(int(n) for n in input_dim)
+        layers = list(layers)
+        self.layers = layers if layers and any(isinstance(layer, L.Layer) for layer in layers) else None
+        try:
+            self.layer_specs = L.engine_layers(layers) if self.layers is not None else layers
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{type(self).__name__}: {e}") from None
         try:
             self.net, total = records.new_engine_network(self.input_dim, self.layer_specs, self.dtype, dropout_keys)
         except ValueError as e:
@@ -79,6 +102,76 @@ class Sequential(Network):
         self._predict_rows = min(max(PREDICT_VALUES // outputs, PREDICT_ROWS[0]), PREDICT_ROWS[1])
         self.dropout_seed = 0  # drawn by a subclass after its weights, as MultiLayerNet's
         self.dropout_step = 0  # training passes taken: numbers the next one's dropout masks
+        if self.layers is not None:
+            self._draw_weights(seed)
+
+    def _draw_weights(self, seed):
+        """Each Conv's and Affine's W from N(0, std²), std by its ``weight_init`` ("he": √(2/fan-in),
+        "xavier": √(1/fan-in), or the number), biases 0; then the dropout masks' seed."""
+        rng = np.random.default_rng(seed)
+        weighted = [layer for layer in self.layers if isinstance(layer, (L.Conv, L.Affine))]
+        for i, layer in enumerate(weighted, start=1):
+            W = self._views[f"W{i}"]
+            fan_in = W[0].size if isinstance(layer, L.Conv) else W.shape[0]
+            init = layer.args["weight_init"]
+            std = math.sqrt(2 / fan_in) if init == "he" else math.sqrt(1 / fan_in) if init == "xavier" else init
+            W[...] = rng.standard_normal(W.shape) * std
+        self.dropout_seed = int(rng.integers(2**63))
+
+    # -- what it is: a table, and what a weights file records ---------------------------------
+
+    def summary(self):
+        """The layers as a table, as Keras' ``summary()``: each layer, its output shape, its
+        parameter count, and the total."""
+        objects = self.layers if self.layers is not None else self.layer_specs
+        rows, l, shape = [], -1, self.input_dim
+        for layer in objects:
+            if type(layer) not in L.ACTIVATIONS:
+                l += 1
+                r = self.records[l]
+                shape = (int(r[records.OC]), int(r[records.OH]), int(r[records.OW]))
+                count = 0
+                if r[records.KIND] in (records.CONV, records.AFFINE, records.BATCHNORM):
+                    count = int(r[records.B_OFF] - r[records.W_OFF] + r[records.OC])
+            else:
+                count = 0
+            shown = (shape[0],) if shape[1:] == (1, 1) else shape
+            rows.append((repr(layer), str(shown), f"{count:,}"))
+        width = max(len(name) for name, _, _ in rows + [("layer", "", "")])
+        lines = [f"{type(self).__name__} on {self.input_dim if self.input_dim[1:] != (1, 1) else self.input_dim[0]} "
+                 f"({self.dtype.name})", f"  {'layer':<{width}}  {'output':<14} {'parameters':>12}"]  # fmt: skip
+        lines += [f"  {name:<{width}}  {out:<14} {count:>12}" for name, out, count in rows]
+        lines.append(f"  {'total':<{width}}  {'':<14} {self._flat.size:>12,}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.describe()}>"  # describe() leaves the class out
+
+    def architecture(self):
+        """What rebuilds this network (a weights file records it): its layers and input."""
+        meta = {"network": "Sequential", "input_dim": list(self.input_dim), "dtype": self.dtype.name,
+                "dropout_seed": self.dropout_seed, "dropout_step": self.dropout_step}  # fmt: skip
+        if self.layers is not None:
+            return {**meta, "layers": [layer.to_dict() for layer in self.layers]}
+        return {**meta, "layer_specs": [list(spec) for spec in self.layer_specs]}
+
+    def describe(self):
+        layers = self.layers if self.layers is not None else self.layer_specs
+        return f"{self.input_dim} [{', '.join(repr(layer) for layer in layers)}]"
+
+    @classmethod
+    def from_architecture(cls, meta):
+        if "layers" in meta:
+            layers = [L.from_dict(entry) for entry in meta["layers"]]
+        else:
+            layers = [tuple(spec) for spec in meta["layer_specs"]]
+        net = cls(tuple(int(n) for n in meta["input_dim"]), layers, dtype=np.dtype(meta["dtype"]))
+        net.dropout_seed = int(meta.get("dropout_seed", 0))
+        net.dropout_step = int(meta.get("dropout_step", 0))
+        return net
 
     def _param_views(self, flat):
         """W1, b1, W2, ... over the conv and affine layers in order, then gamma1, beta1, ... over

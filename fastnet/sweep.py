@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes
+from ._atomic import atomic_write_bytes, atomic_write_json
 from .sweep_storage import SweepError, creation_lock, open_storage, redact  # noqa: F401  (SweepError: the API's)
 
 
@@ -262,7 +262,7 @@ def write_results(study, out):
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     rows = [{"number": t.number, "val_acc": t.value, **t.params, "val_curve": t.user_attrs.get("val_acc"),
              "train_curve": t.user_attrs.get("train_acc")} for t in complete]  # fmt: skip
-    atomic_write_bytes(out / "trials.json", json.dumps(rows).encode())
+    atomic_write_json(out / "trials.json", rows)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["number", "val_acc", "lr", "weight_decay", "final_train_acc"])
@@ -271,7 +271,7 @@ def write_results(study, out):
     atomic_write_bytes(out / "trials.csv", text.getvalue().encode())
     if rows:
         best = max(rows, key=lambda r: r["val_acc"])
-        atomic_write_bytes(out / "best.json", json.dumps(best).encode())
+        atomic_write_json(out / "best.json", best)
         _figure(sorted(rows, key=lambda r: -r["val_acc"])[:20], out / "sweep.png")
 
 
@@ -307,7 +307,10 @@ def dashboard_hint(storage_url, out, study_name):
     """The command that opens the study in Optuna's dashboard."""
     if storage_url is None:
         storage_url = f"sqlite:///{(Path(out) / (study_name + '.db')).resolve()}"
-    return f"watch it: optuna-dashboard {redact(storage_url)}   (pip install 'fastnet[dashboard]')"
+    return (
+        f'watch it: optuna-dashboard {redact(storage_url)}   (pip install "fastnet-dlfs[dashboard]"; from a '
+        'checkout: pip install -e ".[dashboard]")'
+    )
 
 
 def summary(study):

@@ -8,7 +8,6 @@ up to 100 steps (``TwoLayerNet.steps``), with the batches drawn in bulk from the
 same random stream (so the same seed gives the same run as drawing per step).
 """
 
-import json
 import math
 import signal
 import sys
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import _cores
-from ._atomic import atomic_write_text
+from ._atomic import atomic_write_text, json_text
 from .augment import augmented, check_augmentation
 from .kernels import pixel_codes_unchecked, require_finite, require_labels
 from .weights import describe
@@ -50,7 +49,7 @@ class History:
     def to_json(self):
         d = asdict(self)
         d.pop("step_losses")
-        return json.dumps(d, indent=2)
+        return json_text(d, indent=2)  # NaN (a diverged loss) as null: strict JSON
 
     def save(self, path):
         atomic_write_text(path, self.to_json() + "\n")

@@ -147,7 +147,7 @@ def get_json(url):
 def test_the_study_opens_in_optunas_dashboard(tmp_path):
     """A finished study read back through optuna-dashboard's HTTP API: values, parameters and the
     per-epoch validation accuracies as intermediate values."""
-    pytest.importorskip("optuna_dashboard", reason="pip install 'fastnet[dashboard]'")
+    pytest.importorskip("optuna_dashboard", reason='pip install -e ".[dashboard]"')
     db = f"sqlite:///{tmp_path / 'study.db'}"
     code, out, err = finish(sweep("--storage", db, "--study", "watched", "--trials", "2", "--out", str(tmp_path)))
     assert code == 0, err
@@ -200,7 +200,7 @@ def _pg_bin(name):
 @pytest.fixture(scope="module")
 def postgres():
     """A PostgreSQL server on a free local port in a temporary directory; its URL. Stopped after."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'fastnet[cluster]'")
+    pytest.importorskip("psycopg", reason='the PostgreSQL driver: pip install -e ".[cluster]"')
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")

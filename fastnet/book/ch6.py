@@ -15,13 +15,12 @@ reads None from there, its accuracy stays).
 """
 
 import io
-import json
 import time
 
 import numpy as np
 
 from .. import optim, reference
-from .._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes, atomic_write_json
 from ..multilayer import MultiLayerNet
 from ..stack import NetStack
 from . import CH6_EXPERIMENTS
@@ -294,17 +293,6 @@ EXPERIMENTS = {
 assert tuple(EXPERIMENTS) == CH6_EXPERIMENTS
 
 
-def _json_ready(value):
-    """``value`` with every NaN or infinity (a diverged network's accuracy) replaced by None."""
-    if isinstance(value, dict):
-        return {key: _json_ready(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def load_data(method, data=None):
     """((x, t), (x_test, t_test)) in the method's dtype: ``data`` (arrays in the same form, the
     inputs scaled to [0, 1]), or else MNIST (from the cache, or downloaded)."""
@@ -342,5 +330,5 @@ def run(name, out, method="fastnet", data=None, seed=0, **sizes):
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(out / f"{name}.png", buf.getvalue())
-    atomic_write_bytes(out / f"{name}.json", json.dumps(_json_ready(result), allow_nan=False).encode())
+    atomic_write_json(out / f"{name}.json", result)
     return result, f"{name}: {summary(result)} ({seconds:.1f} s, {how.name})"

@@ -10,14 +10,13 @@
 """
 
 import io
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import optim
-from .._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes, atomic_write_json
 from ..convnet import SimpleConvNet
 from . import CH7_EXPERIMENTS  # noqa: F401  (the names, listed where the CLI reads them)
 
@@ -158,13 +157,12 @@ def apply_filter(data, out, params, image=0):
 
 
 def prepare(out, data):
-    """(the output directory, made; MNIST or ``data`` as float32 inputs and int64 labels), with
+    """(the output directory; MNIST or ``data`` as float32 inputs and int64 labels), with
     matplotlib drawing off screen."""
     import matplotlib
 
     matplotlib.use("Agg")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # made by the first file written into it: a failed run leaves nothing behind
     if data is None:
         from ..datasets import load_mnist
 
@@ -182,5 +180,5 @@ def run(name, out, data=None, seed=0, epochs=20, params=None, image=0):
         result, line = visualize_filter(out, params, seed)
     else:
         result, line = apply_filter(data, out, params, image)
-    atomic_write_bytes(out / f"{name}.json", json.dumps({"experiment": name, "seed": seed, **result}).encode())
+    atomic_write_json(out / f"{name}.json", {"experiment": name, "seed": seed, **result})
     return result, line

@@ -10,12 +10,11 @@
                    precision (the book's point: 16 bits lose nothing here).
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write_bytes
+from .._atomic import atomic_write_json
 from ..convnet import DeepConvNet
 from .ch7 import prepare, save_figure, train_book_net, trained_params
 
@@ -83,5 +82,5 @@ def run(name, out, data=None, seed=0, epochs=20, params=None):
         result, line = misclassified(data, out, params)
     else:
         result, line = half_float(data, out, params)
-    atomic_write_bytes(out / f"{name}.json", json.dumps({"experiment": name, "seed": seed, **result}).encode())
+    atomic_write_json(out / f"{name}.json", {"experiment": name, "seed": seed, **result})
     return result, line

@@ -1,0 +1,184 @@
+"""What a new user trips on: each test here failed before its fix (issue: a run lost to a bad
+``--out``, invalid history JSON, kernel errors as tuples, a bare ``fastnet``, install hints that
+fetch someone else's package)."""
+
+import json
+import os
+import re
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastnet import MultiLayerNet, NetStack, SimpleConvNet, TwoLayerNet, optim
+from fastnet.cli import main
+
+ROOT = Path(__file__).parent.parent
+SUBSET = "idx:" + str(Path(__file__).parent / "data" / "mnist-subset")
+
+
+def strict_json(text):
+    """json.loads as a browser's JSON.parse: NaN and Infinity are not JSON."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# -- nothing lost: the output directory is checked before any work --------------------------------
+
+
+@pytest.mark.parametrize("command", [["train", "--iters", "100000"], ["book", "ch6", "optimizer-compare"],
+                                     ["sweep", "--trials", "50"]])  # fmt: skip
+def test_an_output_path_that_is_a_file_is_refused_before_training(tmp_path, capsys, command):
+    blocker = tmp_path / "text.txt"
+    blocker.write_text("mine")
+    started = time.perf_counter()
+    code = main([*command, "--dataset", SUBSET, "--out", str(blocker)])
+    err = capsys.readouterr().err
+    assert code == 1 and "--out" in err and "not a directory" in err, err
+    assert time.perf_counter() - started < 20  # no training happened
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_output_directory_is_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["train", "--dataset", SUBSET, "--out", str(locked / "run")]) == 1
+    assert "--out" in capsys.readouterr().err
+
+
+def test_an_output_directory_under_a_file_or_proc_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file" / "run", Path("/proc/nope")):
+        assert main(["train", "--dataset", SUBSET, "--out", str(out), "--iters", "100000"]) == 1
+        err = capsys.readouterr().err
+        assert "--out" in err and str(out) in err, err
+    assert main(["train", "--dataset", SUBSET, "--history", str(tmp_path / "file" / "h.json")]) == 1
+    assert "--history" in capsys.readouterr().err
+
+
+def test_a_failed_book_run_leaves_no_empty_output_directory(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["book", "ch7", "apply-filter", "--dataset", "idx:/no/such/dir", "--out", str(out)]) == 1
+    assert not out.exists()
+
+
+# -- JSON that any parser reads --------------------------------------------------------------------
+
+
+def test_history_of_a_diverged_run_is_strict_json(tmp_path, capsys):
+    code = main(["train", "--dataset", SUBSET, "--iters", "200", "--lr", "1e30", "--out", str(tmp_path),
+                 "--no-plot", "--no-progress", "--seed", "0"])  # fmt: skip
+    assert code == 3
+    text = (tmp_path / "history.json").read_text()
+    history = strict_json(text)
+    assert history["stopped"] == "diverged"
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_json_files_write_non_finite_numbers_as_null(tmp_path):
+    from fastnet._atomic import atomic_write_json
+
+    atomic_write_json(tmp_path / "x.json", {"a": [1.0, np.nan, np.float32(np.inf)], "b": np.int64(3),
+                                            "c": np.array([0.5, -np.inf])})  # fmt: skip
+    assert strict_json((tmp_path / "x.json").read_text()) == {"a": [1.0, None, None], "b": 3, "c": [0.5, None]}
+
+
+# -- errors a person can read ----------------------------------------------------------------------
+
+TUPLE = re.compile(r"\('|\) =|', \d")  # what a tuple of message and values prints as
+
+
+def message(call):
+    with pytest.raises(ValueError) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_errors_from_compiled_code_are_sentences_with_their_values():
+    rng = np.random.default_rng(0)
+    x, t = rng.random((6, 5)), np.array([0, 1, 2, 3, 10, 1])
+    net = MultiLayerNet(5, [4], 11 - 1, dtype=np.float64)
+    text = message(lambda: net.steps(x, t, np.array([[0, 4]]), optim.SGD()))
+    assert text == "MultiLayerNet.steps: labels must lie in [0, C), C = 10 classes: label 10 in row 4", text
+    text = message(lambda: net.steps(x, t % 10, np.array([[0, 9]]), optim.SGD()))
+    assert (
+        text == "MultiLayerNet.steps: a batch index lies outside [0, len(x)) = [0, 6): (position, index) = (1, 9) "
+        "in batch 0"
+    ), text
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    assert message(lambda: net.steps(bad, t % 10, np.array([[0, 3]]), optim.SGD())).endswith("NaN or infinity in row 3")
+    stack = NetStack([MultiLayerNet(5, [4], 10, dtype=np.float64) for _ in range(2)], [optim.SGD(), optim.SGD()])
+    text = message(lambda: stack.steps(bad, t % 10, np.array([[0, 3]])))
+    assert text == "NetStack.steps: x has NaN or infinity in row 3", text
+    conv = SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1}, 4, 3)
+    text = message(lambda: conv.step(rng.random((2, 36)).astype(np.float32), np.array([0, 3]), optim.SGD()))
+    assert "label 3" in text and not TUPLE.search(text), text
+    two = TwoLayerNet(5, 4, 10)
+    text = message(lambda: two.steps(x.astype(np.float32), t, np.array([[0, 4]]), 0.1))
+    assert "label 10 in row 4" in text and not TUPLE.search(text), text
+
+
+def test_kernel_entry_points_name_their_values():
+    from fastnet.kernels import conv_forward, pool_forward
+
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    text = message(lambda: conv_forward(x, np.zeros((3, 2, 2, 2), np.float32), np.zeros(3, np.float32),
+                                        np.zeros((1, 3, 2, 2), np.float32), 2, 0))  # fmt: skip
+    assert "height 5, window 2, stride 2, pad 0" in text and not TUPLE.search(text), text
+    text = message(lambda: pool_forward(x, np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.int64), 0,
+                                        2, 2, 0))  # fmt: skip
+    assert "at least 1×1, not 0×2" in text, text
+
+
+# -- help ------------------------------------------------------------------------------------------
+
+
+def test_fastnet_without_a_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    for command in ("train", "evaluate", "book", "sweep", "fetch", "gradcheck"):
+        assert command in text
+
+
+# -- the package's name ----------------------------------------------------------------------------
+
+
+def test_the_distribution_name_is_not_taken_and_every_install_hint_uses_it():
+    """PyPI's ``fastnet`` is another project (a PyTorch wrapper): ``pip install 'fastnet[...]'`` in a
+    fresh environment would install it. The distribution is ``fastnet-dlfs``; the import name stays."""
+    name = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "fastnet-dlfs"
+    hint = re.compile(r"pip install[^\n`]*?[\"']?fastnet\[")
+    for path in [*ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md"), *(ROOT / "fastnet").rglob("*.py")]:
+        assert not hint.search(path.read_text()), f"{path}: an install hint names PyPI's other fastnet"
+    from fastnet import sweep
+
+    text = sweep.dashboard_hint(None, "out", "s")
+    assert "fastnet-dlfs[dashboard]" in text and '-e ".[dashboard]"' in text
+
+
+def test_every_option_says_what_it_does():
+    import argparse
+
+    from fastnet.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {option.option_strings[0]}" for name, sub in commands.items() for option in sub._actions
+               if option.option_strings and option.help in (None, "") and option.dest != "help"]  # fmt: skip
+    assert not missing, f"options without a description: {missing}"
+
+
+def test_the_train_header_names_the_network_once(tmp_path, capsys):
+    code = main(["train", "--dataset", SUBSET, "--net", "simple-conv", "--iters", "1", "--out", str(tmp_path),
+                 "--no-plot", "--no-progress"])  # fmt: skip
+    header = capsys.readouterr().out.splitlines()[0]
+    assert code == 0 and header.count("SimpleConvNet") == 1 and "1 step of batch 100" in header, header
