@@ -12,6 +12,12 @@ import numpy as np
 from . import optim
 
 
+def writable(x):
+    """x, or a copy of it if it is read-only (a memory-mapped file, say): the compiled code is typed
+    for writable arrays and does not compile for read-only ones."""
+    return x if x.flags.writeable else x.copy()
+
+
 @contextlib.contextmanager
 def named_errors(func):
     """A ``ValueError`` raised by compiled checks in the block (whose messages do not know their
@@ -64,7 +70,7 @@ class Network:
         if x.ndim != 2 or x.shape[1] != self.input_size or x.shape[0] == 0:
             images = f" or images (N, {', '.join(map(str, self.input_dim))})" if self.input_dim is not None else ""
             raise ValueError(f"{name}: x must have shape (N, {self.input_size}){images} with N >= 1, got {x.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        return writable(np.ascontiguousarray(x, dtype=self.dtype))
 
     def prepare_labels(self, t, n):
         """t as the net computes with it: int64 class indices (n,), from integer labels or one-hot

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _cores
 from . import layers as L
-from .base import Network, check_steps_inputs, named_errors
+from .base import Network, check_steps_inputs, named_errors, writable
 from .gradcheck import network_numerical_gradient
 from .kernels import engine as compiled
 from .kernels import records, softmax_cross_entropy
@@ -421,7 +421,7 @@ class Sequential(Network):
         batches = np.ascontiguousarray(batches, np.int64)
         if not isinstance(t, np.ndarray) or t.dtype != np.int64 or t.ndim != 1:
             raise TypeError(f"{func}: t must be int64 class indices (see prepare_labels)")
-        x = np.ascontiguousarray(x)
+        x = writable(np.ascontiguousarray(x))
         divisor = 1.0 if x_divisor is None else float(x_divisor)
         if not (math.isfinite(divisor) and divisor > 0):
             raise ValueError(f"{func}: x_divisor must be finite and positive")

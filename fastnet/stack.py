@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 from . import _cores, optim
-from .base import check_steps_inputs, named_errors
+from .base import check_steps_inputs, named_errors, writable
 from .kernels import stack as compiled
 from .kernels.checks import check_batches, require_labels
 from .sequential import Sequential
@@ -127,7 +127,7 @@ class NetStack:
         check_steps_inputs("NetStack.steps", x, batches, x_divisor, first.dtype)
         if not isinstance(t, np.ndarray) or t.dtype != np.int64:
             raise TypeError("NetStack.steps: t must be int64 class indices (see prepare_labels)")
-        return self._run(np.ascontiguousarray(x), t, batches, x_divisor, "NetStack.steps")
+        return self._run(writable(np.ascontiguousarray(x)), t, batches, x_divisor, "NetStack.steps")
 
     def _run(self, x, t, batches, x_divisor, func):
         first = self.nets[0]
