@@ -7,7 +7,7 @@ from fastnet import Sequential, layers     # networks of your own design from th
 from . import gradcheck, kernels, layers, optim, reference
 from ._cores import SharedCoresWarning, exclusive_cores
 from .convnet import DeepConvNet, SimpleConvNet
-from .datasets import load_csv, load_fashion_mnist, load_mnist
+from .datasets import load_csv, load_fashion_mnist, load_idx_dir, load_mnist
 from .multilayer import MultiLayerNet
 from .net import TwoLayerNet
 from .sequential import Sequential
@@ -29,6 +29,7 @@ __all__ = [
     "load_mnist",
     "load_fashion_mnist",
     "load_csv",
+    "load_idx_dir",
     "load_weights",
     "save_weights",
     "exclusive_cores",

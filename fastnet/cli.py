@@ -95,6 +95,36 @@ def check_threads(option, threads):
     numba.set_num_threads(threads)
 
 
+def _between(option, value, low, high, high_open=True, low_open=False):
+    if value is None:
+        return
+    inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not (math.isfinite(value) and inside):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{option} {value:g}: must lie in {interval}")
+
+
+def check_train_options(args):
+    """Every train option that can be checked without the data, checked before it is loaded."""
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be a whole number >= 0")
+    _between("--dropout", args.dropout, 0, 1)
+    _between("--validation", args.validation, 0, 1)
+    _between("--lr-decay", args.lr_decay, 0, 1, high_open=False, low_open=True)
+    _between("--lr", args.lr, 0, math.inf, low_open=True)
+    _between("--weight-decay", args.weight_decay, 0, math.inf)
+    if args.early_stopping is not None and args.early_stopping < 1:
+        raise ValueError(f"--early-stopping {args.early_stopping}: must be at least 1")
+    if args.shift is not None and args.shift < 0:
+        raise ValueError(f"--shift {args.shift}: must be a whole number of pixels >= 0")
+    images = args.net in CONVNETS or (args.layers and any(w.strip().startswith(("conv", "pool"))
+                                                          for w in args.layers.split(",")))  # fmt: skip
+    if (args.shift or args.flip) and not images:
+        given = "--shift" if args.shift else "--flip"
+        raise ValueError(f"{given} moves pixels of images, and this network takes flat rows: give a convnet "
+                         "(--net simple-conv, --net deep-conv, or --layers with convolutions)")  # fmt: skip
+
+
 def cmd_train(args):
     from .plot import plot_history
     from .train import resolve_seed, train
@@ -111,6 +141,7 @@ def cmd_train(args):
         raise ValueError(f"--epochs {args.epochs:g}: must be a number of epochs > 0")
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters {args.iters}: must be at least 1")
+    check_train_options(args)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     iters = args.iters
     if args.epochs is not None:
@@ -288,6 +319,10 @@ def cmd_evaluate(args):
         net.load_params(args.weights)
     else:
         net = load_weights(args.weights)
+        wanted = {"simple-conv": "SimpleConvNet", "deep-conv": "DeepConvNet"}.get(args.net)
+        if wanted is not None and type(net).__name__ != wanted:
+            raise ValueError(f"--net {args.net}: {args.weights} holds a {type(net).__name__}, not a {wanted} "
+                             "(--net is for the book's .pkl files, which do not say)")  # fmt: skip
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if net.input_size != x_test.shape[1] or net.output_size < classes:
         raise ValueError(

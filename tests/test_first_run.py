@@ -182,3 +182,41 @@ def test_the_train_header_names_the_network_once(tmp_path, capsys):
                  "--no-plot", "--no-progress"])  # fmt: skip
     header = capsys.readouterr().out.splitlines()[0]
     assert code == 0 and header.count("SimpleConvNet") == 1 and "1 step of batch 100" in header, header
+
+
+NO_DATA = "idx:/no/such/dir"  # loading it fails: an error about an option shows the check came first
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--seed", "-1"], "--seed -1: must be a whole number >= 0"),
+        (["--dropout", "1.5"], "--dropout 1.5: must lie in [0, 1)"),
+        (["--validation", "1"], "--validation 1: must lie in [0, 1)"),
+        (["--lr", "0"], "--lr 0: must lie in (0, inf)"),
+        (["--lr-decay", "1.5"], "--lr-decay 1.5: must lie in (0, 1]"),
+        (["--shift", "2"], "--shift moves pixels of images"),
+        (["--flip"], "--flip moves pixels of images"),
+        (["--early-stopping", "0"], "--early-stopping 0: must be at least 1"),
+    ],
+)
+def test_train_options_are_checked_before_the_data_is_loaded(options, words, capsys):
+    assert main(["train", "--dataset", NO_DATA, *options]) == 1
+    err = capsys.readouterr().err
+    assert words in err and "no train-images" not in err, err
+
+
+def test_evaluate_refuses_a_net_option_the_file_contradicts(tmp_path, capsys):
+    from fastnet import SimpleConvNet
+
+    SimpleConvNet((1, 28, 28), seed=0).save_params(tmp_path / "w.npz")
+    assert main(["evaluate", str(tmp_path / "w.npz"), "--net", "deep-conv", "--dataset", NO_DATA]) == 1
+    assert "holds a SimpleConvNet, not a DeepConvNet" in capsys.readouterr().err
+
+
+def test_the_loaders_docs_data_names_are_importable():
+    import fastnet
+
+    text = (ROOT / "docs" / "DATA.md").read_text()
+    for name in re.findall(r"fastnet\.(load_\w+)", text) + re.findall(r"`(load_\w+)`", text):
+        assert hasattr(fastnet, name), f"docs/DATA.md names {name}, which fastnet does not export"
