@@ -192,12 +192,12 @@ NO_DATA = "idx:/no/such/dir"  # loading it fails: an error about an option shows
     [
         (["--seed", "-1"], "--seed -1: must be a whole number >= 0"),
         (["--dropout", "1.5"], "--dropout 1.5: must lie in [0, 1)"),
-        (["--validation", "1"], "--validation 1: must lie in [0, 1)"),
+        (["--validation", "1"], "--validation 1: validation must be a fraction in [0, 1)"),
         (["--lr", "0"], "--lr 0: must lie in (0, inf)"),
         (["--lr-decay", "1.5"], "--lr-decay 1.5: must lie in (0, 1]"),
         (["--shift", "2"], "--shift moves pixels of images"),
         (["--flip"], "--flip moves pixels of images"),
-        (["--early-stopping", "0"], "--early-stopping 0: must be at least 1"),
+        (["--early-stopping", "0"], "--early-stopping 0: early_stopping must be a positive number"),
     ],
 )
 def test_train_options_are_checked_before_the_data_is_loaded(options, words, capsys):
