@@ -275,28 +275,44 @@ def write_results(study, out):
         _figure(sorted(rows, key=lambda r: -r["val_acc"])[:20], out / "sweep.png")
 
 
-def _figure(best, path):
+def sweep_figure(best):
+    """The book's figure of a search: one panel per trial (best first), its validation and training
+    accuracy per epoch, its lr and weight decay in the title; a legend and labelled axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = 5
-    fig, axes = plt.subplots(math.ceil(len(best) / cols), cols, figsize=(12, 2.2 * math.ceil(len(best) / cols)),
-                             squeeze=False)  # fmt: skip
+    cols = max(1, min(5, len(best)))
+    rows = max(1, math.ceil(len(best) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.3 * rows + 0.8), squeeze=False, sharey=True)
     for ax in axes.ravel()[len(best) :]:
         ax.axis("off")
     for i, (ax, row) in enumerate(zip(axes.ravel(), best)):
-        epochs = np.arange(len(row["val_curve"]))
-        ax.plot(epochs, row["val_curve"])
-        ax.plot(epochs, row["train_curve"], "--")
-        ax.set_title(f"Best-{i + 1}: val {row['val_acc']:.2f}", fontsize=8)
+        epochs = np.arange(1, len(row["val_curve"]) + 1)
+        ax.plot(epochs, row["val_curve"], marker="o", markersize=3, label="validation accuracy")
+        ax.plot(epochs, row["train_curve"], "--", marker="s", markersize=3, label="training accuracy")
+        ax.set_title(f"#{i + 1}: val {row['val_acc']:.3f}\nlr {row['lr']:.1e}, wd {row['weight_decay']:.1e}",
+                     fontsize=8)  # fmt: skip
         ax.set_ylim(0.0, 1.0)
-        if i % cols:
-            ax.set_yticks([])
-        ax.set_xticks([])
-        ax.text(0.02, 0.05, f"lr {row['lr']:.1e}\nwd {row['weight_decay']:.1e}", transform=ax.transAxes, fontsize=6)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=4))
+        ax.tick_params(labelsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("accuracy", fontsize=8)
+        if i >= len(best) - cols:
+            ax.set_xlabel("epoch", fontsize=8)
+    if best:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"the best {len(best)} trials (by validation accuracy)", fontsize=9, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def _figure(best, path):
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(best)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

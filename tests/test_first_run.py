@@ -220,3 +220,40 @@ def test_the_loaders_docs_data_names_are_importable():
     text = (ROOT / "docs" / "DATA.md").read_text()
     for name in re.findall(r"fastnet\.(load_\w+)", text) + re.findall(r"`(load_\w+)`", text):
         assert hasattr(fastnet, name), f"docs/DATA.md names {name}, which fastnet does not export"
+
+
+# -- figures a person reads without the docs ---------------------------------------------------
+
+
+def test_the_sweep_figure_has_a_legend_labels_and_visible_one_epoch_curves():
+    from fastnet.sweep import sweep_figure
+
+    best = [{"val_curve": [0.5 + i / 10], "train_curve": [0.55], "val_acc": 0.5 + i / 10, "lr": 1e-3 * (i + 1),
+             "weight_decay": 1e-5} for i in range(3)]  # fmt: skip
+    fig = sweep_figure(best)
+    legend = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+    assert legend == ["validation accuracy", "training accuracy"]
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
+    assert len(shown) == 3 and len(fig.axes) == 3  # a row of three panels, not a canvas for five
+    for ax in shown:
+        assert ax.get_xlabel() == "epoch" and not ax.texts  # nothing written over the curves
+        assert all(line.get_marker() not in (None, "None", "") for line in ax.lines)  # one epoch: a visible point
+        assert "lr" in ax.get_title() and "wd" in ax.get_title()
+    assert shown[0].get_ylabel() == "accuracy"
+
+
+def test_the_training_figure_of_a_short_run_draws_what_its_legend_names():
+    from fastnet.plot import history_figure
+    from fastnet.train import EpochRecord, History
+
+    history = History(config={})
+    history.step_losses = np.array([2.3, 2.1, 1.9])
+    history.epochs = [EpochRecord(epoch=1, iteration=3, train_acc=0.5, test_acc=0.45, loss=1.9)]
+    fig = history_figure(history)
+    loss_ax, acc_ax = fig.axes
+    labels = [text.get_text() for text in loss_ax.get_legend().get_texts()]
+    assert labels == ["per step"]  # no "mean of N" entry without its line
+    assert all(line.get_marker() not in (None, "None", "") for line in loss_ax.lines + acc_ax.lines)
+    fig.canvas.draw()
+    ticks = [t for t in acc_ax.get_xticks() if acc_ax.get_xlim()[0] <= t <= acc_ax.get_xlim()[1]]
+    assert all(float(t).is_integer() for t in ticks), ticks  # not 0.96 ... 1.04
