@@ -103,6 +103,9 @@ def build_parser():
         default=None,
         help="a convnet: mirror a random half of the training images each epoch (clothes, not digits)",
     )
+    t.add_argument("--train-size", type=int, metavar="N",
+                   help="train on the first N training images, and test on the first N test images: a quick "
+                        "first run (all)")  # fmt: skip
     t.add_argument("--iters", type=int, help="training steps (10000; a convnet: 20 epochs' worth)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")

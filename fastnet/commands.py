@@ -32,6 +32,11 @@ def cmd_train(args):
         raise ValueError(f"--iters {args.iters}: must be at least 1")
     check_train_options(args)
     (x_train, t_train), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
+    if args.train_size is not None:  # a quick first run: the first N training images (and as many test images)
+        if args.train_size > len(x_train):
+            raise ValueError(f"--train-size {args.train_size}: {args.dataset} has {len(x_train)} training images")
+        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
+        x_test, t_test = x_test[: args.train_size], t_test[: args.train_size]
     iters = args.iters
     if args.epochs is not None:
         iters = math.ceil(args.epochs * max(len(x_train) / args.batch_size, 1))

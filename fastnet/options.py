@@ -85,6 +85,8 @@ def _between(option, value, low, high, high_open=True, low_open=False):
 
 def check_train_options(args):
     """Every train option that can be checked without the data, checked before it is loaded."""
+    if args.train_size is not None and args.train_size < 1:
+        raise ValueError(f"--train-size {args.train_size}: must be at least 1")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed {args.seed}: must be a whole number >= 0")
     _between("--dropout", args.dropout, 0, 1)

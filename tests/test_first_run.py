@@ -257,3 +257,14 @@ def test_the_training_figure_of_a_short_run_draws_what_its_legend_names():
     fig.canvas.draw()
     ticks = [t for t in acc_ax.get_xticks() if acc_ax.get_xlim()[0] <= t <= acc_ax.get_xlim()[1]]
     assert all(float(t).is_integer() for t in ticks), ticks  # not 0.96 ... 1.04
+
+
+def test_train_size_makes_a_quick_first_run(tmp_path, capsys):
+    code = main(["train", "--dataset", SUBSET, "--train-size", "200", "--epochs", "2", "--out", str(tmp_path),
+                 "--no-plot", "--no-progress"])  # fmt: skip
+    assert code == 0
+    history = strict_json((tmp_path / "history.json").read_text())
+    assert history["config"]["train_size"] == 200 and history["config"]["test_size"] == 200
+    assert "200 train / 200 test" in capsys.readouterr().out
+    assert main(["train", "--dataset", NO_DATA, "--train-size", "0"]) == 1
+    assert "--train-size 0: must be at least 1" in capsys.readouterr().err
