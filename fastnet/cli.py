@@ -5,6 +5,8 @@ the commands in ``commands``, what the options mean and their checks in ``option
   fastnet train                             the book's two-layer run on MNIST
   fastnet train --preset accurate           784-256-256-10, >= 98 % on MNIST in under a minute
   fastnet train --preset accurate-conv      DeepConvNet, Adam with a decaying rate, 15 epochs
+  fastnet train --preset bn-conv            a batch-norm convnet (fastnet.Sequential), 10 epochs
+  fastnet train --layers conv8x3p1,bn,relu,pool2,affine10    a network of your own design
   fastnet train --net simple-conv           chapter 7's SimpleConvNet (Adam, 20 epochs)
   fastnet evaluate fastnet-run/weights.npz
   fastnet book ch6 optimizer-compare        chapter 6's experiments (figure and data)
@@ -64,8 +66,9 @@ def build_parser():
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
                         "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs; "
-                        "bn-conv: a batch-norm convnet of 32-32-64-64 3×3 filters (see --layers), Adam lr 1e-3 "
-                        "x 0.85 per epoch, shifted images, 15 epochs "
+                        "bn-conv: a batch-norm convnet, conv32x3p1,bn,relu,pool2,conv64x3p1,bn,relu,pool2,"
+                        "affine256,bn,relu,dropout0.4,affine10 (see --layers), Adam lr 1e-3 x 0.8 per epoch, "
+                        "10 epochs (Fashion-MNIST: add --flip) "
                         "(options you give override it)")  # fmt: skip
     t.add_argument(
         "--hidden",
