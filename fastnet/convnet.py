@@ -33,7 +33,9 @@ DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 @network_class
 class SimpleConvNet(Sequential):
     """The book's ``SimpleConvNet``: conv → ReLU → 2×2 max pool → affine → ReLU → affine →
-    softmax-with-cross-entropy, with its constructor and defaults. ``params``: W1 (FN, C, FS, FS),
+    softmax-with-cross-entropy, with its constructor and defaults: ``conv_param`` None is the
+    book's {'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1}, and a dict may give only
+    some of these keys (the rest keep the book's values). ``params``: W1 (FN, C, FS, FS),
     b1, W2 (FN·PH·PW, hidden), b2, W3 (hidden, output), b3; the same ``seed`` gives the
     reference's initial weights (``fastnet.reference.SimpleConvNet``). Trains with ``step``,
     ``step_indices``, ``steps`` (a learning rate or any optimizer of ``fastnet.optim``, fused),
