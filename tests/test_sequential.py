@@ -61,7 +61,8 @@ def test_loss_and_gradient_equal_the_reference_in_float64(one_hot):
     x, t = problem((1, 12, 12), classes=10)
     labels = np.eye(10)[t] if one_hot else t
     masks.step = net.dropout_step
-    assert_matches_reference(net.predict(x), ref.predict(x), np.float64)
+    with np.errstate(over="ignore"):  # running variances 0, as the book's: x̂ = x/√ε, the sigmoid saturates
+        assert_matches_reference(net.predict(x), ref.predict(x), np.float64)
     grads = net.gradient(x, labels)
     ref_grads = ref.gradient(x, t)
     scale = max(np.abs(g).max() for g in ref_grads.values())  # b2, before batch norm: its gradient is rounding

@@ -50,8 +50,8 @@ def test_partial_fit_early_stopping_and_feature_names():
     for _ in range(5):
         clf.partial_fit(frame, y, classes=["cat", "dog", "eel"])
     assert clf.n_iter_ == 5 and list(clf.feature_names_in_) == ["a", "b", "c", "d"]
-    with pytest.raises(ValueError, match="not among classes_"):
-        clf.partial_fit(X, np.full(len(X), "fox"))
+    with pytest.raises(ValueError, match="not among classes_"), pytest.warns(UserWarning, match="feature names"):
+        clf.partial_fit(X, np.full(len(X), "fox"))  # an array after a DataFrame: scikit-learn's warning
     stopped = NetClassifier(epochs=500, batch_size=20, n_iter_no_change=3, validation_fraction=0.2, random_state=0).fit(
         X, y
     )
