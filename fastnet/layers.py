@@ -169,17 +169,39 @@ def from_dict(entry):
 
 
 _WORDS = [  # (pattern, what it builds) for parse_layers
-    (r"conv(\d+)x(\d+)(?:s(\d+))?(?:p(\d+))?", lambda m: Conv(int(m[1]), int(m[2]), int(m[3] or 1), int(m[4] or 0))),
-    (r"pool(\d+)?(?:s(\d+))?", lambda m: MaxPool(int(m[1] or 2), None if m[2] is None else int(m[2]))),
+    (r"conv(\d+)x(\d+)(?:x(\d+))?(?:s(\d+))?(?:p(\d+))?",
+     lambda m: Conv(int(m[1]), int(m[2]) if m[3] is None else (int(m[2]), int(m[3])), int(m[4] or 1), int(m[5] or 0))),
+    (r"pool(\d+)?(?:s(\d+))?(?:p(\d+))?",
+     lambda m: MaxPool(int(m[1] or 2), None if m[2] is None else int(m[2]), int(m[3] or 0))),
     (r"affine(\d+)", lambda m: Affine(int(m[1]))),
     (r"relu", lambda m: ReLU()),
     (r"sigmoid", lambda m: Sigmoid()),
-    (r"bn", lambda m: BatchNorm()),
+    (r"bn(\d*\.?\d+)?", lambda m: BatchNorm(0.9 if m[1] is None else float(m[1]))),
     (r"dropout(\d*\.?\d+)?", lambda m: Dropout(0.5 if m[1] is None else float(m[1]))),
-]
-LAYERS_HELP = ("comma-separated layers: convFxK[sS][pP] (F filters of K×K, stride S, padding P), "
-               "pool[K][sS], affineN, relu, sigmoid, bn (batch norm), dropout[R]; the last affineN has the "
-               "classes, e.g. conv32x3p1,bn,relu,pool2,affine128,relu,dropout0.3,affine10")  # fmt: skip
+]  # fmt: skip
+LAYERS_HELP = ("comma-separated layers: convFxK[xK2][sS][pP] (F filters of K×K or K×K2, stride S, padding P), "
+               "pool[K][sS][pP], affineN, relu, sigmoid, bn[MOMENTUM] (batch norm), dropout[R]; the last affineN "
+               "has the classes, e.g. conv32x3p1,bn,relu,pool2,affine128,relu,dropout0.3,affine10")  # fmt: skip
+
+
+def layer_word(layer):
+    """A layer as ``parse_layers`` reads it (its weight_init and weight_decay are not in the text)."""
+    a = layer.args
+    if isinstance(layer, Conv):
+        fh, fw = layer.window
+        size = f"{fh}" if fh == fw and not isinstance(a["size"], tuple) else f"{fh}x{fw}"
+        return (f"conv{a['filters']}x{size}" + (f"s{a['stride']}" if a["stride"] != 1 else "")
+                + (f"p{a['pad']}" if a["pad"] else ""))  # fmt: skip
+    if isinstance(layer, MaxPool):
+        stride = "" if a["stride"] is None else f"s{a['stride']}"
+        return f"pool{a['size']}{stride}" + (f"p{a['pad']}" if a["pad"] else "")
+    if isinstance(layer, Affine):
+        return f"affine{a['units']}"
+    if isinstance(layer, BatchNorm):
+        return "bn" if a["momentum"] == 0.9 else f"bn{a['momentum']:g}"
+    if isinstance(layer, Dropout):
+        return f"dropout{a['ratio']:g}"
+    return ACTIVATIONS[type(layer)]
 
 
 def parse_layers(text):

@@ -158,6 +158,28 @@ class Sequential(Network):
             return {**meta, "layers": [layer.to_dict() for layer in self.layers]}
         return {**meta, "layer_specs": [list(spec) for spec in self.layer_specs]}
 
+    @property
+    def spec(self):
+        """This network as text, its input shape first: '1x28x28:conv32x3p1,bn,relu,pool2,affine10'
+        (``from_spec`` rebuilds it: the same layers, parameter names and shapes; weight_init and
+        weight_decay are not in the text). None for a network built from the engine's tuples."""
+        if self.layers is None:
+            return None
+        shape = "x".join(map(str, self.input_dim)) if self.input_dim[1:] != (1, 1) else str(self.input_dim[0])
+        return f"{shape}:" + ",".join(L.layer_word(layer) for layer in self.layers)
+
+    @classmethod
+    def from_spec(cls, text, dtype=np.float32, seed=None):
+        """The network ``spec`` describes ('1x28x28:conv32x3p1,...', or 'D:affine100,relu,affine10')."""
+        head, sep, body = str(text).partition(":")
+        try:
+            shape = tuple(int(n) for n in head.split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or len(shape) not in (1, 3):
+            raise ValueError(f"Sequential.from_spec: {text!r} must start with the input shape, 'CxHxW:' or 'D:'")
+        return cls(shape if len(shape) == 3 else shape[0], L.parse_layers(body), dtype=dtype, seed=seed)
+
     def describe(self):
         layers = self.layers if self.layers is not None else self.layer_specs
         return f"{self.input_dim} [{', '.join(repr(layer) for layer in layers)}]"

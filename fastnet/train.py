@@ -123,6 +123,7 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             seed=seed,
             network=type(net).__name__,
             layers=describe(net),
+            spec=getattr(net, "spec", None),  # a Sequential's text form (Sequential.from_spec)
             dtype=net.dtype.name,
             train_size=train_size,
             test_size=x_test.shape[0],

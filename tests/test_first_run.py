@@ -265,6 +265,7 @@ def test_train_size_makes_a_quick_first_run(tmp_path, capsys):
     assert code == 0
     history = strict_json((tmp_path / "history.json").read_text())
     assert history["config"]["train_size"] == 200 and history["config"]["test_size"] == 200
+    assert history["config"]["spec"] is None  # the book's TwoLayerNet; a --layers run records its text
     assert "200 train / 200 test" in capsys.readouterr().out
     assert main(["train", "--dataset", NO_DATA, "--train-size", "0"]) == 1
     assert "--train-size 0: must be at least 1" in capsys.readouterr().err

@@ -177,6 +177,22 @@ def test_any_layer_list_builds_summarises_and_round_trips(tmp_path_factory, laye
     x = np.random.default_rng(1).random((3, channels, 8, 8))
     z = net.predict(x)
     assert z.shape == (3, layers[-1].args["units"]) and np.isfinite(z).all()
+    assert Sequential.from_spec(net.spec).layers == layers
     path = tmp_path_factory.mktemp("w") / "w.npz"
     save_weights(path, net)
     np.testing.assert_array_equal(load_weights(path).predict(x), z)
+
+
+def test_spec_text_rebuilds_the_same_network():
+    net = Sequential((2, 12, 12), [L.Conv(6, (3, 2), pad=1), L.BatchNorm(0.8), L.ReLU(), L.MaxPool(2, stride=1),
+                                   L.Affine(7), L.Sigmoid(), L.Dropout(0.25), L.Affine(4)], seed=1)  # fmt: skip
+    assert net.spec == "2x12x12:conv6x3x2p1,bn0.8,relu,pool2s1,affine7,sigmoid,dropout0.25,affine4"
+    again = Sequential.from_spec(net.spec, seed=1)
+    assert again.layers == net.layers and {k: v.shape for k, v in again.params.items()} == {
+        k: v.shape for k, v in net.params.items()
+    }
+    assert Sequential.from_spec("20:affine5,relu,affine3").input_dim == (20, 1, 1)
+    with pytest.raises(ValueError, match="must start with the input shape"):
+        Sequential.from_spec("conv3x3,affine10")
+    with pytest.raises(ValueError, match="'afine10' is not a layer"):
+        Sequential.from_spec("1x8x8:conv2x3,afine10")
