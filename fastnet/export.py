@@ -14,10 +14,12 @@ import json
 import numpy as np
 
 from .kernels import records as R
+from .kernels.activations import ACTIVATION_CODES
 
 OPSET = 17
 BN_EPSILON = 10e-7  # the book's ε under the square root (kernels.batchnorm)
 ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid"}
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
 
 
 def _onnx():
@@ -96,7 +98,7 @@ def to_onnx(net, path=None):
             scale = constant(f"{out}_keep", np.array(1.0 - coef[l, R.RATIO]))
             nodes.append(helper.make_node("Mul", [h, scale], [out]))
         h = out
-        act = {v: k for k, v in _activation_codes().items()}[int(rec[l, R.ACT])]
+        act = ACTIVATION_NAMES[int(rec[l, R.ACT])]
         if act in ACTIVATION_OPS:
             nodes.append(helper.make_node(ACTIVATION_OPS[act], [h], [f"{out}_{act}"]))
             h = f"{out}_{act}"
@@ -119,12 +121,6 @@ def to_onnx(net, path=None):
     if path is not None:
         atomic_write_bytes(path, model.SerializeToString())
     return model
-
-
-def _activation_codes():
-    from .kernels.activations import ACTIVATION_CODES
-
-    return ACTIVATION_CODES
 
 
 def _parameter_names(rec):

@@ -126,15 +126,13 @@ class Sequential(Network):
         objects = self.layers if self.layers is not None else self.layer_specs
         rows, l, shape = [], -1, self.input_dim
         for layer in objects:
+            count = 0  # an activation: the shape of the layer before it, no parameters
             if type(layer) not in L.ACTIVATIONS:
                 l += 1
                 r = self.records[l]
                 shape = (int(r[records.OC]), int(r[records.OH]), int(r[records.OW]))
-                count = 0
                 if r[records.KIND] in (records.CONV, records.AFFINE, records.BATCHNORM):
                     count = int(r[records.B_OFF] - r[records.W_OFF] + r[records.OC])
-            else:
-                count = 0
             shown = (shape[0],) if shape[1:] == (1, 1) else shape
             rows.append((repr(layer), str(shown), f"{count:,}"))
         width = max(len(name) for name, _, _ in rows + [("layer", "", "")])

@@ -190,7 +190,8 @@ class NetStack:
                 return np.array([net.accuracy(x, t) for net in self.nets])
         rows = min(x.shape[0], ACCURACY_CHUNK)
         if self._test_work is None or self._test_work[1].shape[0] != rows:  # (.., tb, ..): the chunk
-            self._test_work = tuple(compiled.new_stack_test_work(len(self.nets), rows, first.net, first.dtype))
+            work = compiled.new_stack_work(len(self.nets), rows, first.net, first.dtype, training=False)
+            self._test_work = tuple(work)
         counts = np.empty(len(self.nets), np.int64)
         with self._members():
             compiled.stack_correct_counts_unchecked(x, t, self._flats, self._nets(len(self.nets)), self._test_work,

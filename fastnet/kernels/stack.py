@@ -45,12 +45,24 @@ def stackable(rec):
     return bool(np.isin(rec[:, KIND], (AFFINE, BATCHNORM, DROPOUT)).all())
 
 
-def new_stack_work(members, batch, net, dtype):
+def new_stack_work(members, batch, net, dtype, training=True):
     """An ``EngineWork`` for ``members`` networks like ``net`` (an ``EngineNetwork``) and batches of
-    ``batch`` rows: the fields of ``MEMBER_FIELDS`` with a row per member, the gathered batch shared."""
-    one = new_engine_work(batch, net, dtype, 1)._replace(tasks=np.stack(plan_gradient_tasks(net.rec, batch, True)))
+    ``batch`` rows: the fields of ``MEMBER_FIELDS`` with a row per member, the gathered batch shared;
+    ``training=False``: for ``stack_correct_counts_unchecked``, chunks of ``batch`` rows."""
+    one = new_engine_work(batch, net, dtype, 1, training)
+    if training:  # a serial step: each weight gradient one product
+        one = one._replace(tasks=np.stack(plan_gradient_tasks(net.rec, batch, True)))
     return EngineWork(*(np.zeros((members,) + a.shape, a.dtype) if name in MEMBER_FIELDS else a
                         for name, a in zip(EngineWork._fields, one)))  # fmt: skip
+
+
+@njit(cache=True)
+def _member(nets, w, m):
+    """Member m's ``EngineNetwork`` and ``EngineWork``: row m of the per-member arrays."""
+    rec, coefs, means, variances = nets
+    work = EngineWork(w.x, w.tb, w.acts[m], w.deltas[m], w.winners, w.normed[m], w.stats[m], w.col, w.dcol, w.taps,
+                      w.parts, w.acc[m], w.tasks, w.row_loss[m], w.row_check, w.one_zero, w.one_one)  # fmt: skip
+    return EngineNetwork(rec, coefs[m], means[m], variances[m]), work
 
 
 @njit(cache=True)
@@ -96,7 +108,6 @@ def stack_steps_unchecked(X, T, batches, flats, grads, nets, work, masks, optimi
     from ``new_stack_work`` (as a plain tuple); ``masks`` = (seeds, first steps): member k's dropout
     masks at step s are numbered first_steps[k] + s under seeds[k]; ``optimizers`` = (kinds (K,),
     hypers (K, 4), s1 (K, P), s2 (K, P)). Unchecked (``checks.check_batches`` first)."""
-    rec, coefs, means, variances = nets
     seeds, first_steps = masks
     kinds, hypers, s1, s2 = optimizers
     w = EngineWork(*work)
@@ -114,40 +125,27 @@ def stack_steps_unchecked(X, T, batches, flats, grads, nets, work, masks, optimi
             if not active[m]:
                 losses[s, m] = np.nan
             else:
-                member = EngineWork(w.x, w.tb, w.acts[m], w.deltas[m], w.winners, w.normed[m], w.stats[m], w.col,
-                                    w.dcol, w.taps, w.parts, w.acc[m], w.tasks, w.row_loss[m], w.row_check,
-                                    w.one_zero, w.one_one)  # fmt: skip
-                loss = _member_step(flats[m], grads[m], EngineNetwork(rec, coefs[m], means[m], variances[m]), member,
-                                    seeds[m], first_steps[m] + s, (kinds[m], hypers[m], s1[m], s2[m]))  # fmt: skip
+                net, member = _member(nets, w, m)
+                loss = _member_step(flats[m], grads[m], net, member, seeds[m], first_steps[m] + s,
+                                    (kinds[m], hypers[m], s1[m], s2[m]))  # fmt: skip
                 losses[s, m] = loss
                 if not np.isfinite(loss):
                     active[m] = False
     return losses
 
 
-def new_stack_test_work(members, rows, net, dtype):
-    """Buffers for ``stack_correct_counts_unchecked``: ``members`` networks like ``net``, chunks of
-    ``rows`` rows."""
-    one = new_engine_work(rows, net, dtype, 1, training=False)
-    return EngineWork(*(np.zeros((members,) + a.shape, a.dtype) if name in MEMBER_FIELDS else a
-                        for name, a in zip(EngineWork._fields, one)))  # fmt: skip
-
-
 @njit(parallel=True, cache=True)
 def stack_correct_counts_unchecked(x, t, flats, nets, work, counts):
     """counts[k] = how many rows of x member k classifies (at test time) as t; -1 if one of its
     logits is not finite. One parallel loop over the members, each serial over chunks of the rows
-    ``work`` holds (``new_stack_test_work``), as ``schedule.test_rows``. ``nets`` as
+    ``work`` holds (``new_stack_work(..., training=False)``), as ``schedule.test_rows``. ``nets`` as
     ``stack_steps_unchecked``'s. Unchecked."""
-    rec, coefs, means, variances = nets
+    rec = nets[0]
     w = EngineWork(*work)
     N, chunk = x.shape[0], w.tb.shape[0]
     last = logits_layer(rec)
     for m in prange(flats.shape[0]):
-        net = EngineNetwork(rec, coefs[m], means[m], variances[m])
-        member = EngineWork(w.x, w.tb, w.acts[m], w.deltas[m], w.winners, w.normed[m], w.stats[m], w.col, w.dcol,
-                            w.taps, w.parts, w.acc[m], w.tasks, w.row_loss[m], w.row_check, w.one_zero,
-                            w.one_one)  # fmt: skip
+        net, member = _member(nets, w, m)
         test_transforms(flats[m], net, member)
         count = 0
         for r0 in range(0, N, chunk):
