@@ -4,8 +4,7 @@ the commands in ``commands``, what the options mean and their checks in ``option
 
   fastnet train                             the book's two-layer run on MNIST
   fastnet train --preset accurate           784-256-256-10, >= 98 % on MNIST in under a minute
-  fastnet train --preset accurate-conv      DeepConvNet, Adam with a decaying rate, 15 epochs
-  fastnet train --preset bn-conv            a batch-norm convnet (fastnet.Sequential), 10 epochs
+  fastnet train --preset accurate-conv      a batch-norm convnet: >= 99.5 % on MNIST in under 10 minutes
   fastnet train --layers conv8x3p1,bn,relu,pool2,affine10    a network of your own design
   fastnet train --net simple-conv           chapter 7's SimpleConvNet (Adam, 20 epochs)
   fastnet evaluate fastnet-run/weights.npz
@@ -65,11 +64,11 @@ def build_parser():
                         + LAYERS_HELP)  # fmt: skip
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
-                        "accurate-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs; "
-                        "bn-conv: a batch-norm convnet, conv32x3p1,bn,relu,pool2,conv64x3p1,bn,relu,pool2,"
-                        "affine256,bn,relu,dropout0.4,affine10 (see --layers), Adam lr 1e-3 x 0.8 per epoch, "
-                        "10 epochs (Fashion-MNIST: add --flip) "
-                        "(options you give override it)")  # fmt: skip
+                        f"accurate-conv: a batch-norm convnet, {PRESETS['accurate-conv']['layers']} (see --layers), "
+                        "Adam lr 1e-3 x 0.8 per epoch, 15 epochs, --eval-size 10000; with --shift 2 on mnist, "
+                        "--flip on fashion-mnist; "
+                        "accurate-deep-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs "
+                        "(options you give override a preset's)")  # fmt: skip
     t.add_argument(
         "--hidden",
         help="hidden sizes, e.g. 50 or 100,100,100 (50); a convnet: its one hidden layer "
@@ -109,6 +108,9 @@ def build_parser():
     t.add_argument("--train-size", type=int, metavar="N",
                    help="train on the first N training images, and test on the first N test images: a quick "
                         "first run (all)")  # fmt: skip
+    t.add_argument("--eval-size", type=int, metavar="N",
+                   help="score the training accuracy on N training images (drawn once) at each evaluation: "
+                        "shorter evaluations (all)")  # fmt: skip
     t.add_argument("--iters", type=int, help="training steps (10000; a convnet: 20 epochs' worth)")
     t.add_argument("--epochs", type=float, help="train this many epochs instead of --iters")
     t.add_argument("--weight-init-std", type=float, help="initial weight std (the book's run: 0.01)")
@@ -131,25 +133,32 @@ def build_parser():
 
     b = sub.add_parser("book", help="the book's experiments on real MNIST: a figure (PNG) and its data (JSON)",
                        description="The book's experiments on real MNIST, each writing its figure (PNG) and data "
-                                   "(JSON).\n\n  ch6 (training techniques): "
-                                   + ", ".join((*CH6_EXPERIMENTS, CH6_SEARCH))
-                                   + "\n  ch7 (convolutional networks): " + ", ".join(CH7_EXPERIMENTS)
-                                   + "\n  ch8 (the deep convnet): " + ", ".join(CH8_EXPERIMENTS),
-                       formatter_class=raw)  # fmt: skip
-    b.add_argument("chapter", choices=["ch6", "ch7", "ch8"],
-                   help="ch6: training techniques; ch7: convolutional networks; ch8: the deep convnet")  # fmt: skip
-    b.add_argument("name", metavar="NAME", help="the experiment (listed above)")
-    data_options(b)
-    b.add_argument("--out", default="fastnet-book", help="output directory (fastnet-book)")
-    b.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (0)")
-    b.add_argument("--method", choices=["fastnet", "reference"], default="fastnet",
-                   help="ch6: fastnet (float32), or the book's numpy method (reference, float64)")  # fmt: skip
-    b.add_argument("--epochs", type=int, help="ch7 train-convnet, ch8 train-deepnet: epochs (the book's 20)")
-    b.add_argument("--params", help="the other ch7 and ch8 experiments: trained weights (the book's params.pkl or "
-                                    "deep_convnet_params.pkl, or a fastnet weights file; default: the file "
-                                    "train-convnet or train-deepnet wrote in --out)")  # fmt: skip
-    b.add_argument("--image", type=int, default=0, help="ch7 apply-filter: which test image (0)")
-    b.set_defaults(func=cmd_book)
+                                   "(JSON). `fastnet book CHAPTER --help` lists a chapter's experiments and "
+                                   "options.", formatter_class=raw)  # fmt: skip
+    chapters = b.add_subparsers(dest="chapter", required=True, metavar="CHAPTER")
+    for chapter, title in BOOK_CHAPTERS.items():
+        listing = "\n".join(f"  {name:<22} {BOOK_EXPERIMENTS[name]}" for name in BOOK_EXPERIMENT_NAMES[chapter])
+        usage = f"Chapter {chapter[2:]}, {title}: fastnet book {chapter} NAME, NAME one of\n\n{listing}"
+        c = chapters.add_parser(chapter, help=title, description=usage, formatter_class=raw)
+        c.add_argument("name", metavar="NAME", help="the experiment (listed above)")
+        data_options(c)
+        c.add_argument("--out", default="fastnet-book", help="output directory (fastnet-book)")
+        c.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (0)")
+        if chapter == "ch6":
+            c.add_argument("--method", choices=["fastnet", "reference"], default="fastnet",
+                           help="fastnet (float32), or the book's numpy code (reference, float64)")  # fmt: skip
+        else:
+            trainer = BOOK_EXPERIMENT_NAMES[chapter][0]
+            c.add_argument("--epochs", type=int, help=f"{trainer}: epochs (the book's 20)")
+            book_file = "params.pkl" if chapter == "ch7" else "deep_convnet_params.pkl"
+            c.add_argument(
+                "--params",
+                help=f"the other experiments: trained weights (the book's {book_file} "
+                f"or a fastnet weights file; default: what {trainer} wrote in --out)",
+            )
+        if chapter == "ch7":
+            c.add_argument("--image", type=int, default=0, help="apply-filter: which test image (0)")
+        c.set_defaults(func=cmd_book)
 
     w = sub.add_parser("sweep", help="hyperparameter search on Optuna (the book's defaults), K trials at a time")
     data_options(w)
@@ -163,6 +172,9 @@ def build_parser():
                    help="what each trial trains: dense, a MultiLayerNet of --hidden (the book's search); "
                         "simple-conv, deep-conv: the book's convnets on square images (dense)")  # fmt: skip
     w.add_argument("--hidden", help="hidden sizes of a dense net (100,100,100,100,100,100)")
+    w.add_argument("--layers", metavar="SPEC",
+                   help="each trial a network of your own design instead (as train --layers; the trial's weight "
+                        "decay on each affine and conv layer)")  # fmt: skip
     w.add_argument("--train-size", type=int, help="training images used, validation included (500)")
     w.add_argument("--validation", type=float, help="share of them held out to score trials (0.2)")
     w.add_argument("--epochs", type=int, help="epochs per trial (50)")
@@ -211,7 +223,22 @@ def build_parser():
     return p
 
 
-BOOK_EXPERIMENTS = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMENTS, "ch8": CH8_EXPERIMENTS}
+BOOK_CHAPTERS = {"ch6": "training techniques", "ch7": "convolutional networks", "ch8": "the deep convnet"}
+BOOK_EXPERIMENT_NAMES = {"ch6": CH6_EXPERIMENTS + (CH6_SEARCH,), "ch7": CH7_EXPERIMENTS, "ch8": CH8_EXPERIMENTS}
+BOOK_EXPERIMENTS = {  # name: what it shows (the figure it writes)
+    "optimizer-compare": "SGD, Momentum, AdaGrad, Adam on a 5-layer net: loss per step",
+    "weight-init-compare": "std 0.01, Xavier, He initial weights: loss per step",
+    "batch-norm": "with and without batch norm at 16 weight scales: accuracy per epoch",
+    "overfit-weight-decay": "300 training images, weight decay 0.1: train and test accuracy",
+    "overfit-dropout": "300 training images, dropout 0.2: train and test accuracy",
+    "hyperparameter-search": "100 random lr and weight decay trials (fastnet sweep's defaults)",
+    "train-convnet": "SimpleConvNet, 20 epochs: accuracy per epoch; params.pkl",
+    "visualize-filter": "the 30 first-layer filters before and after training",
+    "apply-filter": "a test image through the trained filters",
+    "train-deepnet": "DeepConvNet, 20 epochs: accuracy per epoch; deep_convnet_params.pkl",
+    "misclassified": "the test images DeepConvNet gets wrong, with its guesses",
+    "half-float": "DeepConvNet's test accuracy with float16 weights and inputs",
+}
 
 
 def main(argv=None):
@@ -221,8 +248,8 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     args = parser.parse_args(argv)
-    if args.command == "book" and args.name not in BOOK_EXPERIMENTS[args.chapter]:  # a usage error, exit 2
-        names = BOOK_EXPERIMENTS[args.chapter]
+    if args.command == "book" and args.name not in BOOK_EXPERIMENT_NAMES[args.chapter]:  # a usage error, exit 2
+        names = BOOK_EXPERIMENT_NAMES[args.chapter]
         parser.error(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has {', '.join(names)}")
     hidden = getattr(args, "hidden", 1)  # train parses its list itself (parse_sizes)
     if (getattr(args, "batch_size", 1) or 1) < 1 or (isinstance(hidden, int) and hidden < 1):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .book import CH6_SEARCH
-from .options import check_output_path, check_threads, check_train_options, load_dataset, plural
+from .options import check_output_path, check_threads, check_train_options, load_dataset, plural, say_if_compiling
 from .presets import CONVNETS, apply_preset, build_network, new_convnet, parse_sizes
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -49,6 +49,7 @@ def cmd_train(args):
         f"training {type(net).__name__} {describe(net)} ({args.dtype}) on {args.dataset}: "
         f"{len(x_train)} train / {len(x_test)} test, {plural(iters, 'step')} of batch {args.batch_size}, {optimizer}"
     )
+    say_if_compiling()
     history = train(
         net,
         (x_train, t_train),
@@ -63,11 +64,12 @@ def cmd_train(args):
         lr_decay=args.lr_decay,
         shift=args.shift,
         flip=args.flip,
+        eval_size=args.eval_size,
     )
     history.config["dataset"] = args.dataset
     steps_s = history.train_seconds - history.eval_seconds
     print(
-        f"{history.steps_done} steps in {history.train_seconds:.2f} s "
+        f"{plural(history.steps_done, 'step')} in {history.train_seconds:.2f} s "
         f"({steps_s:.2f} s of steps, {history.eval_seconds:.2f} s of evaluation)"
     )
     try:
@@ -112,6 +114,7 @@ def cmd_book(args):
         from . import sweep
 
         (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
+        say_if_compiling()
         with tempfile.TemporaryDirectory() as scratch:  # a fresh study each run, as the book's script
             study = sweep.run(CH6_SEARCH, 100, args.out, storage_url=f"sqlite:///{scratch}/study.db",
                               settings=sweep.Settings(seed=args.seed), data=((x, t), (x_test, t_test)),
@@ -120,11 +123,12 @@ def cmd_book(args):
         print(line)
         print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
         return 0
-    if args.epochs is not None and args.epochs < 1:
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: must be at least 1")
     (x, t), (x_test, t_test), classes = load_dataset(args.dataset, args.data_dir)
     if x.shape[1] != 784 or classes > 10:
         raise ValueError(f"--dataset {args.dataset}: the experiments take 28×28 images of 10 classes")
+    say_if_compiling()
     if args.chapter == "ch8":
         from .book import ch8
 
@@ -161,6 +165,7 @@ SWEEP_SETTINGS = (
     "weight_decay",
     "sampler",
     "seed",
+    "layers",
 )
 
 
@@ -190,6 +195,7 @@ def cmd_sweep(args):
         if args.dataset != "mnist" or args.data_dir:
             (x, t), (x_test, t_test), _ = load_dataset(args.dataset, args.data_dir)
             data = ((x, t), (x_test, t_test))
+        say_if_compiling()
         study = sweep.run(args.study, args.trials, args.out, storage_url=args.storage, settings=settings,
                           join=args.join, stack=args.stack, heartbeat=args.heartbeat, data=data,
                           progress=sys.stderr.isatty() if args.progress is None else args.progress)  # fmt: skip

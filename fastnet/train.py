@@ -62,7 +62,7 @@ def resolve_seed(seed=None):
 
 def train(
     net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
-    optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0, shift=0, flip=False,
+    optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0, shift=0, flip=False, eval_size=None,
 ):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
@@ -72,7 +72,9 @@ def train(
     the seed, and records its accuracy at every evaluation; ``early_stopping=N`` then stops after
     N evaluations without a better validation accuracy and restores the best weights.
     ``lr_decay`` multiplies the learning rate by that factor after each epoch (1: constant).
-    ``shift`` and ``flip`` augment the training images of a convnet afresh each epoch (``fastnet.augment``)."""
+    ``shift`` and ``flip`` augment the training images of a convnet afresh each epoch (``fastnet.augment``).
+    ``eval_size=N`` estimates the training accuracy on N training rows drawn once with the seed, rather
+    than on all of them: a shorter evaluation (validation and test sets are always scored whole)."""
     if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
     if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
@@ -81,11 +83,13 @@ def train(
         raise ValueError("early_stopping needs a validation split (validation > 0)")
     if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be a factor in (0, 1], got {lr_decay!r}")
+    if eval_size is not None and (isinstance(eval_size, bool) or not isinstance(eval_size, int) or eval_size < 1):
+        raise ValueError(f"eval_size must be a positive number of rows, got {eval_size!r}")
     check_augmentation(shift, flip, getattr(net, "input_dim", None))
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         update = optimizer if optimizer is not None else lr
         return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c,
-                      validation, early_stopping, lr_decay, shift, flip)  # fmt: skip
+                      validation, early_stopping, lr_decay, shift, flip, eval_size)  # fmt: skip
 
 
 def split_validation(x, t, fraction, seed):
@@ -99,13 +103,17 @@ def split_validation(x, t, fraction, seed):
 
 
 def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c, validation,
-           early_stopping, lr_decay, shift, flip):  # fmt: skip
+           early_stopping, lr_decay, shift, flip, eval_size):  # fmt: skip
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     seed = resolve_seed(seed)
     x_val = t_val = None
     if validation:
         x_train, t_train, x_val, t_val = split_validation(x_train, t_train, validation, seed)
+    x_eval, t_eval = x_train, t_train  # the rows whose accuracy is reported as the training accuracy
+    if eval_size is not None and eval_size < len(x_train):
+        rows = np.sort(np.random.default_rng([seed, 3]).choice(len(x_train), eval_size, replace=False))
+        x_eval, t_eval = x_train[rows], t_train[rows]
     # The steps gather 1 byte per input instead of 4 or 8, where that is exact
     train_x, train_divisor = pixel_codes(x_train) or (x_train, None)
     original_x, augment_rng = train_x, np.random.default_rng([seed, 2])  # not the batches' stream
@@ -128,6 +136,7 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             train_size=train_size,
             test_size=x_test.shape[0],
             validation_size=0 if x_val is None else x_val.shape[0],
+            eval_size=x_eval.shape[0],  # training rows scored at each evaluation
             early_stopping=early_stopping,
             lr_decay=lr_decay,
             shift=shift,
@@ -148,7 +157,7 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
     def evaluate(i):
         nonlocal since
         t0 = time.perf_counter()
-        train_acc = net.accuracy(x_train, t_train)
+        train_acc = net.accuracy(x_eval, t_eval)
         test_acc = net.accuracy(x_test, t_test)
         val_acc = None if x_val is None else net.accuracy(x_val, t_val)
         history.eval_seconds += time.perf_counter() - t0

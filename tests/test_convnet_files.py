@@ -180,9 +180,9 @@ def test_deep_convnet_weights_and_book_ch8_commands(tmp_path, capsys):
         SimpleConvNet().load_params(pkl)
 
 
-def test_the_accurate_conv_preset_trains_a_deep_convnet(tmp_path, capsys):
+def test_the_accurate_deep_conv_preset_trains_a_deep_convnet(tmp_path, capsys):
     out = tmp_path / "preset"
-    code = main(["train", "--preset", "accurate-conv", "--epochs", "1", "--dataset", SUBSET, "--out", str(out),
+    code = main(["train", "--preset", "accurate-deep-conv", "--epochs", "1", "--dataset", SUBSET, "--out", str(out),
                  "--no-plot", "--no-progress", "--seed", "0"])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0 and "DeepConvNet" in printed and "Adam(lr=0.001)" in printed, printed

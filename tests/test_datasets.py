@@ -252,3 +252,22 @@ def test_csv_errors(tmp_path, text, words):
     path.write_text(text)
     with pytest.raises(D.DataError, match=words):
         D.load_csv(path)
+
+
+def test_failed_sources_are_one_line_each_and_the_advice_comes_last(server, cache):
+    """A mirror that refuses connections (a closed port) and one that answers 404: one short line
+    each, the closed one tried once rather than for each of the four files, the advice last."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    dataset, _ = _tiny_dataset(server.root, mirrors=[closed, server.url + "missing/"])
+    with pytest.raises(D.DataError) as caught:
+        D.locate(dataset)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "tiny: could not fetch the data:"
+    assert lines[1] == f"  {closed}: no connection"
+    assert lines[2] == f"  {server.url}missing/: HTTP 404 for train-images-idx3-ubyte.gz"
+    assert lines[3].startswith("See docs/DATA.md") and len(lines) == 4
+    assert len([r for r in server.requests if r.startswith("/missing/")]) == 4  # the 404 mirror: each file asked

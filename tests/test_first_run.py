@@ -170,11 +170,33 @@ def test_every_option_says_what_it_does():
 
     from fastnet.cli import build_parser
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    missing = [f"{name} {option.option_strings[0]}" for name, sub in commands.items() for option in sub._actions
+    def commands(parser, prefix=""):  # every (sub)command: `train`, `book ch7`, ...
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix}{name}", sub
+                    yield from commands(sub, f"{prefix}{name} ")
+
+    found = dict(commands(build_parser()))
+    assert {"train", "book", "book ch6", "book ch7", "book ch8", "sweep"} <= set(found)
+    missing = [f"{name} {option.option_strings[0]}" for name, sub in found.items() for option in sub._actions
                if option.option_strings and option.help in (None, "") and option.dest != "help"]  # fmt: skip
     assert not missing, f"options without a description: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("chapter", "has", "lacks"),
+    [
+        ("ch6", ["optimizer-compare", "hyperparameter-search", "--method"], ["--params", "train-convnet"]),
+        ("ch7", ["train-convnet", "apply-filter", "--image", "--params"], ["--method", "train-deepnet"]),
+        ("ch8", ["train-deepnet", "half-float", "deep_convnet_params.pkl"], ["--method", "--image", "apply-filter"]),
+    ],
+)
+def test_each_chapters_help_lists_its_experiments_and_options(capsys, chapter, has, lacks):
+    with pytest.raises(SystemExit) as exit_:
+        main(["book", chapter, "--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and all(word in text for word in has) and not any(word in text for word in lacks)
 
 
 def test_the_train_header_names_the_network_once(tmp_path, capsys):

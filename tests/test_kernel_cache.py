@@ -66,3 +66,40 @@ def test_the_stamp_covers_every_module_of_the_package():
     names = {p.name for p in _cache.PACKAGE_DIR.glob("*.py")}
     assert {"api.py", "layers.py", "_blas.py", "partition.py", "step.py"} <= names
     assert json.dumps(_cache.package_stamp()) == json.dumps(_cache._STAMP)
+
+
+def test_a_cold_cache_is_seen_and_said_once_on_a_terminal(tmp_path):
+    """A fresh copy of the package has nothing cached: ``is_cached`` says so (the train command then
+    prints one line on a terminal); the kernels this process has run are cached."""
+    import io
+
+    from fastnet.kernels import engine, step
+    from fastnet.options import say_if_compiling
+
+    shutil.copytree(Path(fastnet.__file__).parent, tmp_path / "fastnet", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = ("from fastnet.kernels import _cache, engine, step; "
+             "print(_cache.is_cached(engine.engine_steps), _cache.is_cached(step.train_steps_unchecked))")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cold.stdout.split() == ["False", "False"], cold.stderr[-2000:]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    x, t, batches = np.ones((2, 4), np.float32), np.array([0, 1]), np.zeros((1, 2), np.int64)
+    fastnet.MultiLayerNet(4, [3], 2, seed=0).steps(x, t, batches, fastnet.optim.SGD(0.1))  # cached from here on
+    fastnet.TwoLayerNet(4, 3, 2, seed=0).steps(x, t, batches, 0.1)
+    assert _cache.is_cached(engine.engine_steps) and _cache.is_cached(step.train_steps_unchecked)
+    terminal, pipe = Terminal(), io.StringIO()
+    say_if_compiling(terminal)
+    assert terminal.getvalue() == ""  # warm: nothing said
+    original = _cache.is_cached
+    try:
+        _cache.is_cached = lambda dispatcher: False  # as the copy above: cold
+        say_if_compiling(terminal)
+        say_if_compiling(pipe)
+    finally:
+        _cache.is_cached = original
+    assert terminal.getvalue().startswith("compiling the kernels for this machine, once") and pipe.getvalue() == ""

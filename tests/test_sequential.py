@@ -1,6 +1,8 @@
 """``fastnet.Sequential`` of ``fastnet.layers``: networks of the user's own design, with the book's
 methods, the reference's results, a summary, and saved with their architecture."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -196,3 +198,72 @@ def test_spec_text_rebuilds_the_same_network():
         Sequential.from_spec("conv3x3,affine10")
     with pytest.raises(ValueError, match="'afine10' is not a layer"):
         Sequential.from_spec("1x8x8:conv2x3,afine10")
+
+
+def test_trained_from_the_command_line_and_evaluated_without_net(tmp_path, capsys):
+    from test_cli import SUBSET
+
+    from fastnet.cli import main
+
+    spec = "conv4x3p1,bn,relu,pool2,affine16,relu,dropout0.2,affine10"
+    out = tmp_path / "run"
+    code = main(["train", "--layers", spec, "--dataset", SUBSET, "--epochs", "1", "--eval-size", "50", "--seed", "3",
+                 "--out", str(out), "--no-plot", "--no-progress"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "training Sequential (1, 28, 28) [Conv(4, 3, pad=1), BatchNorm()" in printed, printed
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["spec"] == "1x28x28:" + spec and history["config"]["eval_size"] == 50
+    net = load_weights(out / "weights.npz")
+    assert isinstance(net, Sequential) and net.spec == "1x28x28:" + spec
+    assert main(["evaluate", str(out / "weights.npz"), "--dataset", SUBSET]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--layers", "conv4x3,afine10"], "'afine10' is not a layer"),
+        (["--layers", "affine16,relu,affine10", "--net", "simple-conv"], "--layers gives the whole network"),
+        (["--layers", "affine16,relu,affine10", "--dropout", "0.5"], "--dropout do not apply"),
+        (["--layers", "affine16,relu,affine5"], "the last affine layer has 5 units"),
+        (["--layers", "affine16,relu,affine10", "--shift", "1"], "--shift moves pixels of images"),
+        (["--layers", "affine16,relu,affine10", "--eval-size", "0"], "--eval-size 0: must be at least 1"),
+    ],
+)
+def test_bad_layers_on_the_command_line_are_refused_before_training(tmp_path, capsys, extra, words):
+    from test_cli import SUBSET
+
+    from fastnet.cli import main
+
+    assert main(["train", "--dataset", SUBSET, "--iters", "1", "--out", str(tmp_path / "r"), *extra]) == 1
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "r" / "weights.npz").exists()
+
+
+def test_the_accurate_conv_preset_is_a_batch_norm_convnet_with_the_datasets_augmentation(tmp_path, capsys):
+    import argparse
+
+    from test_cli import SUBSET
+
+    from fastnet.cli import main
+    from fastnet.presets import PRESETS, apply_preset
+
+    def preset_for(dataset, **given):
+        args = argparse.Namespace(preset="accurate-conv", dataset=dataset, hidden=None, batch_size=None, lr=None,
+                                  optimizer=None, lr_decay=None, epochs=None, iters=None, shift=None, flip=None,
+                                  eval_size=None, layers=None, dropout=None, net=None)  # fmt: skip
+        vars(args).update(given)
+        apply_preset(args)
+        return args
+
+    assert preset_for("mnist").shift == 2 and not preset_for("mnist").flip
+    assert preset_for("fashion-mnist").flip is True and preset_for("fashion-mnist").shift == 0
+    assert preset_for("mnist", shift=0).shift == 0  # an option given overrides the preset
+    assert preset_for("csv:x.csv").shift == 0 and preset_for("csv:x.csv").flip is False
+    assert preset_for("mnist").layers == PRESETS["accurate-conv"]["layers"]
+    out = tmp_path / "preset"
+    code = main(["train", "--preset", "accurate-conv", "--epochs", "1", "--dataset", SUBSET, "--out", str(out),
+                 "--no-plot", "--no-progress", "--seed", "0"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "training Sequential" in printed and "Adam(lr=0.001)" in printed, printed
+    assert load_weights(out / "weights.npz").spec.endswith(PRESETS["accurate-conv"]["layers"])

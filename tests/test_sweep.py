@@ -63,6 +63,8 @@ def test_malformed_ranges(text, words):
     (["--storage", "nosuchdb://x"], "cannot open it"),
     (["--join", "--study", "nobody-made-this"], "no such study"),
     (["--validation", "1.5"], "--validation 1.5"),
+    (["--layers", "conv4x3,afine10"], "'afine10' is not a layer"),
+    (["--layers", "affine10", "--net", "simple-conv"], "--layers gives the whole network"),
 ])  # fmt: skip
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, words):
     out = tmp_path / "out"
@@ -314,3 +316,21 @@ def test_a_sweep_of_convnets_on_sqlite(tmp_path):
     check_every_trial_once(trials, 3)
     assert json.loads(optuna.load_study(study_name="conv", storage=f"sqlite:///{tmp_path / 'conv.db'}")
                       .user_attrs["settings"])["net"] == "simple-conv"  # fmt: skip
+
+
+def test_a_sweep_of_a_network_of_your_own_design(tmp_path):
+    """--layers: each trial a Sequential of those layers, the trial's weight decay on every affine and
+    conv layer, the study's settings naming the layers."""
+    code, out, err = finish(sweep("--layers", "conv3x3p1,bn,relu,pool2,affine10", "--out", str(tmp_path), "--trials",
+                                  "3", "--study", "own", "--train-size", "60", "--batch-size", "20"))  # fmt: skip
+    assert code == 0, err
+    storage = f"sqlite:///{tmp_path / 'own.db'}"
+    trials = trials_of("own", storage)
+    check_every_trial_once(trials, 3)
+    settings = json.loads(optuna.load_study(study_name="own", storage=storage).user_attrs["settings"])
+    assert settings["layers"] == "conv3x3p1,bn,relu,pool2,affine10"
+    from fastnet.sweep import Settings, new_net
+
+    net = new_net(Settings(layers=settings["layers"]), 784, 0.25, seed=0)
+    assert [layer.args.get("weight_decay") for layer in net.layers] == [0.25, None, None, None, 0.25]
+    assert net.input_dim == (1, 28, 28)

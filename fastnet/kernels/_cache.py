@@ -70,3 +70,13 @@ def install():
 
 
 install()
+
+
+def is_cached(dispatcher):
+    """Whether the cache holds machine code of ``dispatcher`` (any signature) for the package as it
+    is now: False on a first run, and after an upgrade or an edit of any kernel module. Reads Numba's
+    index file (a private API): if that fails, says True, so a notice is left out rather than wrong."""
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())
+    except Exception:
+        return True
