@@ -14,6 +14,7 @@ AFFINE_MACS = B * (FN * 12 * 12 * HIDDEN + HIDDEN * 10)
 STEP_FLOPS = 2 * (2 * CONV_MACS + 3 * AFFINE_MACS)  # forward, dW1 (no dx), and three products per affine
 PREDICT_FLOPS = 2 * 10 * (CONV_MACS + AFFINE_MACS)  # 1,000 images
 IMPLS = ["fastnet-f32", "reference-f64", "reference-f32", "torch-f32", "jax-f32"]
+PREDICT_IMPLS = [*IMPLS, "onnxruntime-f32"]  # an inference engine: the same network exported (fastnet.export)
 
 
 def record(benchmark, group, flops):
@@ -33,6 +34,9 @@ def need(impl):
         return torch
     if impl.startswith("jax"):
         return pytest.importorskip("jax", reason="JAX is not installed")
+    if impl.startswith("onnxruntime"):
+        pytest.importorskip("onnx", reason="onnx is not installed")
+        return pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     return None
 
 
@@ -135,6 +139,13 @@ def _predictor(impl, lib, x, fast, ref, torch_model, jax_model):
                 net.predict(x[i : i + 100])
 
         return func
+    if impl.startswith("onnxruntime"):  # fastnet's network as an ONNX graph, the machine's cores as threads
+        options = lib.SessionOptions()
+        options.intra_op_num_threads = _cores.BLOCKS or 1
+        model = fast().to_onnx().SerializeToString()
+        session = lib.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: x})
     if impl.startswith("torch"):
         model, xt = torch_model(lib), lib.from_numpy(x)
 
@@ -214,7 +225,7 @@ def test_simple_convnet_step(benchmark, data, impl):
     benchmark(func)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", PREDICT_IMPLS)
 def test_simple_convnet_predict(benchmark, data, impl):
     """Logits of 1,000 images."""
     lib = need(impl)
@@ -336,7 +347,7 @@ def test_deep_convnet_step(benchmark, data, impl):
         benchmark(func)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", PREDICT_IMPLS)
 def test_deep_convnet_predict(benchmark, data, impl):
     """Logits of 1,000 images (dropout at test time: the scaling)."""
     lib = need(impl)

@@ -1,43 +1,22 @@
 """The book's weight files (``params.pkl``, ``deep_convnet_params.pkl``): a pickled dict of
 numpy arrays, read without executing arbitrary pickles, and written in the same format.
 
-A pickle can call any importable function while it loads. The reader here is an unpickler that
-resolves only what such a file holds: numpy's array reconstruction (``numpy.core.multiarray``
-as numpy 1.x, which wrote the book's files, names it; ``numpy._core.multiarray`` as numpy 2
-does), ``numpy.ndarray``, ``numpy.dtype`` and the bytes codec protocol 2 uses. Anything else is
-refused with a message naming it; the loaded object must be a dict of str to float arrays.
+Read with the project's one restricted unpickler (``fastnet.safe_pickle``): a global that a file
+of weights does not need is refused with a message naming it; the loaded object must be a dict of
+str to float arrays.
 """
 
-import io
 import pickle
 import pickletools
 
 import numpy as np
 
 from ._atomic import atomic_write_bytes
-
-ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
+from .safe_pickle import RefusedGlobal, load_arrays
 
 
 class BookFileError(ValueError):
     """A file that is not (or no longer) a dict of arrays pickled as the book writes them."""
-
-
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in ALLOWED:
-            raise BookFileError(f"it asks to load {module}.{name}, which a file of weights does not need "
-                                "(refused: unpickling it could run code)")  # fmt: skip
-        module = module.replace("numpy.core.", "numpy._core.") if np.__version__ >= "2" else module
-        return super().find_class(module, name)
 
 
 def read_book_params(path):
@@ -50,8 +29,8 @@ def read_book_params(path):
     except OSError as e:
         raise BookFileError(f"{path}: cannot read it ({e})") from None
     try:
-        params = _ArraysOnly(io.BytesIO(data)).load()
-    except BookFileError as e:
+        params = load_arrays(data)
+    except RefusedGlobal as e:
         raise BookFileError(f"{path}: not a file of the book's weights: {e}") from None
     except Exception as e:  # truncated, corrupt, not a pickle at all
         raise BookFileError(f"{path}: not a readable pickle of the book's weights ({type(e).__name__}: {e})") from None

@@ -251,11 +251,11 @@ def main(argv=None):
     if args.command == "book" and args.name not in BOOK_EXPERIMENT_NAMES[args.chapter]:  # a usage error, exit 2
         names = BOOK_EXPERIMENT_NAMES[args.chapter]
         parser.error(f"fastnet book {args.chapter}: no experiment {args.name!r}; {args.chapter} has {', '.join(names)}")
-    hidden = getattr(args, "hidden", 1)  # train parses its list itself (parse_sizes)
-    if (getattr(args, "batch_size", 1) or 1) < 1 or (isinstance(hidden, int) and hidden < 1):
-        print("fastnet: error: --batch-size and --hidden must be at least 1", file=sys.stderr)
-        return EXIT_ERROR
     try:
+        for name in ("batch_size", "hidden", "batch"):  # sizes, in any command that has them (train's
+            value = getattr(args, name, None)  # --hidden is a list: parse_sizes checks it)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least 1")
         if getattr(args, "out", None) is not None:  # before any data is loaded: a run is never lost to it
             check_output_path("--out", args.out)
         if getattr(args, "history", None):

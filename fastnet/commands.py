@@ -24,8 +24,6 @@ def cmd_train(args):
     if args.net in CONVNETS and args.iters is None and args.epochs is None and args.preset is None:
         args.epochs = 20  # the book's train_convnet.py and train_deepnet.py
     apply_preset(args)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
         raise ValueError(f"--epochs {args.epochs:g}: must be a number of epochs > 0")
     if args.iters is not None and args.iters < 1:
@@ -121,7 +119,7 @@ def cmd_book(args):
                               progress=sys.stderr.isatty())  # fmt: skip
             line = sweep.summary(study)
         print(line)
-        print(f"wrote {Path(args.out) / 'sweep.png'}, trials.json, trials.csv, best.json")
+        say_wrote(args.out, ["sweep.png", "trials.json", "trials.csv", "best.json"])
         return 0
     if getattr(args, "epochs", None) is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: must be at least 1")
@@ -129,29 +127,27 @@ def cmd_book(args):
     if x.shape[1] != 784 or classes > 10:
         raise ValueError(f"--dataset {args.dataset}: the experiments take 28×28 images of 10 classes")
     say_if_compiling()
-    if args.chapter == "ch8":
-        from .book import ch8
+    if args.chapter in ("ch7", "ch8"):
+        from .book import ch7, ch8
 
-        _, line = ch8.run(args.name, args.out, data=((x, t), (x_test, t_test)), seed=args.seed,
-                          epochs=20 if args.epochs is None else args.epochs, params=args.params)  # fmt: skip
+        chapter = ch7 if args.chapter == "ch7" else ch8
+        options = {"image": args.image} if args.chapter == "ch7" else {}
+        epochs = 20 if args.epochs is None else args.epochs  # the book's
+        _, line = chapter.run(args.name, args.out, data=((x, t), (x_test, t_test)), seed=args.seed, epochs=epochs,
+                              params=args.params, **options)  # fmt: skip
         print(line)
-        files = [ch8.PARAMS_FILE, "weights.npz"] if args.name == "train-deepnet" else []
-        print(f"wrote {Path(args.out) / (args.name + '.png')}, " + ", ".join([args.name + ".json", *files]))
-        return 0
-    if args.chapter == "ch7":
-        from .book import ch7
-
-        _, line = ch7.run(args.name, args.out, data=((x, t), (x_test, t_test)), seed=args.seed,
-                          epochs=20 if args.epochs is None else args.epochs, params=args.params,
-                          image=args.image)  # fmt: skip
-        print(line)
-        files = ["params.pkl", "weights.npz"] if args.name == "train-convnet" else []
-        print(f"wrote {Path(args.out) / (args.name + '.png')}, " + ", ".join([args.name + ".json", *files]))
+        trained = {"train-convnet": "params.pkl", "train-deepnet": ch8.PARAMS_FILE}.get(args.name)
+        say_wrote(args.out, [args.name + ".png", args.name + ".json"] + ([trained, "weights.npz"] if trained else []))
         return 0
     _, line = ch6.run(args.name, args.out, method=args.method, data=((x, t), (x_test, t_test)), seed=args.seed)
     print(line)
-    print(f"wrote {Path(args.out) / (args.name + '.png')}, {Path(args.out) / (args.name + '.json')}")
+    say_wrote(args.out, [args.name + ".png", args.name + ".json"])
     return 0
+
+
+def say_wrote(directory, names):
+    """'wrote a.png, a.json in DIR': every file named the same way."""
+    print(f"wrote {', '.join(names)} in {directory}")
 
 
 SWEEP_SETTINGS = (

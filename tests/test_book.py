@@ -68,3 +68,40 @@ def test_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["book", "ch6", "no-such-experiment"])
     assert info.value.code == 2
+
+
+def test_every_book_figure_reads_without_the_docs(subset, tmp_path, monkeypatch):
+    """The figures of short runs (one epoch, a few steps) as matplotlib drew them: each has a title;
+    every curve shows its points (a marker, so a one-point curve is not invisible); axes with curves
+    say what they plot; an epoch axis has whole-number ticks (not 0.96 ... 1.04)."""
+    import matplotlib.figure
+
+    from fastnet.book import ch7, ch8
+
+    drawn = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig),
+                                                                                  savefig(fig, *a, **k)))  # fmt: skip
+    for name in CH6_EXPERIMENTS:
+        ch6.run(name, tmp_path, data=subset, **{k: 1 for k in SHORT[name]})
+    for name in ch7.CH7_EXPERIMENTS:
+        ch7.run(name, tmp_path, data=subset, epochs=1)
+    for name in ("train-deepnet", "misclassified", "half-float"):
+        ch8.run(name, tmp_path, data=subset, epochs=1)
+    assert len(drawn) == len(CH6_EXPERIMENTS) + 6
+    suptitles = [fig._suptitle.get_text() for fig in drawn if fig._suptitle]
+    assert any(t.startswith("apply-filter: the 30 first-layer filters") for t in suptitles), suptitles
+    for fig in drawn:
+        titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title(loc) for ax in fig.axes
+                                                                         for loc in ("left", "center")]  # fmt: skip
+        assert any(titles), "a figure without a title"
+        for ax in fig.axes:
+            if ax.lines:
+                assert ax.get_xlabel() or any(a.get_xlabel() for a in fig.axes), titles
+            for line in ax.lines:
+                assert line.get_marker() not in (None, "None", "", " "), (titles, line.get_label())
+            if ax.get_xlabel() == "epochs":
+                fig.canvas.draw()
+                low, high = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if low <= t <= high]
+                assert ticks and all(float(t).is_integer() for t in ticks), (titles, ticks)

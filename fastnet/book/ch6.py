@@ -14,16 +14,15 @@ loss stops being finite is left as it was and trained no further (its curve
 reads None from there, its accuracy stays).
 """
 
-import io
 import time
 
 import numpy as np
 
 from .. import optim, reference
-from .._atomic import atomic_write_bytes, atomic_write_json
+from .._atomic import atomic_write_json
 from ..multilayer import MultiLayerNet
 from ..stack import NetStack
-from . import CH6_EXPERIMENTS
+from . import CH6_EXPERIMENTS, save_figure
 
 
 class Fastnet:
@@ -237,27 +236,32 @@ def _loss_figure(result, ylim):
 
 def _batch_norm_figure(result):
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(4, 4, figsize=(12, 10), sharex=True, sharey=True)
     for ax, run in zip(axes.ravel(), result["runs"]):
         epochs = np.arange(len(run["batchnorm"]))
-        ax.plot(epochs, run["batchnorm"], label="Batch Normalization", markevery=2)
-        ax.plot(epochs, run["plain"], linestyle="--", label="Normal(without BatchNorm)", markevery=2)
+        ax.plot(epochs, run["batchnorm"], marker="o", markersize=3, markevery=2, label="Batch Normalization")
+        ax.plot(epochs, run["plain"], linestyle="--", marker="s", markersize=3, markevery=2,
+                label="Normal(without BatchNorm)")  # fmt: skip
         ax.set_title(f"W:{run['weight_scale']:.4g}", fontsize=9)
         ax.set_ylim(0, 1.0)
     axes[-1, 0].set(xlabel="epochs", ylabel="accuracy")
+    axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))  # shared
     axes[0, 0].legend(loc="lower right", fontsize=7)
     return fig
 
 
 def _accuracy_figure(result):
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     epochs = np.arange(len(result["train_acc"]))
     ax.plot(epochs, result["train_acc"], marker="o", markevery=10, label="train")
     ax.plot(epochs, result["test_acc"], marker="s", markevery=10, label="test")
     ax.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     ax.legend(loc="lower right")
     return fig
 
@@ -312,7 +316,6 @@ def run(name, out, method="fastnet", data=None, seed=0, **sizes):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     experiment, figure, summary = EXPERIMENTS[name]
     how = METHODS[method]()
@@ -325,10 +328,6 @@ def run(name, out, method="fastnet", data=None, seed=0, **sizes):
     out.mkdir(parents=True, exist_ok=True)
     fig = figure(result)
     fig.suptitle(f"{name} ({how.name})")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(out / f"{name}.png", buf.getvalue())
+    save_figure(fig, out / f"{name}.png")
     atomic_write_json(out / f"{name}.json", result)
     return result, f"{name}: {summary(result)} ({seconds:.1f} s, {how.name})"

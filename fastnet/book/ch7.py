@@ -9,28 +9,20 @@
 ``apply-filter``      the trained first-layer filters applied to a test image: its feature maps.
 """
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import optim
-from .._atomic import atomic_write_bytes, atomic_write_json
+from .._atomic import atomic_write_json
 from ..convnet import SimpleConvNet
-from . import CH7_EXPERIMENTS  # noqa: F401  (the names, listed where the CLI reads them)
+from . import (
+    CH7_EXPERIMENTS,  # noqa: F401  (the names, listed where the CLI reads them)
+    save_figure,
+)
 
 EVALUATION_SAMPLES = 1000  # the book's Trainer(evaluate_sample_num_per_epoch=1000)
-
-
-def save_figure(fig, path):
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def trained_params(out, params, file_name="params.pkl", command="fastnet book ch7 train-convnet"):
@@ -73,8 +65,10 @@ def train_book_net(net, data, out, seed, epochs, name, file_name, log=print):
               "train_acc": train_acc, "test_acc": test_acc, "final_test_acc": final, "step_seconds": step_seconds,
               "seconds": seconds}  # fmt: skip
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs: 1, 2, ... (not 0.96 ... 1.04)
     epochs_axis = np.arange(1, epochs + 1)
     if epochs:
         ax.plot(epochs_axis, train_acc, marker="o", label="train", markevery=2)
@@ -118,6 +112,8 @@ def visualize_filter(out, params, seed=0):
     for r in range(rows):
         _filter_grid(axes[r], initial[r * cols : (r + 1) * cols], "random initialisation" if r == 0 else "")
         _filter_grid(axes[rows + r], after[r * cols : (r + 1) * cols], f"trained ({path.name})" if r == 0 else "")
+    fig.suptitle(f"visualize-filter: SimpleConvNet's {n} first-layer filters, before and after training",
+                 fontsize=10)  # fmt: skip
     save_figure(fig, Path(out) / "visualize-filter.png")
     result = {"params": str(path), "filters": int(n), "initial_std": float(initial.std()),
               "trained_std": float(after.std())}  # fmt: skip
@@ -150,6 +146,8 @@ def apply_filter(data, out, params, image=0):
         ax.axis("off")
     for i in range(n):
         axes[1 + i // cols, i % cols].imshow(maps[i], cmap="gray_r")
+    fig.suptitle(f"apply-filter: the {n} first-layer filters of {path.name} applied to test image {image}",
+                 fontsize=10)  # fmt: skip
     save_figure(fig, Path(out) / "apply-filter.png")
     result = {"params": str(path), "image": image, "label": int(t_test[image]),
               "map_range": [float(maps.min()), float(maps.max())]}  # fmt: skip

@@ -16,7 +16,8 @@ import numpy as np
 
 from .._atomic import atomic_write_json
 from ..convnet import DeepConvNet
-from .ch7 import prepare, save_figure, train_book_net, trained_params
+from . import save_figure
+from .ch7 import prepare, train_book_net, trained_params
 
 PARAMS_FILE = "deep_convnet_params.pkl"  # the book's name for the trained weights
 COMMAND = "fastnet book ch8 train-deepnet"
@@ -68,6 +69,7 @@ def half_float(data, out, params):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.4f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(min(full, rounded) - 0.01, 1.0)
     ax.set_ylabel("test accuracy")
+    ax.set_title(f"half-float: DeepConvNet on {len(x_test)} test images", fontsize=10)
     save_figure(fig, Path(out) / "half-float.png")
     result = {"params": str(path), "float32_accuracy": full, "float16_accuracy": rounded}
     return result, f"half-float: test accuracy {full:.4f} in float32, {rounded:.4f} with float16 weights and inputs"
