@@ -65,8 +65,8 @@ def build_parser():
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="accurate: 784-256-256-10, dropout 0.2, Adam lr 1e-3 x 0.9 per epoch, 20 epochs; "
                         f"accurate-conv: a batch-norm convnet, {PRESETS['accurate-conv']['layers']} (see --layers), "
-                        "Adam lr 1e-3 x 0.8 per epoch, 15 epochs, --eval-size 10000; with --shift 2 on mnist, "
-                        "--flip on fashion-mnist; "
+                        "Adam lr 1e-3 x 0.85 per epoch, --eval-size 10000; on mnist --shift 2 and 20 epochs, on "
+                        "fashion-mnist --flip and 15 epochs, else 15 epochs; "
                         "accurate-deep-conv: the book's DeepConvNet, Adam lr 1e-3 x 0.9 per epoch, 15 epochs "
                         "(options you give override a preset's)")  # fmt: skip
     t.add_argument(

@@ -1,7 +1,7 @@
 """MultiLayerNet and NetStack of an older checkout against this one, in one process, interleaved.
 
     git worktree add /tmp/before <commit>
-    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack]
+    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack|predict]
 
 The older checkout's ``fastnet`` package is copied as ``fastnet_old`` into a temporary folder (its
 own Numba cache) and imported beside this one; each round times both on the same inputs, so the
@@ -50,7 +50,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before", help="a checkout of fastnet (its fastnet/ package is compared)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--what", choices=("multilayer", "stack"), default="multilayer")
+    p.add_argument("--what", choices=("multilayer", "stack", "predict"), default="multilayer")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp())
     shutil.copytree(Path(args.before) / "fastnet", folder / "fastnet_old", ignore=shutil.ignore_patterns("__pycache__"))
@@ -62,8 +62,9 @@ def main():
 
     rng = np.random.default_rng(0)
     x, t = rng.random((2000, 784)).astype(np.float32), rng.integers(0, 10, 2000)
-    if args.what == "stack":
-        compare_stacks(fastnet_old, fastnet, x, t, rng, args.rounds)
+    if args.what in ("stack", "predict"):
+        compare = compare_stacks if args.what == "stack" else compare_predict
+        compare(fastnet_old, fastnet, x, t, rng, args.rounds)
         shutil.rmtree(folder, ignore_errors=True)
         return
     print("| MultiLayerNet 784-[100xL]-10 | old µs | new µs | new/old per round, median (min-max) |")
@@ -89,6 +90,42 @@ def main():
             if accuracy:
                 print(row(f"{name}, accuracy on 2,000 rows", accuracy))
     shutil.rmtree(folder, ignore_errors=True)
+
+
+CONVNETS = [  # name, how each package builds it
+    ("SimpleConvNet", lambda package: package.SimpleConvNet(seed=0)),
+    ("DeepConvNet", lambda package: package.DeepConvNet(seed=0)),
+    (
+        "accurate-conv (batch norm)",
+        lambda package: package.Sequential.from_spec(
+            "1x28x28:conv32x3p1,bn,relu,pool2,conv64x3p1,bn,relu,pool2,affine256,bn,relu,dropout0.4,affine10", seed=0
+        ),
+    ),
+]
+
+
+def _interleaved(pair, rounds):
+    """(old, new) seconds per round, odd rounds timing the new one first: no order effect."""
+    timings = []
+    for r in range(rounds):
+        order = (1, 0) if r % 2 else (0, 1)
+        seconds = {i: median_seconds(pair[i], 3) for i in order}
+        timings.append((seconds[0], seconds[1]))
+    return timings
+
+
+def compare_predict(fastnet_old, fastnet, x, t, rng, rounds):
+    """The convnets' predict on 1,000 images and on the book's batch of 100, float32."""
+    print("| predict, float32 | old µs | new µs | new/old per round, median (min-max) |")
+    print("|---|---:|---:|---:|")
+    images = x[:1000].reshape(1000, 1, 28, 28)
+    for name, make in CONVNETS:
+        nets = [make(package) for package in (fastnet_old, fastnet)]
+        for rows in (1000, 100):
+            pair = [lambda net=net: net.predict(images[:rows]) for net in nets]
+            for call in pair:  # compile and warm both
+                call()
+            print(row(f"{name}, {rows:,} images", _interleaved(pair, rounds)))
 
 
 def compare_stacks(fastnet_old, fastnet, x, t, rng, rounds):

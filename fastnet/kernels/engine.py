@@ -44,7 +44,6 @@ from .activations import IDENTITY
 from .batchnorm import (
     STATS,
     batchnorm_backward_channels,
-    batchnorm_test_rows,
     batchnorm_train_channels,
     move_running_statistics,
 )
@@ -97,7 +96,6 @@ from .schedule import (
     plan_gradient_tasks,
     row_local,
     test_forward_by_rows,
-    test_transforms,
     update_other_params,
 )
 
@@ -155,15 +153,15 @@ def _forward(x, flat, net, work, masks):
     """Every layer's output for the rows of x (B, IN_SIZE of the first layer) into ``work.acts``;
     returns the logits' view (B, classes). ``masks`` = (seed, step, train): in training, dropout
     draws the masks of training step ``step`` and batch norm uses the batch's statistics (its x̂
-    and statistics kept in ``work``); else dropout scales and batch norm uses the running
-    statistics. ``net`` an ``EngineNetwork`` (or a plain tuple in its order). Unchecked."""
+    and statistics kept in ``work``), layer by layer; at test time (``test_forward_by_rows``)
+    dropout scales and batch norm uses the running statistics, a few rows at a time through every
+    layer (the logits in their layer's buffer; batch norm and dropout above the first layer then
+    work in place on the layer below's). ``net`` an ``EngineNetwork`` (or a plain tuple in its
+    order). Unchecked."""
     rec = net.rec
     B = x.shape[0]
-    seed, step, train = masks
-    if not train and row_local(rec, True):
+    if not masks[2]:  # test time: a few images at a time through the whole network
         return test_forward_by_rows(x, flat, net, work)
-    if not train:
-        test_transforms(flat, net, work)
     h = x
     for l in range(rec.shape[0]):
         out = layer_rows(work.acts, rec, l, B)
@@ -201,8 +199,8 @@ def layer_split(rec, l, B, backward):
 @njit(cache=True)
 def forward_block(h, out, flat, net, work, l, masks, split, k):
     """Block k of ``split`` (``layer_split``; (1, 1): all of it) of layer l's forward from its
-    input h into out, for an affine, batch-norm or dropout layer; ``masks`` as ``_forward``'s (at
-    test time, batch norm's scale and shift already in its statistics)."""
+    input h into out, for an affine, batch-norm or dropout layer, in training; ``masks`` as
+    ``_forward``'s."""
     rec, coef = net.rec, net.coef
     B = h.shape[0]
     seed, step, train = masks
@@ -214,10 +212,7 @@ def forward_block(h, out, flat, net, work, l, masks, split, k):
         gamma, beta = norm_params(flat, rec, l)
         channels, S, stats, normed = _norm_state(rec, l, work, B)
         c0, c1 = block_bounds(channels, split[0], k)
-        if train:
-            batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
-        else:
-            batchnorm_test_rows(h, out, stats, S, 0, B, c0, c1, act)
+        batchnorm_train_channels(h, out, normed, gamma, beta, stats, S, c0, c1, act)
     else:
         r0, r1 = block_bounds(B, split[0], k)
         dropout_rows(h, out, coef[l, RATIO], seed, step, rec[l, KEY], train, r0, r1)

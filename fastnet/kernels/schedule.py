@@ -4,7 +4,10 @@ layer-by-layer loop of ``engine`` would leave time on the table.
 Row-local networks (affine and dropout layers; at test time batch norm too) are taken a block of
 rows at a time through every layer in one parallel region (``test_forward_by_rows``,
 ``forward_backward_by_rows``): the rows a layer reads are still in cache, and the region is
-entered once, not once per layer.
+entered once, not once per layer. At test time every network is row-local: each image goes
+through the convolutions and pools on its own too, so ``predict`` and ``accuracy`` take a few
+images at a time through the whole network while their activations are in cache, as an
+inference engine does (the same per-image kernels as the layer-by-layer loop: the same bits).
 
 The weight gradients of affine layers, and the optimizer's update.
 
@@ -25,12 +28,14 @@ from numba import njit, prange
 
 from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
+from .conv import _conv_forward_image, _shift_forward_image, shift_filters, uses_shifts
 from .decay import add_decay
 from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
 from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
+from .pool import _pool_forward_image
 from .records import (
     ACT,
     ACT_OFF,
@@ -40,18 +45,26 @@ from .records import (
     CONV,
     DECAY,
     DROPOUT,
+    FH,
+    FW,
     IN_SIZE,
     KEY,
     KIND,
     OC,
+    OH,
     OUT_SIZE,
+    OW,
+    PAD,
+    POOL,
     RATIO,
     RUN_OFF,
+    STRIDE,
     W_OFF,
     C,
     H,
     W,
     affine_params,
+    layer_aux,
     layer_rows,
     norm_params,
     norm_stats,
@@ -199,23 +212,51 @@ def other_params(rec, l):
 @njit(cache=True)
 def row_local(rec, test):
     """Whether every layer works on each row on its own (so that one parallel region can take a
-    block of rows through the whole network): affine and dropout layers, and at test time batch
-    norm (a scale and a shift per channel). Convolutions and pools run their own parallel loops."""
+    block of rows through the whole network): affine and dropout layers, and at test time every
+    layer (batch norm is then a scale and a shift per channel; a convolution or a pool reads one
+    image). In training, convolutions, pools and batch norm run their own parallel loops."""
+    if test:
+        return True
     for l in range(rec.shape[0]):
         kind = rec[l, KIND]
-        if kind != AFFINE and kind != DROPOUT and not (test and kind == BATCHNORM):
+        if kind != AFFINE and kind != DROPOUT:
             return False
     return True
 
 
 @njit(cache=True)
 def row_work(rec):
-    """Multiply-adds per row of a network's affine layers: sizes the row blocks."""
+    """Multiply-adds per row of a network's affine and convolution layers: sizes the row blocks."""
     total = 0
     for l in range(rec.shape[0]):
         if rec[l, KIND] == AFFINE:
             total += rec[l, IN_SIZE] * rec[l, OUT_SIZE]
+        elif rec[l, KIND] == CONV:
+            total += rec[l, OUT_SIZE] * rec[l, C] * rec[l, FH] * rec[l, FW]
     return total
+
+
+# Activations (values) a pass of images through the layers up to the last convolution or pool
+# keeps in cache at most: its images' outputs of each of those layers, about a core's share of L2.
+PASS_VALUES = 1 << 17
+
+
+@njit(cache=True)
+def image_layers(rec):
+    """How many layers, from the first, work on images (up to the last convolution or pool): the
+    part a pass takes a few images at a time; the dense layers above it take ROWS_PER_PASS rows."""
+    n = 0
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == CONV or rec[l, KIND] == POOL:
+            n = l + 1
+    return n
+
+
+@njit(cache=True)
+def image_pass(rec):
+    """Images a pass takes through the image layers (``image_layers``): as many as keep their
+    activations within PASS_VALUES."""
+    return max(1, min(ROWS_PER_PASS, PASS_VALUES // max(1, rec[: image_layers(rec), OUT_SIZE].sum())))
 
 
 @njit(cache=True)
@@ -231,20 +272,40 @@ def test_transforms(flat, net, work):
                                      norm_stats(work.stats, rec, l))  # fmt: skip
 
 
+@njit(cache=True)
+def conv_taps(flat, rec):
+    """The filters of every convolution that runs by shifted products, tap by tap
+    (``conv.shift_filters``), each where its weights are in ``flat``; the rest of it unused."""
+    taps = np.empty_like(flat)
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == CONV and uses_shifts(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+            w0, K = rec[l, W_OFF], rec[l, C] * rec[l, FH] * rec[l, FW]
+            shift_filters(flat[w0 : w0 + rec[l, OC] * K].reshape((rec[l, OC], K)), rec[l, C], rec[l, FH], rec[l, FW],
+                          taps[w0:])  # fmt: skip
+    return taps
+
+
 @njit(parallel=True, cache=True)
 def test_forward_by_rows(x, flat, net, work):
-    """Test time through a row-local network (``row_local``): one parallel region takes each block
-    of rows through every layer, ROWS_PER_PASS rows at a time, so each layer reads rows the one
-    below just wrote, still in cache. Batch norm and dropout are then a map of each value (a scale
-    and a shift; a scale): above the first layer they work in place on the rows below instead of
-    writing buffers of their own. Returns the logits' view of ``work.acts``."""
+    """Test time through the whole network (``row_local``): one parallel region takes each block
+    of rows through every layer, a few images at a time through the convolutions and pools
+    (``image_pass``), then ROWS_PER_PASS rows at a time through the dense layers above them, so
+    each layer reads rows the one below just wrote, still in cache. Batch norm and dropout are then
+    a map of each value (a scale and a shift; a scale): above the first layer they work in place
+    on the rows below instead of writing buffers of their own. Returns the logits' view of
+    ``work.acts``."""
     rec = net.rec
     B = x.shape[0]
     test_transforms(flat, net, work)
+    taps = conv_taps(flat, rec)
     nb = num_blocks(B, B * row_work(rec))
+    split, images = image_layers(rec), image_pass(rec)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        test_rows(x, flat, net, work, r0, r1, ROWS_PER_PASS)
+        for c0 in range(r0, r1, images):  # convolutions and pools, a few images at a time
+            test_rows(x, flat, net, work, 0, split, c0, min(c0 + images, r1), taps, k)
+        for c0 in range(r0, r1, ROWS_PER_PASS):  # the dense layers above them, in long row blocks
+            test_rows(x, flat, net, work, split, rec.shape[0], c0, min(c0 + ROWS_PER_PASS, r1), taps, k)
     return layer_rows(work.acts, rec, logits_layer(rec), B)
 
 
@@ -259,34 +320,74 @@ def logits_layer(rec):
 
 
 @njit(cache=True)
-def test_rows(x, flat, net, work, r0, r1, pass_rows):
-    """Rows r0:r1 of x through every layer of a row-local network at test time, serial,
-    ``pass_rows`` rows at a time (``test_forward_by_rows``; batch norm's maps already in
-    ``work.stats``, ``test_transforms``)."""
+def test_rows(x, flat, net, work, l0, l1, c0, c1, taps, k):
+    """Rows c0:c1 of x through layers l0:l1 at test time, serial (``test_forward_by_rows``; batch
+    norm's maps already in ``work.stats``, ``test_transforms``; the shifted products' filters in
+    ``taps``, ``conv_taps``; block k's scratch ``work.col[k]``). Layer l0's input is x's rows for
+    l0 = 0, else what layers below l0 left in their buffers (``layer_input``)."""
     rec, coef = net.rec, net.coef
-    B, L = x.shape[0], rec.shape[0]
-    for c0 in range(r0, r1, pass_rows):
-        c1 = min(c0 + pass_rows, r1)
-        h = x
-        for l in range(L):
-            kind, act = rec[l, KIND], rec[l, ACT]
-            if kind == AFFINE:
-                out = layer_rows(work.acts, rec, l, B)
-                weights, bias = affine_params(flat, rec, l)
-                _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
-                h = out
-            elif l == 0:  # the input is the caller's: these write their own buffer
-                out = layer_rows(work.acts, rec, l, B)
-                if kind == DROPOUT:
-                    dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
-                else:
-                    batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
-                                        rec[l, C], act)  # fmt: skip
-                h = out
-            elif kind == DROPOUT:
-                dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
+    B = x.shape[0]
+    h = layer_input(x, work.acts, rec, l0)
+    for l in range(l0, l1):
+        kind, act = rec[l, KIND], rec[l, ACT]
+        if kind == AFFINE:
+            out = layer_rows(work.acts, rec, l, B)
+            weights, bias = affine_params(flat, rec, l)
+            _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
+            h = out
+        elif kind == CONV:
+            out = layer_rows(work.acts, rec, l, B)
+            _conv_images(h, flat, rec, l, out, taps, work, c0, c1, k)
+            h = out
+        elif kind == POOL:
+            out, winners = layer_rows(work.acts, rec, l, B), layer_aux(work.winners, rec, l, B)
+            for n in range(c0, c1):
+                _pool_forward_image(h[n], rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE],
+                                    rec[l, PAD], rec[l, OH], rec[l, OW], out[n], winners[n])  # fmt: skip
+            h = out
+        elif l == 0:  # the input is the caller's: these write their own buffer
+            out = layer_rows(work.acts, rec, l, B)
+            if kind == DROPOUT:
+                dropout_rows(h, out, coef[l, RATIO], 0, 0, rec[l, KEY], False, c0, c1)
             else:
-                batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
+                batchnorm_test_rows(h, out, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, 0,
+                                    rec[l, C], act)  # fmt: skip
+            h = out
+        elif kind == DROPOUT:
+            dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
+        else:
+            batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
+
+
+@njit(cache=True)
+def layer_input(x, acts, rec, l):
+    """The rows layer l reads at test time: x for the first layer; else the buffer of the layer
+    below, or of the one below that for a batch norm or dropout above the first layer (those work
+    in place at test time, ``test_rows``)."""
+    if l == 0:
+        return x
+    below = l - 1
+    while below > 0 and (rec[below, KIND] == BATCHNORM or rec[below, KIND] == DROPOUT):
+        below -= 1
+    return layer_rows(acts, rec, below, x.shape[0])
+
+
+@njit(cache=True)
+def _conv_images(h, flat, rec, l, out, taps, work, c0, c1, k):
+    """Convolution layer l's forward of images c0:c1 of h into out, one image at a time, each by the
+    route ``conv_forward_rows`` takes for it (the same kernels: the same bits)."""
+    w0, b0, FN = rec[l, W_OFF], rec[l, B_OFF], rec[l, OC]
+    geometry = (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD])
+    K = rec[l, C] * rec[l, FH] * rec[l, FW]
+    bias, act = flat[b0 : b0 + FN], rec[l, ACT]
+    shifts = uses_shifts(rec[l, C], FN, rec[l, STRIDE])
+    for n in range(c0, c1):
+        if shifts:
+            _shift_forward_image(h[n], taps[w0:], bias, out[n], work.col[k], geometry, act,
+                                 (work.one_zero, work.one_one))  # fmt: skip
+        else:
+            _conv_forward_image(h[n], flat[w0 : w0 + FN * K].reshape((FN, K)), bias, out[n], work.col[k], geometry,
+                                act, work.one_zero)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)

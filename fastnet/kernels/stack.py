@@ -150,7 +150,8 @@ def stack_correct_counts_unchecked(x, t, flats, nets, work, counts):
         count = 0
         for r0 in range(0, N, chunk):
             r1 = min(N, r0 + chunk)
-            test_rows(x[r0:r1], flats[m], net, member, 0, r1 - r0, r1 - r0)  # one pass: one core's cache each
+            # the rows in one pass through every layer: one core's cache each
+            test_rows(x[r0:r1], flats[m], net, member, 0, rec.shape[0], 0, r1 - r0, flats[m], 0)
             c = _count_correct(layer_rows(member.acts, rec, last, r1 - r0), t[r0:r1])
             count = -1 if c < 0 or count < 0 else count + c
         counts[m] = count
