@@ -37,7 +37,7 @@ def main():
     net.steps(x, t, batches[:1], adam)  # compiles (or loads) and fills the buffers
     step = median_seconds(lambda: net.steps(x, t, batches[1:], adam), max(args.repeats // 3, 3)) / 5
     print(f"DeepConvNet step, batch {B}, Adam: {step * 1e3:.2f} ms")
-    work, rec = E.EngineWork(*net._workspace(B)[0]), net.net
+    work, rec = E.EngineWork(*net._workspace(B)[0]), net.net.rec
     flat, grad = net._flat, net._grad
     print("| conv | C→FN, H×W | route | forward ms | backward ms | of which dW, db | GFLOP/s fwd, bwd |")
     print("|---|---|---|---:|---:|---:|---:|")
