@@ -110,6 +110,9 @@ def reference_step(params, x, t, kernel_hidden, float32):
     return loss, grads, scales
 
 
+# numpy's reference products run between fastnet's calls here, so fastnet's notice that another
+# library's threads were busy on the cores is right, and expected (timing is not what this checks)
+@pytest.mark.filterwarnings("ignore::fastnet._cores.SharedCoresWarning")
 @pytest.mark.parametrize("codes", [False, True], ids=["floats", "pixel-codes"])
 @pytest.mark.parametrize("lr", [0.0, 0.5])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
