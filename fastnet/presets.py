@@ -102,13 +102,12 @@ def _convnet(args, inputs, classes, seed):
 
 
 def _sequential(args, inputs, classes, seed):
-    """A ``Sequential`` of ``--layers`` (images: square one-channel, when it has a Conv or MaxPool)."""
+    """A ``Sequential`` of ``--layers`` (images: square one-channel, when it has a Conv or MaxPool);
+    --net and --hidden beside it were refused before the data loaded (``check_train_options``)."""
     from . import layers as L
     from .optim import OPTIMIZERS
     from .sequential import Sequential
 
-    if args.net is not None or getattr(args, "hidden_given", False):
-        raise ValueError("--layers gives the whole network: leave out --net and --hidden")
     given = [name for name in ("activation", "init", "weight_decay", "dropout", "weight_init_std")
              if getattr(args, name) is not None] + (["batchnorm"] if args.batchnorm else [])  # fmt: skip
     if given:

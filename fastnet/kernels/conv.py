@@ -309,17 +309,26 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
     OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
-    shifts = uses_shifts(C, FN, stride)
-    if shifts:
+    if uses_shifts(C, FN, stride):
         shift_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        for n in range(n0, n1):
-            if shifts:
-                _shift_forward_image(x[n], taps, b, out[n], col[k], geometry, activation, alphas)
-            else:
-                _conv_forward_image(x[n], Wmat, b, out[n], col[k], geometry, activation, alphas[0])
+        conv_forward_images(x, Wmat, taps, b, out, col[k], geometry, activation, alphas, n0, n1)
     return out
+
+
+@njit(cache=True)
+def conv_forward_images(x, Wmat, taps, b, out, scratch, geometry, activation, alphas, n0, n1):
+    """Images n0:n1 of x (rows) into out, one at a time, each by its route (``uses_shifts``):
+    Wmat (FN, K) the filters, taps their shifted-products order (``shift_filters``), scratch one
+    block's ``conv_scratch_size`` values. ``conv_forward_rows``' block, and the test-time pass's."""
+    C, _, _, _, _, stride, _ = geometry
+    shifts = uses_shifts(C, b.shape[0], stride)
+    for n in range(n0, n1):
+        if shifts:
+            _shift_forward_image(x[n], taps, b, out[n], scratch, geometry, activation, alphas)
+        else:
+            _conv_forward_image(x[n], Wmat, b, out[n], scratch, geometry, activation, alphas[0])
 
 
 @njit(parallel=True, cache=True)

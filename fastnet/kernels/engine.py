@@ -84,6 +84,7 @@ from .records import (
     H,
     W,
     affine_params,
+    conv_geometry,
     layer_aux,
     layer_rows,
     layer_weights,
@@ -125,12 +126,6 @@ def new_engine_work(batch, net, dtype, blocks, training=True):
         row_check=np.empty(batch),
         one_zero=one_zero, one_one=one_one,
     )  # fmt: skip
-
-
-@njit(cache=True)
-def conv_geometry(rec, l):
-    """Layer l's (C, H, W, FH, FW, stride, pad), as the convolution kernels take it."""
-    return rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD]
 
 
 @njit(cache=True)
@@ -332,7 +327,7 @@ def _step(X, T, idx, flat, grad, net, work, seed, step, optimizer, update, x_div
     inv_batch = 1.0 / B
     x, tb, row_check = work.x, work.tb, work.row_check
     row_loss = work.row_loss  # a local: a prange body writing through a tuple's field lost the writes
-    by_rows = row_local(net.rec, False)
+    by_rows = row_local(net.rec)
     if by_rows:
         forward_backward_by_rows(X, T, idx, flat, net, work, seed, step, inv_batch, x_divisor)
     else:

@@ -119,9 +119,17 @@ def pool_forward_rows(x, out, winners, C, H, W, ph, pw, stride, pad):
     nb = pool_blocks(N, C * H * W)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        for n in range(n0, n1):
-            _pool_forward_image(x[n], C, H, W, ph, pw, stride, pad, OH, OW, out[n], winners[n])
+        pool_forward_images(x, out, winners, (C, H, W, ph, pw, stride, pad, OH, OW), n0, n1)
     return out
+
+
+@njit(cache=True)
+def pool_forward_images(x, out, winners, geometry, n0, n1):
+    """Images n0:n1 of x (rows) into out and winners, one at a time; ``geometry`` = (C, H, W, ph,
+    pw, stride, pad, OH, OW). ``pool_forward_rows``' block, and the test-time pass's."""
+    C, H, W, ph, pw, stride, pad, OH, OW = geometry
+    for n in range(n0, n1):
+        _pool_forward_image(x[n], C, H, W, ph, pw, stride, pad, OH, OW, out[n], winners[n])
 
 
 @njit(parallel=True, cache=True)

@@ -236,3 +236,16 @@ def norm_stats(stats, rec, l):
     a row of it is contiguous and its loops vectorise)."""
     o, n = rec[l, RUN_OFF], rec[l, C]
     return stats[STATS * o : STATS * (o + n)].reshape((STATS, n))
+
+
+@njit(cache=True)
+def conv_geometry(rec, l):
+    """Layer l's (C, H, W, FH, FW, stride, pad), as the convolution kernels take it."""
+    return rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD]
+
+
+@njit(cache=True)
+def conv_filters(flat, rec, l):
+    """Convolution layer l's filters as a (FN, C·FH·FW) view of ``flat``."""
+    n = rec[l, OC]
+    return layer_weights(flat, rec, l).reshape((n, (rec[l, B_OFF] - rec[l, W_OFF]) // n))

@@ -28,14 +28,14 @@ from numba import njit, prange
 
 from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
-from .conv import _conv_forward_image, _shift_forward_image, shift_filters, uses_shifts
+from .conv import conv_forward_images, shift_filters, uses_shifts
 from .decay import add_decay
 from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
 from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
-from .pool import _pool_forward_image
+from .pool import pool_forward_images
 from .records import (
     ACT,
     ACT_OFF,
@@ -64,6 +64,8 @@ from .records import (
     H,
     W,
     affine_params,
+    conv_filters,
+    conv_geometry,
     layer_aux,
     layer_rows,
     norm_params,
@@ -210,13 +212,11 @@ def other_params(rec, l):
 
 
 @njit(cache=True)
-def row_local(rec, test):
-    """Whether every layer works on each row on its own (so that one parallel region can take a
-    block of rows through the whole network): affine and dropout layers, and at test time every
-    layer (batch norm is then a scale and a shift per channel; a convolution or a pool reads one
-    image). In training, convolutions, pools and batch norm run their own parallel loops."""
-    if test:
-        return True
+def row_local(rec):
+    """Whether every layer of a training step works on each row on its own (so that one parallel
+    region can take a block of rows through the whole network): affine and dropout layers only;
+    convolutions, pools and batch norm run their own parallel loops. (At test time every network
+    goes through ``test_forward_by_rows``.)"""
     for l in range(rec.shape[0]):
         kind = rec[l, KIND]
         if kind != AFFINE and kind != DROPOUT:
@@ -275,13 +275,16 @@ def test_transforms(flat, net, work):
 @njit(cache=True)
 def conv_taps(flat, rec):
     """The filters of every convolution that runs by shifted products, tap by tap
-    (``conv.shift_filters``), each where its weights are in ``flat``; the rest of it unused."""
-    taps = np.empty_like(flat)
+    (``conv.shift_filters``), each where its weights are in ``flat``; the rest unused (empty for
+    a network without such a convolution)."""
+    size = 0
     for l in range(rec.shape[0]):
         if rec[l, KIND] == CONV and uses_shifts(rec[l, C], rec[l, OC], rec[l, STRIDE]):
-            w0, K = rec[l, W_OFF], rec[l, C] * rec[l, FH] * rec[l, FW]
-            shift_filters(flat[w0 : w0 + rec[l, OC] * K].reshape((rec[l, OC], K)), rec[l, C], rec[l, FH], rec[l, FW],
-                          taps[w0:])  # fmt: skip
+            size = rec[l, B_OFF]  # the layer's weights end where its bias begins
+    taps = np.empty(size, flat.dtype)
+    for l in range(rec.shape[0]):
+        if rec[l, KIND] == CONV and uses_shifts(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+            shift_filters(conv_filters(flat, rec, l), rec[l, C], rec[l, FH], rec[l, FW], taps[rec[l, W_OFF] :])
     return taps
 
 
@@ -336,14 +339,15 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, taps, k):
             _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
             h = out
         elif kind == CONV:
-            out = layer_rows(work.acts, rec, l, B)
-            _conv_images(h, flat, rec, l, out, taps, work, c0, c1, k)
+            out, b0, alphas = layer_rows(work.acts, rec, l, B), rec[l, B_OFF], (work.one_zero, work.one_one)
+            conv_forward_images(h, conv_filters(flat, rec, l), taps[rec[l, W_OFF] :], flat[b0 : b0 + rec[l, OC]], out,
+                                work.col[k], conv_geometry(rec, l), act, alphas, c0, c1)  # fmt: skip
             h = out
         elif kind == POOL:
             out, winners = layer_rows(work.acts, rec, l, B), layer_aux(work.winners, rec, l, B)
-            for n in range(c0, c1):
-                _pool_forward_image(h[n], rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE],
-                                    rec[l, PAD], rec[l, OH], rec[l, OW], out[n], winners[n])  # fmt: skip
+            geometry = (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD],
+                        rec[l, OH], rec[l, OW])  # fmt: skip
+            pool_forward_images(h, out, winners, geometry, c0, c1)
             h = out
         elif l == 0:  # the input is the caller's: these write their own buffer
             out = layer_rows(work.acts, rec, l, B)
@@ -370,24 +374,6 @@ def layer_input(x, acts, rec, l):
     while below > 0 and (rec[below, KIND] == BATCHNORM or rec[below, KIND] == DROPOUT):
         below -= 1
     return layer_rows(acts, rec, below, x.shape[0])
-
-
-@njit(cache=True)
-def _conv_images(h, flat, rec, l, out, taps, work, c0, c1, k):
-    """Convolution layer l's forward of images c0:c1 of h into out, one image at a time, each by the
-    route ``conv_forward_rows`` takes for it (the same kernels: the same bits)."""
-    w0, b0, FN = rec[l, W_OFF], rec[l, B_OFF], rec[l, OC]
-    geometry = (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD])
-    K = rec[l, C] * rec[l, FH] * rec[l, FW]
-    bias, act = flat[b0 : b0 + FN], rec[l, ACT]
-    shifts = uses_shifts(rec[l, C], FN, rec[l, STRIDE])
-    for n in range(c0, c1):
-        if shifts:
-            _shift_forward_image(h[n], taps[w0:], bias, out[n], work.col[k], geometry, act,
-                                 (work.one_zero, work.one_one))  # fmt: skip
-        else:
-            _conv_forward_image(h[n], flat[w0 : w0 + FN * K].reshape((FN, K)), bias, out[n], work.col[k], geometry,
-                                act, work.one_zero)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
