@@ -105,6 +105,12 @@ def build_parser():
         default=None,
         help="a convnet: mirror a random half of the training images each epoch (clothes, not digits)",
     )
+    t.add_argument("--rotate", type=float, metavar="DEGREES",
+                   help="a convnet: turn each training image by a random angle of up to DEGREES either way, "
+                        "afresh each epoch (0)")  # fmt: skip
+    t.add_argument("--zoom", type=float, metavar="FRACTION",
+                   help="a convnet: scale each training image by a random factor in 1 ± FRACTION, afresh each "
+                        "epoch (0)")  # fmt: skip
     t.add_argument("--train-size", type=int, metavar="N",
                    help="train on the first N training images, and test on the first N test images: a quick "
                         "first run (all)")  # fmt: skip

@@ -62,6 +62,8 @@ def cmd_train(args):
         lr_decay=args.lr_decay,
         shift=args.shift,
         flip=args.flip,
+        rotate=args.rotate,
+        zoom=args.zoom,
         eval_size=args.eval_size,
     )
     history.config["dataset"] = args.dataset

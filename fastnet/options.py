@@ -115,9 +115,12 @@ def check_train_options(args):
         raise ValueError(f"--early-stopping {args.early_stopping}: early_stopping must be a positive number")
     if args.shift is not None and args.shift < 0:
         raise ValueError(f"--shift {args.shift}: must be a whole number of pixels >= 0")
+    _between("--rotate", args.rotate, 0, 180, high_open=True)
+    _between("--zoom", args.zoom, 0, 1, high_open=True)
     images = args.net in CONVNETS or (args.layers and any(w.strip().startswith(("conv", "pool"))
                                                           for w in args.layers.split(",")))  # fmt: skip
-    if (args.shift or args.flip) and not images:
-        given = "--shift" if args.shift else "--flip"
+    moved = [name for name in ("shift", "flip", "rotate", "zoom") if getattr(args, name)]
+    if moved and not images:
+        given = "--" + moved[0]
         raise ValueError(f"{given} moves pixels of images, and this network takes flat rows: give a convnet "
                          "(--net simple-conv, --net deep-conv, or --layers with convolutions)")  # fmt: skip

@@ -23,7 +23,8 @@ PRESETS = {
     "accurate-deep-conv": {"net": "deep-conv", "optimizer": "adam", "lr": 1e-3, "lr_decay": 0.9, "epochs": 15,
                            "batch_size": 100},
 }  # fmt: skip
-DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000, "shift": 0, "flip": False}
+DEFAULTS = {"hidden": "50", "batch_size": 100, "lr_decay": 1.0, "iters": 10_000, "shift": 0, "flip": False,
+            "rotate": 0.0, "zoom": 0.0}  # fmt: skip
 
 
 def apply_preset(args):

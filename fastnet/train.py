@@ -63,6 +63,7 @@ def resolve_seed(seed=None):
 def train(
     net, train_data, test_data, iters=10_000, batch_size=100, lr=0.1, seed=None, progress=None, log=print,
     optimizer=None, validation=0.0, early_stopping=None, lr_decay=1.0, shift=0, flip=False, eval_size=None,
+    rotate=0, zoom=0,
 ):  # fmt: skip
     """Train ``net`` in place; returns a ``History``. Never raises for Ctrl-C or divergence:
     it stops after the current run of steps (at most 100; a few ms) or evaluation, and says why
@@ -72,7 +73,8 @@ def train(
     the seed, and records its accuracy at every evaluation; ``early_stopping=N`` then stops after
     N evaluations without a better validation accuracy and restores the best weights.
     ``lr_decay`` multiplies the learning rate by that factor after each epoch (1: constant).
-    ``shift`` and ``flip`` augment the training images of a convnet afresh each epoch (``fastnet.augment``).
+    ``shift``, ``flip``, ``rotate`` (degrees) and ``zoom`` (a fraction) augment the training images of a
+    convnet afresh each epoch (``fastnet.augment``).
     ``eval_size=N`` estimates the training accuracy on N training rows drawn once with the seed, rather
     than on all of them: a shorter evaluation (validation and test sets are always scored whole)."""
     if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
@@ -85,11 +87,11 @@ def train(
         raise ValueError(f"lr_decay must be a factor in (0, 1], got {lr_decay!r}")
     if eval_size is not None and (isinstance(eval_size, bool) or not isinstance(eval_size, int) or eval_size < 1):
         raise ValueError(f"eval_size must be a positive number of rows, got {eval_size!r}")
-    check_augmentation(shift, flip, getattr(net, "input_dim", None))
+    check_augmentation(shift, flip, getattr(net, "input_dim", None), rotate, zoom)
     with _StopOnCtrlC() as ctrl_c:  # from here on Ctrl-C means "stop soon, cleanly"
         update = optimizer if optimizer is not None else lr
         return _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c,
-                      validation, early_stopping, lr_decay, shift, flip, eval_size)  # fmt: skip
+                      validation, early_stopping, lr_decay, (shift, flip, rotate, zoom), eval_size)  # fmt: skip
 
 
 def split_validation(x, t, fraction, seed):
@@ -103,7 +105,8 @@ def split_validation(x, t, fraction, seed):
 
 
 def _train(net, train_data, test_data, iters, batch_size, update, seed, progress, log, ctrl_c, validation,
-           early_stopping, lr_decay, shift, flip, eval_size):  # fmt: skip
+           early_stopping, lr_decay, augmentation, eval_size):  # fmt: skip
+    shift, flip, rotate, zoom = augmentation
     x_train, t_train = _prepared(net, *train_data, "training")
     x_test, t_test = _prepared(net, *test_data, "test")
     seed = resolve_seed(seed)
@@ -141,6 +144,8 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
             lr_decay=lr_decay,
             shift=shift,
             flip=flip,
+            rotate=rotate,
+            zoom=zoom,
             pixel_divisor=train_divisor,  # steps read uint8 codes / this (None: floats)
             blas=_cores.BACKEND,
             blocks=_cores.BLOCKS,  # results are bitwise reproducible for one BLAS and block count
@@ -201,8 +206,8 @@ def _train(net, train_data, test_data, iters, batch_size, update, seed, progress
                 if early_stopping is not None and best["waited"] >= early_stopping:
                     history.stopped = "early-stopped"
                     break
-                if shift or flip:  # this epoch's images
-                    train_x = augmented(original_x, net.input_dim, augment_rng, shift, flip)
+                if any(augmentation):  # this epoch's images
+                    train_x = augmented(original_x, net.input_dim, augment_rng, *augmentation)
             # Steps up to the next evaluation, at most `chunk`, in one compiled call.
             stop = i + 1
             while stop < min(i + chunk, iters) and stop % iter_per_epoch != 0:

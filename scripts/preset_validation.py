@@ -28,6 +28,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=PRESETS["accurate-conv"]["epochs"])
     parser.add_argument("--shift", type=int, default=0)
     parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--rotate", type=float, default=0, help="turn each image by up to this many degrees")
+    parser.add_argument("--zoom", type=float, default=0, help="scale each image by 1 ± up to this")
     parser.add_argument("--eval-size", type=int, default=10_000, help="training images scored per epoch")
     args = parser.parse_args()
     load = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}[args.dataset]
@@ -40,6 +42,7 @@ def main():
     iters = args.epochs * (len(x_fit) // 100)
     history = train(net, (x_fit, t_fit), (x_val, t_val), iters=iters, batch_size=100, seed=0,
                     optimizer=optim.Adam(1e-3), lr_decay=args.lr_decay, shift=args.shift, flip=args.flip,
+                    rotate=args.rotate, zoom=args.zoom,
                     eval_size=args.eval_size,
                     log=lambda line: print(line.replace("test acc", "val acc"), flush=True))  # fmt: skip
     print(f"{args.dataset} {vars(args)}: validation accuracy {history.epochs[-1].test_acc:.4f} "

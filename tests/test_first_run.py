@@ -219,6 +219,9 @@ NO_DATA = "idx:/no/such/dir"  # loading it fails: an error about an option shows
         (["--lr-decay", "1.5"], "--lr-decay 1.5: must lie in (0, 1]"),
         (["--shift", "2"], "--shift moves pixels of images"),
         (["--flip"], "--flip moves pixels of images"),
+        (["--rotate", "5"], "--rotate moves pixels of images"),
+        (["--net", "simple-conv", "--rotate", "-5"], "--rotate -5: must lie in [0, 180)"),
+        (["--net", "simple-conv", "--zoom", "1"], "--zoom 1: must lie in [0, 1)"),
         (["--early-stopping", "0"], "--early-stopping 0: early_stopping must be a positive number"),
     ],
 )
