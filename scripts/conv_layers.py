@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnet import DeepConvNet, optim
 from fastnet.kernels import records as E
-from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, uses_shifts
+from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, uses_direct, uses_shifts
 
 
 def median_seconds(func, repeats):
@@ -39,7 +39,7 @@ def main():
     print(f"DeepConvNet step, batch {B}, Adam: {step * 1e3:.2f} ms")
     work, rec = E.EngineWork(*net._workspace(B)[0]), net.net.rec
     flat, grad = net._flat, net._grad
-    print("| conv | C→FN, H×W | route | forward ms | backward ms | of which dW, db | GFLOP/s fwd, bwd |")
+    print("| conv | C→FN, H×W | route fwd / bwd | forward ms | backward ms | of which dW, db | GFLOP/s fwd, bwd |")
     print("|---|---|---|---:|---:|---:|---:|")
     for number, l in enumerate(np.flatnonzero(rec[:, E.KIND] == E.CONV), start=1):
         r = rec[l]
@@ -60,7 +60,11 @@ def main():
         back = median_seconds(lambda: backward(dh), args.repeats)
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]
-        route = "shifted" if uses_shifts(r[E.C], fn, r[E.STRIDE]) else "unfolded"
+        route = (
+            ("direct" if uses_direct(r[E.C], fn, r[E.STRIDE]) else "unfolded")
+            + " / "
+            + ("shifted" if uses_shifts(r[E.C], fn, r[E.STRIDE]) else "unfolded")
+        )
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "
             f"{params_only * 1e3:.2f} | {flops / forward / 1e9:.0f}, {(2 if l else 1) * flops / back / 1e9:.0f} |"

@@ -1,12 +1,16 @@
-"""MultiLayerNet and NetStack of an older checkout against this one, in one process, interleaved.
+"""MultiLayerNet, NetStack and the convnets of an older checkout against this one, in one process, interleaved.
 
     git worktree add /tmp/before <commit>
-    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack|predict]
+    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack|predict|convnet-step|conv-layers]
 
 The older checkout's ``fastnet`` package is copied as ``fastnet_old`` into a temporary folder (its
 own Numba cache) and imported beside this one; each round times both on the same inputs, so the
 per-round ratio cancels what the shared machine does meanwhile (alternating processes, as
 ``paired_ab.py``, leave more of it in). Prints a markdown table: new/old per round, median (min-max).
+
+One artifact of two packages in one process: the engine's ``EngineWork`` named tuple exists twice
+under one name, and Numba then takes its slow dispatch path for whichever package calls second with
+one (``accuracy``): a checkout against itself measures accuracy new/old 1.22, predict 1.00.
 """
 
 import argparse
@@ -50,7 +54,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before", help="a checkout of fastnet (its fastnet/ package is compared)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--what", choices=("multilayer", "stack", "predict"), default="multilayer")
+    p.add_argument("--what", choices=("multilayer", "stack", "predict", "convnet-step", "conv-layers"),
+                   default="multilayer")  # fmt: skip
+    p.add_argument("--batch", type=int, default=1000, help="images per call (conv-layers)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp())
     shutil.copytree(Path(args.before) / "fastnet", folder / "fastnet_old", ignore=shutil.ignore_patterns("__pycache__"))
@@ -62,9 +68,13 @@ def main():
 
     rng = np.random.default_rng(0)
     x, t = rng.random((2000, 784)).astype(np.float32), rng.integers(0, 10, 2000)
-    if args.what in ("stack", "predict"):
-        compare = compare_stacks if args.what == "stack" else compare_predict
-        compare(fastnet_old, fastnet, x, t, rng, args.rounds)
+    if args.what == "conv-layers":
+        compare_conv_layers(fastnet_old, fastnet, args.batch, rng, args.rounds)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    if args.what in ("stack", "predict", "convnet-step"):
+        compare = {"stack": compare_stacks, "predict": compare_predict, "convnet-step": compare_convnet_steps}
+        compare[args.what](fastnet_old, fastnet, x, t, rng, args.rounds)
         shutil.rmtree(folder, ignore_errors=True)
         return
     print("| MultiLayerNet 784-[100xL]-10 | old µs | new µs | new/old per round, median (min-max) |")
@@ -126,6 +136,63 @@ def compare_predict(fastnet_old, fastnet, x, t, rng, rounds):
             for call in pair:  # compile and warm both
                 call()
             print(row(f"{name}, {rows:,} images", _interleaved(pair, rounds)))
+
+
+def compare_convnet_steps(fastnet_old, fastnet, x, t, rng, rounds):
+    """The convnets' training step, batch 100, Adam, float32 (10 steps per timing)."""
+    print("| a step, B = 100, Adam, float32 | old µs | new µs | new/old per round, median (min-max) |")
+    print("|---|---:|---:|---:|")
+    images = x.reshape(len(x), 1, 28, 28)
+    batches = rng.integers(0, len(x), (10, 100))
+    for name, make in CONVNETS:
+        nets = [make(package) for package in (fastnet_old, fastnet)]
+        optimizers = [package.optim.Adam(0.001) for package in (fastnet_old, fastnet)]
+        pair = [lambda net=net, o=o: net.steps(images, t, batches, o) for net, o in zip(nets, optimizers)]
+        for call in pair:  # compile and warm both
+            call()
+        print(row(name, _interleaved(pair, rounds), per=len(batches)))
+
+
+CONV_LAYERS = [  # C, FN, H = W, filter size, pad: DeepConvNet's six, SimpleConvNet's, accurate-conv's two
+    (1, 16, 28, 3, 1), (16, 16, 28, 3, 1), (16, 32, 14, 3, 1), (32, 32, 14, 3, 1), (32, 64, 7, 3, 1),
+    (64, 64, 7, 3, 1), (1, 30, 28, 5, 0), (1, 32, 28, 3, 1), (32, 64, 14, 3, 1),
+]  # fmt: skip
+
+
+def compare_conv_layers(fastnet_old, fastnet, batch, rng, rounds):
+    """Each convolution of the book's networks alone (``kernels.conv_forward`` with ReLU,
+    ``kernels.conv_backward`` with dx unless the input has one channel), float32, stride 1."""
+    import numpy as np
+
+    print(f"| conv, {batch:,} images | forward old ms | new ms | new/old | backward old ms | new ms | new/old |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for C, FN, size, F, pad in CONV_LAYERS:
+        x = rng.standard_normal((batch, C, size, size)).astype(np.float32)
+        W = (rng.standard_normal((FN, C, F, F)) * 0.1).astype(np.float32)
+        b, side = np.zeros(FN, np.float32), size + 2 * pad - F + 1
+        out = np.empty((batch, FN, side, side), np.float32)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        dW, db, dx = np.zeros_like(W), np.zeros_like(b), np.zeros_like(x)
+        calls = {}
+        for package in (fastnet_old, fastnet):
+            k = package.kernels
+            calls.setdefault("forward", []).append(lambda k=k: k.conv_forward(x, W, b, out, 1, pad, relu=True))
+            calls.setdefault("backward", []).append(
+                lambda k=k: k.conv_backward(x, W, dout, dW, db, dx if C > 1 else None, 1, pad)
+            )
+        for pair in calls.values():  # compile and warm both
+            for call in pair:
+                call()
+        cells = []
+        for pair in calls.values():
+            timings = _interleaved(pair, rounds)
+            ratios = [new / old for old, new in timings]
+            cells += [
+                f"{statistics.median(o for o, _ in timings) * 1e3:.2f}",
+                f"{statistics.median(n for _, n in timings) * 1e3:.2f}",
+                f"{statistics.median(ratios):.2f}",
+            ]
+        print(f"| {C}→{FN}, {size}×{size}, {F}×{F} | " + " | ".join(cells) + " |")
 
 
 def compare_stacks(fastnet_old, fastnet, x, t, rng, rounds):

@@ -21,13 +21,16 @@ GEOMETRIES = [
     (5, 2, 8, 8, 3, 5, 5, 1, 2),
     (1, 4, 6, 6, 1, 1, 1, 1, 0),
     (4, 1, 28, 28, 30, 5, 5, 1, 0),
-    # stride 1 with 8+ channels in and out: the shifted products (kernels.conv.uses_shifts)
+    (1, 3, 9, 11, 15, 3, 3, 1, 1),  # stride 1: the forward by direct tiles of 8, 4, 2 and 1 filters
+    (1, 2, 3, 3, 7, 3, 3, 1, 0),  # one output pixel in a tile of many
+    # stride 1 with 8+ channels in and out: the backward by shifted products (kernels.conv.uses_shifts)
     (1, 8, 5, 5, 8, 3, 3, 1, 1),
     (3, 9, 7, 6, 10, 3, 2, 1, 2),
     (2, 12, 6, 9, 8, 2, 3, 1, 0),
     (5, 16, 7, 7, 16, 3, 3, 1, 1),
     (2, 8, 4, 5, 9, 1, 1, 1, 0),
     (30, 8, 5, 5, 8, 3, 3, 1, 1),
+    (2, 17, 5, 4, 23, 3, 3, 1, 1),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -211,7 +214,7 @@ def test_kernels_from_njit_code():
         conv_then_pool(x, rng.standard_normal((3, 2, 3, 3)), b, out, pooled, winners)
 
 
-@pytest.mark.parametrize("channels,filters", [(1, 3), (8, 9)])  # unfolded windows, shifted products
+@pytest.mark.parametrize("channels,filters", [(1, 3), (8, 9)])  # backward: unfolded windows, shifted products
 def test_unchecked_kernels_with_scratch_sized_by_the_helpers(channels, filters):
     @njit
     def forward_backward(x, W, b, dout, out, dW, db, dx):

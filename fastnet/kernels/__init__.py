@@ -20,6 +20,7 @@ Two names per kernel:
 Where things are (one module per concern)::
 
     _blas.py      gemm on blocks of arrays read in place (MKL or OpenBLAS), prefetch hint
+    _simd.py      the direct convolution's tile, in LLVM vector instructions (filters × pixels in registers)
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
@@ -39,7 +40,8 @@ Where things are (one module per concern)::
     stack.py      K networks at once (NetStack): a parallel loop over the members, each member's
                   step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE
-    conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx)
+    conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx);
+                  direct tiles at stride 1, BLAS for the weight gradients and strided convolutions
     pool.py       max pooling: forward (recording the winners) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward

@@ -1,29 +1,34 @@
 """Convolution (chapter 7): forward (+ bias, + ReLU) next to its backward (dW, db, dx).
 
 Images are NCHW, filters (FN, C, FH, FW), outputs (N, FN, OH, OW), OH = (H + 2·pad − FH) /
-stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of two
-routes to BLAS, chosen by the shapes (``uses_shifts``):
+stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of three
+routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` for the backward):
 
-* **unfolded windows** (any stride; thin inputs such as a first layer's one channel): the windows
-  are unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im2col, so that
-  one product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly)::
+* **direct tiles** (stride 1, the forward and the shifted products' dx): no unfolding. With the
+  image zero-padded into planes of Wp = W + 2·pad columns, filter tap (fy, fx) reads every output
+  pixel's input at one fixed offset fy·Wp + fx, so a "wide" output of OH × Wp pixels (its last
+  Wp − OW columns discarded) is, pixel run by pixel run, a sum of weights times runs of the padded
+  image. ``_simd.conv_tile`` computes it for a tile of filters × consecutive wide pixels held in
+  vector registers, the bias and ReLU added before the tile is stored::
+
+    forward   wide = Σ_c Σ_taps w[:, c, tap] ⊗ xp_c[tap offset:]      then cut to OW columns
+
+* **shifted products** (the backward at stride 1, several channels in and out), with BLAS::
+
+    backward  dW_tap = dwide·xp[tap offset:]ᵀ, db = Σ dout      dwide: dout widened with zeros
+              dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``)
+
+* **unfolded windows** (any stride; the backward of thin layers such as a first layer's one
+  channel), with BLAS: the windows are unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW
+  columns: the transposed im2col, so that one product with the filters, (FN×K)·(K×P), writes the
+  output in NCHW order directly)::
 
     forward   out_n = W·col_n + b, ReLU in the same pass over out_n
     backward  [dW db] = Σ_n dout_n·[col_n; 1]ᵀ (a row of ones under col: the bias gradient comes
               out of the same product), dcol_n = Wᵀ·dout_n → dx_n (col2im)
 
-* **shifted products** (stride 1, several channels in and out): no unfolding. With the image
-  zero-padded into planes of Wp = W + 2·pad columns, filter tap (fy, fx) reads every output
-  pixel's input at one fixed offset fy·Wp + fx, so the convolution is FH·FW products of the
-  tap's (FN × C) weights with the padded image read at that offset, accumulated into a "wide"
-  output of OH × Wp pixels (its last Wp − OW columns are discarded)::
-
-    forward   wide = Σ_taps W_tap·xp[tap offset:]             (FN×C)·(C×OH·Wp) each
-    backward  dW_tap = dwide·xp[tap offset:]ᵀ, db = Σ dout      dwide: dout widened with zeros
-              dxp[tap offset:] += W_tapᵀ·dwide → dx (the padding cut off)
-
-  The unfolded block is FH·FW times the image, written and read once per pass; the shifted
-  products read the image in place (docs/PERFORMANCE.md has the measurements).
+  The unfolded block is FH·FW times the image, written and read once per pass; the tiles and the
+  shifted products read the image in place (docs/PERFORMANCE.md has the measurements).
 
 A parallel loop runs blocks of images (``partition``); each block works in its own slice of the
 scratch ``col`` and ``dcol`` (``conv_scratch_size`` values each). dx_n is written by the one
@@ -35,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
+from ._simd import FILTERS_PER_TILE, PLUS_BIAS, PLUS_BIAS_RELU, SUMS, TILE_SLACK, conv_tile, tile_pixels
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
 
@@ -65,6 +71,13 @@ def uses_shifts(C, FN, stride):
 
 
 @njit(cache=True)
+def uses_direct(C, FN, stride):
+    """Whether a convolution's forward runs as direct tiles (``_direct_forward_image``), else as its
+    backward does (``uses_shifts``): stride 1."""
+    return stride == 1
+
+
+@njit(cache=True)
 def _padded_plane(H, W, pad):
     """(rows, columns) of a zero-padded image plane for the shifted products: one spare row, so
     that every tap's offset read of OH·Wp values stays inside the plane."""
@@ -75,10 +88,18 @@ def _padded_plane(H, W, pad):
 def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     """Values of ``col`` (and of ``dcol``) one block of images needs."""
     OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
-    if uses_shifts(C, FN, stride):
-        Hq, Wp = _padded_plane(H, W, pad)
-        return C * Hq * Wp + FN * OH * Wp  # the padded image, the wide output (or its gradient)
-    return (C * FH * FW + 1) * OH * OW  # the unfolded windows and the row of ones
+    unfolded = (C * FH * FW + 1) * OH * OW  # the unfolded windows and the row of ones
+    if stride != 1:
+        return unfolded
+    Hq, Wp = _padded_plane(H, W, pad)
+    # the padded image (and the tiles' reads past it), the wide output rounded up to whole tiles: the
+    # direct forward's; as much as the shifted products' backward needs (the padded image and the wide
+    # output's gradient)
+    direct = C * Hq * Wp + TILE_SLACK + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
+    if not uses_shifts(C, FN, stride):
+        return max(direct, unfolded)
+    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
+    return max(direct, FN * Lg + C * M)  # the backward's output gradient planes, its wide input gradient
 
 
 @njit(cache=True, error_model="numpy")
@@ -97,89 +118,168 @@ def _add_bias(src, dst, bias, activation):
 
 
 @njit(cache=True)
-def shift_filters(Wmat, C, FH, FW, taps):
-    """taps (FH·FW·FN·C, flat) = the filters tap by tap: tap (fy, fx)'s (FN, C) block at
-    (fy·FW + fx)·FN·C, from Wmat (FN, C·FH·FW)."""
-    FN = Wmat.shape[0]
-    for f in range(FN):
-        for c in range(C):
-            for t in range(FH * FW):
-                taps[(t * FN + f) * C + c] = Wmat[f, c * FH * FW + t]
+def direct_filters(Wmat, C, FH, FW, packed):
+    """packed (FN·C·FH·FW, flat) = the filters as the direct tiles read them: the n filters of a
+    tile (n = ``_tile_filters``) from f0·K on, (c, fy, fx) by (c, fy, fx), the tile's n innermost."""
+    FN, K = Wmat.shape
+    f0 = 0
+    while f0 < FN:
+        n = _tile_filters(FN - f0)
+        for f in range(n):
+            for j in range(K):
+                packed[f0 * K + j * n + f] = Wmat[f0 + f, j]
+        f0 += n
+
+
+@njit(cache=True)
+def _tile_filters(left):
+    """Filters in the next tile when ``left`` remain: FILTERS_PER_TILE, then halves of it."""
+    n = FILTERS_PER_TILE
+    while n > left:
+        n //= 2
+    return n
 
 
 @njit(cache=True)
 def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
-    """xp (C planes of Hq×Wp, flat) = image x (C·H·W, flat) with ``pad`` zeros around it; the
-    rest of each plane zero."""
-    for i in range(C * Hq * Wp):
-        xp[i] = 0
-    for c in range(C):
+    """xp (C planes of Hq×Wp, flat, and any values after them) = image x (C·H·W, flat) with ``pad``
+    zeros around it; the rest of each plane, and the values after the planes, zero."""
+    for c in range(C):  # each value written once: zeros around the rows, the rows copied
+        top = c * Hq * Wp
+        for i in range(top, top + pad * Wp + pad):
+            xp[i] = 0
         for y in range(H):
-            src, dst = x[(c * H + y) * W : (c * H + y + 1) * W], xp[(c * Hq + y + pad) * Wp + pad :]
+            src, dst = (c * H + y) * W, top + (y + pad) * Wp + pad
             for i in range(W):
-                dst[i] = src[i]
+                xp[dst + i] = x[src + i]
+            for i in range(dst + W, dst + W + (2 * pad if y < H - 1 else 0)):
+                xp[i] = 0
+        for i in range(top + (pad + H - 1) * Wp + pad + W, top + Hq * Wp):
+            xp[i] = 0
+    for i in range(C * Hq * Wp, xp.shape[0]):
+        xp[i] = 0
+
+
+@njit(cache=True)
+def _tiles(src, start, C, plane, packed, out, FN, N, FH, FW, Wp, pixels, bias, epilogue):
+    """out[f·N + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx] for f < FN,
+    p < N (a whole number of ``pixels``), the filters w as ``direct_filters`` packs them; + bias[f]
+    and ReLU as ``epilogue`` says (``_simd.conv_tile``)."""
+    K = C * FH * FW
+    f0 = 0
+    while f0 < FN:  # the tile's filter count is a literal: one compiled tile per count
+        n = _tile_filters(FN - f0)
+        for p in range(0, N, pixels):
+            i, o = start + p, f0 * N + p
+            if n == FILTERS_PER_TILE:
+                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, bias, f0, epilogue)
+            elif n == 4:
+                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 4, bias, f0, epilogue)
+            elif n == 2:
+                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 2, bias, f0, epilogue)
+            else:
+                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 1, bias, f0, epilogue)
+        f0 += n
 
 
 @njit(cache=True, error_model="numpy")
-def _shift_forward_image(x, taps, b, out, scratch, geometry, activation, alphas):
-    """One image by shifted products: out (FN·OH·OW, flat) = activation(conv(x) + b)."""
+def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
+    """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
+    the filters as ``direct_filters`` lays them out. The tiles write the wide output (OH rows of Wp
+    pixels, rounded up to whole tiles) with the bias added (and ReLU applied) in registers; it is
+    then cut to OW columns (another activation applied there)."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
-    one_zero, one_one = alphas
     FN = b.shape[0]
     Hq, Wp = _padded_plane(H, W, pad)
-    N = OH * Wp
-    xp, wide = scratch[: C * Hq * Wp], scratch[C * Hq * Wp : C * Hq * Wp + FN * N]
+    pixels = tile_pixels(x.itemsize)
+    N = -(-OH * Wp // pixels) * pixels
+    size = C * Hq * Wp + TILE_SLACK
+    xp, wide = scratch[:size], scratch[size : size + FN * N]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
-    for t in range(FH * FW):
-        shifted = xp[(t // FW) * Wp + t % FW :]
-        gemm(AS_IS, AS_IS, FN, N, C, one_zero if t == 0 else one_one, taps[t * FN * C :], C, shifted, Hq * Wp,
-             wide, N)  # fmt: skip
+    fused = activation == RELU or activation == IDENTITY
+    _tiles(xp, 0, C, Hq * Wp, packed, wide, FN, N, FH, FW, Wp, pixels, b,
+           PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS)  # fmt: skip
     for f in range(FN):
         for oy in range(OH):
-            src, dst = wide[f * N + oy * Wp : f * N + oy * Wp + OW], out[(f * OH + oy) * OW : (f * OH + oy + 1) * OW]
-            _add_bias(src, dst, b[f], activation)
+            src, dst = f * N + oy * Wp, (f * OH + oy) * OW
+            for i in range(OW):
+                out[dst + i] = wide[src + i]
+            if not fused:
+                activation_forward(activation, out[dst : dst + OW])
+
+
+@njit(cache=True)
+def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
+    """(Lg, M) of the backward by shifted products: each filter's output gradient is held in a plane
+    of Lg values, the wide gradient starting at S = (FH − 1)·Wp + FW − 1 (zeros before and after it),
+    and the input gradient is computed for M wide pixels from the padded image's first unpadded row."""
+    Hq, Wp = _padded_plane(H, W, pad)
+    pixels = tile_pixels(itemsize)
+    M = -(-H * Wp // pixels) * pixels
+    OH = output_size(H, FH, 1, pad)
+    return max(pad * Wp + M, OH * Wp) + (FH - 1) * Wp + FW - 1, M
+
+
+@njit(cache=True)
+def flipped_filters(Wmat, C, FH, FW, packed):
+    """packed = the filters of the input gradient as ``direct_filters`` lays them out: for each
+    input channel c, the FN filters' (c) planes turned by 180°: w'[c, f, ry, rx] = w[f, c, FH − 1 − ry,
+    FW − 1 − rx]."""
+    FN, K = Wmat.shape
+    T = FH * FW
+    c0 = 0
+    while c0 < C:
+        n = _tile_filters(C - c0)
+        for c in range(n):
+            for f in range(FN):
+                for t in range(T):
+                    packed[c0 * FN * T + (f * T + t) * n + c] = Wmat[f, (c0 + c) * T + T - 1 - t]
+        c0 += n
 
 
 @njit(cache=True)
 def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, geometry, dx, below, alphas):
     """One image's share of the gradients by shifted products: part ((FH·FW, FN, C) tap by tap,
     then FN bias entries) (+)= this image's dW and db (= when ``first``); with dx (len > 0),
-    dx = the input gradient ⊙ act'(below)."""
+    dx = the input gradient ⊙ act'(below), by direct tiles over the output gradient with the
+    filters turned by 180° (``flipped_filters``, in ``taps``).
+
+    The output gradient is widened with zeros into a plane g of Lg values per filter, starting at S
+    (``_gradient_planes``); then padded input pixel q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] ·
+    g_f[q + ry·Wp + rx]: the forward's direct sum, read from g."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     one_zero, one_one = alphas
     FN = dout.shape[0] // (OH * OW)
     Hq, Wp = _padded_plane(H, W, pad)
     N, plane = OH * Wp, Hq * Wp
+    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
+    S = (FH - 1) * Wp + FW - 1
     xp = scratch[: C * plane]
-    dwide, dxp = dscratch[: FN * N], dscratch[FN * N : FN * N + C * plane]
+    g, dxw = dscratch[: FN * Lg], dscratch[FN * Lg : FN * Lg + C * M]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
     K = C * FH * FW
+    for i in range(FN * Lg):
+        g[i] = 0
     for f in range(FN):
         total = 0.0
         for oy in range(OH):
-            src, dst = dout[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], dwide[f * N + oy * Wp : f * N + (oy + 1) * Wp]
+            src, dst = dout[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], g[f * Lg + S + oy * Wp :]
             for i in range(OW):
                 dst[i] = src[i]
                 total += src[i]
-            for i in range(OW, Wp):
-                dst[i] = 0
         part[FN * K + f] = total if first else part[FN * K + f] + total
     for t in range(FH * FW):
         shifted = xp[(t // FW) * Wp + t % FW :]
-        gemm(AS_IS, TRANSPOSED, FN, C, N, one_zero if first else one_one, dwide, N, shifted, plane,
+        gemm(AS_IS, TRANSPOSED, FN, C, N, one_zero if first else one_one, g[S:], Lg, shifted, plane,
              part[t * FN * C :], C)  # fmt: skip
     if dx.shape[0] == 0:
         return
-    for i in range(C * plane):
-        dxp[i] = 0
-    for t in range(FH * FW):
-        gemm(TRANSPOSED, AS_IS, C, N, FN, one_one, taps[t * FN * C :], C, dwide, N, dxp[(t // FW) * Wp + t % FW :],
-             plane)  # fmt: skip
+    _tiles(g, pad * Wp, FN, Lg, taps, dxw, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout, SUMS)
     for c in range(C):
         for y in range(H):
-            src = dxp[(c * Hq + y + pad) * Wp + pad : (c * Hq + y + pad) * Wp + pad + W]
+            src = dxw[c * M + y * Wp + pad : c * M + y * Wp + pad + W]
             dst, inp = dx[(c * H + y) * W : (c * H + y + 1) * W], x[(c * H + y) * W : (c * H + y + 1) * W]
             for i in range(W):
                 dst[i] = src[i]
@@ -309,8 +409,8 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
     OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
-    if uses_shifts(C, FN, stride):
-        shift_filters(Wmat, C, FH, FW, taps)
+    if uses_direct(C, FN, stride):
+        direct_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
         conv_forward_images(x, Wmat, taps, b, out, col[k], geometry, activation, alphas, n0, n1)
@@ -319,14 +419,14 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
 
 @njit(cache=True)
 def conv_forward_images(x, Wmat, taps, b, out, scratch, geometry, activation, alphas, n0, n1):
-    """Images n0:n1 of x (rows) into out, one at a time, each by its route (``uses_shifts``):
-    Wmat (FN, K) the filters, taps their shifted-products order (``shift_filters``), scratch one
+    """Images n0:n1 of x (rows) into out, one at a time, each by its route (``uses_direct``):
+    Wmat (FN, K) the filters, taps their direct tiles' order (``direct_filters``), scratch one
     block's ``conv_scratch_size`` values. ``conv_forward_rows``' block, and the test-time pass's."""
     C, _, _, _, _, stride, _ = geometry
-    shifts = uses_shifts(C, b.shape[0], stride)
+    direct = uses_direct(C, b.shape[0], stride)
     for n in range(n0, n1):
-        if shifts:
-            _shift_forward_image(x[n], taps, b, out[n], scratch, geometry, activation, alphas)
+        if direct:
+            _direct_forward_image(x[n], taps, b, out[n], scratch, geometry, activation)
         else:
             _conv_forward_image(x[n], Wmat, b, out[n], scratch, geometry, activation, alphas[0])
 
@@ -348,7 +448,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     with_dx = dx.shape[0] > 0
     shifts = uses_shifts(C, FN, stride)
     if shifts and with_dx:
-        shift_filters(Wmat, C, FH, FW, taps)
+        flipped_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
         for n in range(n0, n1):

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
-from .conv import conv_forward_images, shift_filters, uses_shifts
+from .conv import conv_forward_images, direct_filters, uses_direct
 from .decay import add_decay
 from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
@@ -274,17 +274,17 @@ def test_transforms(flat, net, work):
 
 @njit(cache=True)
 def conv_taps(flat, rec):
-    """The filters of every convolution that runs by shifted products, tap by tap
-    (``conv.shift_filters``), each where its weights are in ``flat``; the rest unused (empty for
+    """The filters of every convolution that runs by direct tiles, in their order
+    (``conv.direct_filters``), each where its weights are in ``flat``; the rest unused (empty for
     a network without such a convolution)."""
     size = 0
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_shifts(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+        if rec[l, KIND] == CONV and uses_direct(rec[l, C], rec[l, OC], rec[l, STRIDE]):
             size = rec[l, B_OFF]  # the layer's weights end where its bias begins
     taps = np.empty(size, flat.dtype)
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_shifts(rec[l, C], rec[l, OC], rec[l, STRIDE]):
-            shift_filters(conv_filters(flat, rec, l), rec[l, C], rec[l, FH], rec[l, FW], taps[rec[l, W_OFF] :])
+        if rec[l, KIND] == CONV and uses_direct(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+            direct_filters(conv_filters(flat, rec, l), rec[l, C], rec[l, FH], rec[l, FW], taps[rec[l, W_OFF] :])
     return taps
 
 
