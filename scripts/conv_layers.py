@@ -61,7 +61,7 @@ def main():
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]
         route = (
-            ("direct" if uses_direct(r[E.C], fn, r[E.STRIDE]) else "unfolded")
+            ("direct" if uses_direct(r[E.STRIDE]) else "unfolded")
             + " / "
             + ("shifted" if uses_shifts(r[E.C], fn, r[E.STRIDE]) else "unfolded")
         )

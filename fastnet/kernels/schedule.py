@@ -279,11 +279,11 @@ def conv_taps(flat, rec):
     a network without such a convolution)."""
     size = 0
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_direct(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+        if rec[l, KIND] == CONV and uses_direct(rec[l, STRIDE]):
             size = rec[l, B_OFF]  # the layer's weights end where its bias begins
     taps = np.empty(size, flat.dtype)
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_direct(rec[l, C], rec[l, OC], rec[l, STRIDE]):
+        if rec[l, KIND] == CONV and uses_direct(rec[l, STRIDE]):
             direct_filters(conv_filters(flat, rec, l), rec[l, C], rec[l, FH], rec[l, FW], taps[rec[l, W_OFF] :])
     return taps
 
