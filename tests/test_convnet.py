@@ -12,6 +12,7 @@ from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import SimpleConvNet, kernels, optim, reference
 from fastnet.gradcheck import compare_gradients
+from fastnet.kernels import pool as pool_kernels
 
 # (N, C, H, W, FN, FH, FW, stride, pad): B = 1, odd sizes, stride 2, padding, several channels, the book's
 GEOMETRIES = [
@@ -153,6 +154,43 @@ def test_pool_kernels_equal_the_reference(pool, dtype):
         dx = np.empty(x.shape, dtype)
         kernels.pool_backward(dout.astype(dtype), winners, dx)
         assert_matches_reference(dx, layer.backward(dout), dtype)  # ties: the same (first) winner
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("pool", [(2, 2, 2), (3, 3, 1), (2, 3, 1), (3, 2, 3)])
+@pytest.mark.parametrize("size", [(2, 2), (6, 70), (13, 9)])
+def test_the_test_time_pool_equals_the_pool_with_winners(pool, size, dtype):
+    """max_pool_planes (no winners; the book's 2×2 windows a vector of outputs at a time, the last
+    vector masked) gives the training-time kernel's values, NaN and infinities included, over an
+    image and over a wider plane of rows (a convolution's wide output), writing nothing else."""
+    ph, pw, stride = pool
+    H, W = size
+    if H < ph or W < pw:
+        pytest.skip("the window does not fit")
+    H, W = H - (H - ph) % stride, W - (W - pw) % stride  # whole windows
+    OH, OW = (H - ph) // stride + 1, (W - pw) // stride + 1
+    rng = np.random.default_rng(H * W + ph)
+    x = rng.standard_normal((3, 2, H, W)).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::29], flat[::31], flat[5::37] = np.inf, -np.inf, np.nan
+    x[1] = rng.integers(-1, 2, (2, H, W))  # ties, and -0.0 next to 0.0
+    x[1, 0, 0, :2] = -0.0, 0.0
+    expected, winners = np.empty((3, 2, OH, OW), dtype), np.empty((3, 2, OH, OW), np.int64)
+    kernels.pool_forward_unchecked(x, expected, winners, ph, pw, stride, 0)  # pool_forward refuses NaN
+    rows = W + 3  # the planes of a wider buffer: 3 unused columns per row, 1 row and 5 values between planes
+    wide = np.full((3, 2 * ((H + 1) * rows + 5)), 7.0, dtype)
+    for n in range(3):
+        for c in range(2):
+            start = c * ((H + 1) * rows + 5)
+            wide[n, start : start + H * rows].reshape(H, rows)[:, :W] = x[n, c]
+    for src, plane, row in ((x.reshape(3, -1), H * W, W), (wide, (H + 1) * rows + 5, rows)):
+        out = np.full((3, 2 * OH * OW + 40), 5.0, dtype)
+        for n in range(3):
+            pool_kernels.max_pool_planes(src[n], plane, row, 2, ph, pw, stride, OH, OW, out[n])
+        np.testing.assert_array_equal(out[:, : 2 * OH * OW], expected.reshape(3, -1))
+        numbers = ~np.isnan(expected.reshape(3, -1))
+        assert (np.signbit(out[:, : 2 * OH * OW])[numbers] == np.signbit(expected.reshape(3, -1))[numbers]).all()
+        assert (out[:, 2 * OH * OW :] == 5).all()
 
 
 def test_pool_shows_nan_and_keeps_infinity():

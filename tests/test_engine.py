@@ -209,6 +209,34 @@ def test_gradcheck_float64(network):
     assert report.passed, report.rows
 
 
+# Convolutions whose test-time pass takes in the batch norm above them (no activation of their own,
+# stride 1) and the pool above that (no padding): 2×2 windows at stride 2 (vectors of outputs), other
+# windows, a sigmoid applied after the pool; a batch norm a stride-2 convolution keeps; a folded batch
+# norm that ends the image layers; a padded pool (its winners kernel); odd sizes.
+FUSED_NET = ((3, 10, 14), [("conv", 9, 3, 3, 1, 1, "identity"), ("batchnorm", "relu"), ("pool", 2, 2, 2, 0),
+                           ("conv", 5, 2, 2, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
+                           ("conv", 4, 2, 2, 1, 1, "sigmoid"), ("pool", 2, 3, 1, 0),
+                           ("conv", 3, 1, 1, 2, 0, "identity"), ("batchnorm", "relu"), ("pool", 2, 2, 1, 1),
+                           ("conv", 6, 2, 2, 1, 0, "identity"), ("batchnorm", "identity"),
+                           ("affine", 4, "relu"), ("affine", 3, "identity")], 3)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_test_time_fusions_equal_the_reference(dtype):
+    shape, layers, classes = FUSED_NET
+    rec = records.layer_records(shape, layers)[0]
+    assert [l for l in range(len(layers)) if schedule.folds_batchnorm(rec, l)] == [0, 10]
+    assert [l for l in (0, 3, 5, 7) if schedule.fuses_pool(rec, l, l + schedule.folds_batchnorm(rec, l))] == [0, 3, 5]
+    assert schedule.image_layers(rec) == 12  # the folded batch norm on top included
+    net, ref, _ = twins(shape, layers, dtype, seed=9)
+    x, t = problem(shape, classes, 7, seed=10)
+    net.gradient(x.astype(dtype), t)  # running statistics away from (0, 1): the folded maps are not trivial
+    ref.gradient(x, t)
+    for rows in (x, x[:1]):
+        assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
+    assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+
+
 def test_a_pass_moves_the_running_statistics_only_when_asked():
     shape, layers, classes = A_CONVNET
     net, _, _ = twins(shape, layers)

@@ -120,3 +120,74 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def pool_row(typingctx, src, top, bottom, out, out_off, n):
+    """out[out_off + i] = the max of src[top + 2i], src[top + 2i + 1], src[bottom + 2i] and
+    src[bottom + 2i + 1], the first largest in that order, NaN if one is NaN, for i < n: one output
+    row of a 2×2 pool with stride 2 from input rows starting at ``top`` and ``bottom`` (compiled
+    code only; unchecked, but nothing past the n windows is read or written: the last vectors'
+    loads and stores are masked). src, out: flat arrays of one float dtype.
+
+    A vector of outputs at a time: two vectors of each input row loaded, their even and odd lanes
+    pulled apart by shuffles, then three selects; Numba's loops over rows as short as a pool's
+    (4–14 outputs) run in scalar code."""
+    signature = types.void(src, top, bottom, out, out_off, n)
+
+    def codegen(context, builder, sig, args):
+        _, top, bottom, _, out_off, n = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer)
+                                         else v for v, t in zip(args, sig.args)]  # fmt: skip
+        dtype = sig.args[0].dtype
+        scalar = context.get_data_type(dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+        vector, i1, i32, i64 = ir.VectorType(scalar, lanes), ir.IntType(1), ir.IntType(32), ir.IntType(64)
+        masks = ir.VectorType(i1, lanes)
+        suffix = f"v{lanes}{'f32' if dtype == types.float32 else 'f64'}"
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector.as_pointer(), i32, masks, vector]),
+            f"llvm.masked.load.{suffix}.p0{suffix}")  # fmt: skip
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), i32, masks]),
+            f"llvm.masked.store.{suffix}.p0{suffix}")  # fmt: skip
+        srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
+        outs = context.make_array(sig.args[3])(context, builder, args[3]).data
+        lane = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
+        zero = ir.Constant(vector, None)
+        align = ir.Constant(i32, 4)
+        even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
+        odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
+
+        def splat(value):
+            vec = builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), value,
+                                         ir.Constant(i32, 0))  # fmt: skip
+            return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+        def bigger(v, m):  # v if v > m or v is NaN, else m
+            take = builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
+            return builder.select(take, v, m)
+
+        chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(i64, lanes))
+            left = splat(builder.sub(n, first))  # outputs left from this chunk's first on
+            inputs = []
+            for start in (top, bottom):
+                at = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
+                halves = []
+                for half in range(2):  # input lane j of this half is window (half·lanes + j) // 2's
+                    index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
+                    mask = builder.icmp_signed("<", index, builder.mul(left, splat(ir.Constant(i64, 2))))
+                    pointer = builder.bitcast(builder.gep(srcs, [builder.add(at, ir.Constant(i64, half * lanes))]),
+                                              vector.as_pointer())  # fmt: skip
+                    halves.append(builder.call(load, [pointer, align, mask, zero]))
+                inputs += [builder.shuffle_vector(halves[0], halves[1], even),
+                           builder.shuffle_vector(halves[0], halves[1], odd)]  # fmt: skip
+            best = inputs[0]
+            for v in inputs[1:]:  # (top, left), (top, right), (bottom, left), (bottom, right)
+                best = bigger(v, best)
+            pointer = builder.bitcast(builder.gep(outs, [builder.add(out_off, first)]), vector.as_pointer())
+            builder.call(store, [best, pointer, align, builder.icmp_signed("<", lane, left)])
+        return context.get_dummy_value()
+
+    return signature, codegen

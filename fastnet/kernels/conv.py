@@ -183,13 +183,13 @@ def _tiles(src, start, C, plane, packed, out, FN, N, FH, FW, Wp, pixels, bias, e
 
 
 @njit(cache=True, error_model="numpy")
-def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
-    """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
-    the filters as ``direct_filters`` lays them out. The tiles write the wide output (OH rows of Wp
-    pixels, rounded up to whole tiles) with the bias added (and ReLU applied) in registers; it is
-    then cut to OW columns (another activation applied there)."""
+def direct_wide(x, packed, b, scratch, geometry, activation):
+    """One image's wide output by direct tiles (stride 1): (wide, N, Wp), wide holding FN planes of
+    N values, plane f's OH rows of Wp pixels = conv(x) + b[f] for the OW first of each row, ReLU
+    applied for ``activation`` RELU (another activation is left to the caller); packed the filters
+    as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values."""
     C, H, W, FH, FW, _, pad = geometry
-    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    OH = output_size(H, FH, 1, pad)
     FN = b.shape[0]
     Hq, Wp = _padded_plane(H, W, pad)
     pixels = tile_pixels(x.itemsize)
@@ -197,9 +197,22 @@ def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
     size = C * Hq * Wp + TILE_SLACK
     xp, wide = scratch[:size], scratch[size : size + FN * N]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
-    fused = activation == RELU or activation == IDENTITY
     _tiles(xp, 0, C, Hq * Wp, packed, wide, FN, N, FH, FW, Wp, pixels, b,
            PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS)  # fmt: skip
+    return wide, N, Wp
+
+
+@njit(cache=True, error_model="numpy")
+def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
+    """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
+    the filters as ``direct_filters`` lays them out. The tiles write the wide output
+    (``direct_wide``) with the bias added (and ReLU applied) in registers; it is then cut to OW
+    columns (another activation applied there)."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    FN = b.shape[0]
+    wide, N, Wp = direct_wide(x, packed, b, scratch, geometry, activation)
+    fused = activation == RELU or activation == IDENTITY
     for f in range(FN):
         for oy in range(OH):
             src, dst = f * N + oy * Wp, (f * OH + oy) * OW

@@ -11,6 +11,7 @@ blocks of images; each image is one iteration's: deterministic.
 
 from numba import njit, prange
 
+from ._simd import pool_row
 from .activations import activation_backward
 from .conv import output_size
 from .partition import block_bounds, num_blocks
@@ -91,6 +92,40 @@ def _nan_window(x, first, W, ph, pw, best, where):
             if v != v:
                 return v, first + fy * W + fx
     return best, where
+
+
+@njit(cache=True)
+def max_pool_planes(src, plane, row, C, ph, pw, stride, OH, OW, out):
+    """out (C·OH·OW, flat) = the max pooling of C planes of ``src`` without padding, plane c from
+    c·``plane`` on, its rows ``row`` values apart: the test-time pool (no winners), over an image
+    (plane = H·W, row = W) or a convolution's wide output where the tiles left it. Each output is
+    the window's first largest value in (row, column) order, NaN if the window holds one. The
+    book's 2×2 windows at stride 2 go a vector of outputs at a time (``_simd.pool_row``)."""
+    for c in range(C):
+        for oy in range(OH):
+            o, top = (c * OH + oy) * OW, c * plane + oy * stride * row
+            if ph == 2 and pw == 2 and stride == 2:
+                pool_row(src, top, top + row, out, o, OW)
+                continue
+            dst = out[o : o + OW]
+            for ox in range(OW):
+                dst[ox] = src[top + ox * stride]
+            for fy in range(ph):
+                for fx in range(pw):
+                    if fy + fx > 0:
+                        first = top + fy * row + fx
+                        for ox in range(OW):
+                            v = src[first + ox * stride]
+                            dst[ox] = v if (v > dst[ox]) | (v != v) else dst[ox]
+
+
+@njit(cache=True)
+def pool_test_images(x, out, geometry, n0, n1):
+    """Images n0:n1 of x (rows) into out at test time, without winners; ``geometry`` as
+    ``pool_forward_images``' (a pool without padding: ``max_pool_planes``)."""
+    C, H, W, ph, pw, stride, _, OH, OW = geometry
+    for n in range(n0, n1):
+        max_pool_planes(x[n], H * W, W, C, ph, pw, stride, OH, OW, out[n])
 
 
 @njit(cache=True)

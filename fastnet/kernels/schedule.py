@@ -26,16 +26,17 @@ The blocks are numbered by the shapes only: the same bits whatever the number of
 import numpy as np
 from numba import njit, prange
 
-from .batchnorm import batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
+from .activations import IDENTITY, RELU, activation_forward
+from .batchnorm import SCALE, SHIFT, batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
-from .conv import conv_forward_images, direct_filters, uses_direct
+from .conv import conv_forward_images, direct_filters, direct_wide, uses_direct
 from .decay import add_decay
 from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
 from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
-from .pool import pool_forward_images
+from .pool import max_pool_planes, pool_forward_images, pool_test_images
 from .records import (
     ACT,
     ACT_OFF,
@@ -243,13 +244,34 @@ PASS_VALUES = 1 << 17
 
 @njit(cache=True)
 def image_layers(rec):
-    """How many layers, from the first, work on images (up to the last convolution or pool): the
-    part a pass takes a few images at a time; the dense layers above it take ROWS_PER_PASS rows."""
+    """How many layers, from the first, work on images (up to the last convolution or pool, and the
+    batch norm a convolution there takes in, ``folds_batchnorm``): the part a pass takes a few
+    images at a time; the dense layers above it take ROWS_PER_PASS rows."""
     n = 0
     for l in range(rec.shape[0]):
         if rec[l, KIND] == CONV or rec[l, KIND] == POOL:
             n = l + 1
+    if n > 0 and folds_batchnorm(rec, n - 1):
+        n += 1
     return n
+
+
+@njit(cache=True)
+def folds_batchnorm(rec, l):
+    """Whether layer l, a convolution, takes the batch norm above it into its filters and bias at
+    test time (``test_filters``): a direct-tile convolution without an activation of its own,
+    right below a batch-norm layer (whose test-time map is a scale and a shift per channel)."""
+    return (rec[l, KIND] == CONV and uses_direct(rec[l, STRIDE]) and rec[l, ACT] == IDENTITY
+            and l + 1 < rec.shape[0] and rec[l + 1, KIND] == BATCHNORM)  # fmt: skip
+
+
+@njit(cache=True)
+def fuses_pool(rec, l, top):
+    """Whether convolution l's test-time pass pools its output itself (``conv_pool_images``): a
+    direct-tile convolution whose output (that of layer ``top``: the batch norm it folds, or its
+    own) a pool without padding reads."""
+    p = top + 1
+    return uses_direct(rec[l, STRIDE]) and p < rec.shape[0] and rec[p, KIND] == POOL and rec[p, PAD] == 0
 
 
 @njit(cache=True)
@@ -273,19 +295,55 @@ def test_transforms(flat, net, work):
 
 
 @njit(cache=True)
-def conv_taps(flat, rec):
-    """The filters of every convolution that runs by direct tiles, in their order
-    (``conv.direct_filters``), each where its weights are in ``flat``; the rest unused (empty for
-    a network without such a convolution)."""
+def test_filters(flat, net, work):
+    """Every convolution's filters and bias as its test-time pass reads them, in an array laid out
+    as ``flat`` (each layer's where its W and b are there; the rest unused): filters that run by
+    direct tiles in their order (``conv.direct_filters``), the others unread; each bias copied.
+    A convolution that folds the batch norm above it (``folds_batchnorm``) gets that layer's map,
+    y = scale·(W∗x + b) + shift, taken in: filters scale·W, bias scale·b + shift (computed in
+    float64; batch norm's maps already in ``work.stats``, ``test_transforms``)."""
+    rec = net.rec
     size = 0
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_direct(rec[l, STRIDE]):
-            size = rec[l, B_OFF]  # the layer's weights end where its bias begins
-    taps = np.empty(size, flat.dtype)
+        if rec[l, KIND] == CONV:
+            size = rec[l, B_OFF] + rec[l, OC]
+    params = np.empty(size, flat.dtype)
     for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV and uses_direct(rec[l, STRIDE]):
-            direct_filters(conv_filters(flat, rec, l), rec[l, C], rec[l, FH], rec[l, FW], taps[rec[l, W_OFF] :])
-    return taps
+        if rec[l, KIND] != CONV:
+            continue
+        b0, fn = rec[l, B_OFF], rec[l, OC]
+        filters = conv_filters(flat, rec, l)
+        if folds_batchnorm(rec, l):
+            stats = norm_stats(work.stats, rec, l + 1)
+            scaled = np.empty(filters.shape, flat.dtype)
+            for f in range(fn):
+                scale = stats[SCALE, f]
+                params[b0 + f] = scale * flat[b0 + f] + stats[SHIFT, f]
+                for j in range(filters.shape[1]):
+                    scaled[f, j] = scale * filters[f, j]
+            filters = scaled
+        else:
+            params[b0 : b0 + fn] = flat[b0 : b0 + fn]
+        if uses_direct(rec[l, STRIDE]):
+            direct_filters(filters, rec[l, C], rec[l, FH], rec[l, FW], params[rec[l, W_OFF] :])
+    return params
+
+
+@njit(cache=True)
+def conv_pool_images(x, packed, b, out, scratch, geometry, activation, pool, n0, n1):
+    """Images n0:n1 of x (rows) through a direct-tile convolution and the pool above it in one
+    pass, at test time: each image's wide output (``conv.direct_wide``) pooled where the tiles
+    left it (``pool.max_pool_planes``), the convolution's own output never written. An activation
+    the tiles do not apply is applied to the pooled values: the activations never decrease, so
+    the max of their values is their value of the max. ``pool``: the pool's geometry as
+    ``pool_forward_images`` takes it."""
+    FN = b.shape[0]
+    _, _, _, ph, pw, stride, _, POH, POW = pool
+    for n in range(n0, n1):
+        wide, N, Wp = direct_wide(x[n], packed, b, scratch, geometry, activation)
+        max_pool_planes(wide, N, Wp, FN, ph, pw, stride, POH, POW, out[n])
+        if activation != RELU and activation != IDENTITY:
+            activation_forward(activation, out[n])
 
 
 @njit(parallel=True, cache=True)
@@ -300,15 +358,15 @@ def test_forward_by_rows(x, flat, net, work):
     rec = net.rec
     B = x.shape[0]
     test_transforms(flat, net, work)
-    taps = conv_taps(flat, rec)
+    params = test_filters(flat, net, work)
     nb = num_blocks(B, B * row_work(rec))
     split, images = image_layers(rec), image_pass(rec)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
         for c0 in range(r0, r1, images):  # convolutions and pools, a few images at a time
-            test_rows(x, flat, net, work, 0, split, c0, min(c0 + images, r1), taps, k)
+            test_rows(x, flat, net, work, 0, split, c0, min(c0 + images, r1), params, k)
         for c0 in range(r0, r1, ROWS_PER_PASS):  # the dense layers above them, in long row blocks
-            test_rows(x, flat, net, work, split, rec.shape[0], c0, min(c0 + ROWS_PER_PASS, r1), taps, k)
+            test_rows(x, flat, net, work, split, rec.shape[0], c0, min(c0 + ROWS_PER_PASS, r1), params, k)
     return layer_rows(work.acts, rec, logits_layer(rec), B)
 
 
@@ -323,15 +381,17 @@ def logits_layer(rec):
 
 
 @njit(cache=True)
-def test_rows(x, flat, net, work, l0, l1, c0, c1, taps, k):
+def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
     """Rows c0:c1 of x through layers l0:l1 at test time, serial (``test_forward_by_rows``; batch
-    norm's maps already in ``work.stats``, ``test_transforms``; the shifted products' filters in
-    ``taps``, ``conv_taps``; block k's scratch ``work.col[k]``). Layer l0's input is x's rows for
-    l0 = 0, else what layers below l0 left in their buffers (``layer_input``)."""
+    norm's maps already in ``work.stats``, ``test_transforms``; the convolutions' filters and bias
+    in ``params``, ``test_filters``; block k's scratch ``work.col[k]``). Layer l0's input is x's
+    rows for l0 = 0, else what layers below l0 left in their buffers (``layer_input``). A
+    convolution takes in the batch norm it folds and the pool above it (``fuses_pool``)."""
     rec, coef = net.rec, net.coef
     B = x.shape[0]
     h = layer_input(x, work.acts, rec, l0)
-    for l in range(l0, l1):
+    l = l0
+    while l < l1:
         kind, act = rec[l, KIND], rec[l, ACT]
         if kind == AFFINE:
             out = layer_rows(work.acts, rec, l, B)
@@ -339,15 +399,25 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, taps, k):
             _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
             h = out
         elif kind == CONV:
-            out, b0, alphas = layer_rows(work.acts, rec, l, B), rec[l, B_OFF], (work.one_zero, work.one_one)
-            conv_forward_images(h, conv_filters(flat, rec, l), taps[rec[l, W_OFF] :], flat[b0 : b0 + rec[l, OC]], out,
-                                work.col[k], conv_geometry(rec, l), act, alphas, c0, c1)  # fmt: skip
+            top = l + 1 if folds_batchnorm(rec, l) else l  # the layer whose output this pass gives
+            b0, act = rec[l, B_OFF], rec[top, ACT]
+            b, filters, geometry = params[b0 : b0 + rec[l, OC]], params[rec[l, W_OFF] :], conv_geometry(rec, l)
+            if top + 1 < l1 and fuses_pool(rec, l, top):
+                l = top + 1
+                out = layer_rows(work.acts, rec, l, B)
+                conv_pool_images(h, filters, b, out, work.col[k], geometry, act, pool_geometry(rec, l), c0, c1)
+            else:  # into its own buffer (a batch norm it folds works in place there: none is left to do)
+                out = layer_rows(work.acts, rec, l, B)
+                conv_forward_images(h, conv_filters(flat, rec, l), filters, b, out, work.col[k], geometry, act,
+                                    (work.one_zero, work.one_one), c0, c1)  # fmt: skip
+                l = top
             h = out
         elif kind == POOL:
-            out, winners = layer_rows(work.acts, rec, l, B), layer_aux(work.winners, rec, l, B)
-            geometry = (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD],
-                        rec[l, OH], rec[l, OW])  # fmt: skip
-            pool_forward_images(h, out, winners, geometry, c0, c1)
+            out = layer_rows(work.acts, rec, l, B)
+            if rec[l, PAD] == 0:  # nothing reads the winners at test time
+                pool_test_images(h, out, pool_geometry(rec, l), c0, c1)
+            else:
+                pool_forward_images(h, out, layer_aux(work.winners, rec, l, B), pool_geometry(rec, l), c0, c1)
             h = out
         elif l == 0:  # the input is the caller's: these write their own buffer
             out = layer_rows(work.acts, rec, l, B)
@@ -361,6 +431,14 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, taps, k):
             dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
         else:
             batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
+        l += 1
+
+
+@njit(cache=True)
+def pool_geometry(rec, l):
+    """Pool layer l's (C, H, W, ph, pw, stride, pad, OH, OW), as the pool kernels take it."""
+    return (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD], rec[l, OH],
+            rec[l, OW])  # fmt: skip
 
 
 @njit(cache=True)
