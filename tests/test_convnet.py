@@ -23,7 +23,7 @@ GEOMETRIES = [
     (1, 4, 6, 6, 1, 1, 1, 1, 0),
     (4, 1, 28, 28, 30, 5, 5, 1, 0),
     (1, 3, 9, 11, 15, 3, 3, 1, 1),  # stride 1: the forward by direct tiles of 8, 4, 2 and 1 filters
-    (1, 2, 3, 3, 7, 3, 3, 1, 0),  # one output pixel in a tile of many
+    (1, 2, 3, 3, 7, 3, 3, 1, 0),  # one output pixel in a tile of many (half a tile: one vector of pixels)
     # stride 1 with 8+ channels in and out: the backward by shifted products (kernels.conv.uses_shifts)
     (1, 8, 5, 5, 8, 3, 3, 1, 1),
     (3, 9, 7, 6, 10, 3, 2, 1, 2),

@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
-from ._simd import FILTERS_PER_TILE, PLUS_BIAS, PLUS_BIAS_RELU, SUMS, TILE_SLACK, conv_tile, tile_pixels
+from ._simd import FILTERS_PER_TILE, PLUS_BIAS, PLUS_BIAS_RELU, SUMS, TILE_SLACK, conv_tile, copy_run, tile_pixels
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
 
@@ -149,9 +149,8 @@ def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
         for i in range(top, top + pad * Wp + pad):
             xp[i] = 0
         for y in range(H):
-            src, dst = (c * H + y) * W, top + (y + pad) * Wp + pad
-            for i in range(W):
-                xp[dst + i] = x[src + i]
+            dst = top + (y + pad) * Wp + pad
+            copy_run(x, (c * H + y) * W, xp, dst, W)
             for i in range(dst + W, dst + W + (2 * pad if y < H - 1 else 0)):
                 xp[i] = 0
         for i in range(top + (pad + H - 1) * Wp + pad + W, top + Hq * Wp):
@@ -163,23 +162,40 @@ def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
 @njit(cache=True)
 def _tiles(src, start, C, plane, packed, out, FN, N, FH, FW, Wp, pixels, bias, epilogue):
     """out[f·N + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx] for f < FN,
-    p < N (a whole number of ``pixels``), the filters w as ``direct_filters`` packs them; + bias[f]
-    and ReLU as ``epilogue`` says (``_simd.conv_tile``)."""
+    p < N (a whole number of ``pixels`` // 2: the last tile of each row of tiles may be half one),
+    the filters w as ``direct_filters`` packs them; + bias[f] and ReLU as ``epilogue`` says
+    (``_simd.conv_tile``)."""
     K = C * FH * FW
     f0 = 0
-    while f0 < FN:  # the tile's filter count is a literal: one compiled tile per count
+    while f0 < FN:
         n = _tile_filters(FN - f0)
         for p in range(0, N, pixels):
-            i, o = start + p, f0 * N + p
-            if n == FILTERS_PER_TILE:
-                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, bias, f0, epilogue)
-            elif n == 4:
-                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 4, bias, f0, epilogue)
-            elif n == 2:
-                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 2, bias, f0, epilogue)
-            else:
-                conv_tile(src, i, packed, f0 * K, out, o, N, C, plane, FH, FW, Wp, 1, bias, f0, epilogue)
+            _tile(src, start + p, packed, f0 * K, out, f0 * N + p, N, C, plane, FH, FW, Wp, n,
+                  2 if p + pixels <= N else 1, bias, f0, epilogue)  # fmt: skip
         f0 += n
+
+
+@njit(cache=True)
+def _tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, filters, vectors, bias, f0, epilogue):
+    """One ``_simd.conv_tile`` of ``filters`` filters and ``vectors`` vectors of pixels, as literals:
+    one compiled tile per count."""
+    if vectors == 2:
+        if filters == FILTERS_PER_TILE:
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, 2, bias, f0, epilogue)
+        elif filters == 4:
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 4, 2, bias, f0, epilogue)
+        elif filters == 2:
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 2, 2, bias, f0, epilogue)
+        else:
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 1, 2, bias, f0, epilogue)
+    elif filters == FILTERS_PER_TILE:
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, 1, bias, f0, epilogue)
+    elif filters == 4:
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 4, 1, bias, f0, epilogue)
+    elif filters == 2:
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 2, 1, bias, f0, epilogue)
+    else:
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 1, 1, bias, f0, epilogue)
 
 
 @njit(cache=True, error_model="numpy")
@@ -193,7 +209,7 @@ def direct_wide(x, packed, b, scratch, geometry, activation):
     FN = b.shape[0]
     Hq, Wp = _padded_plane(H, W, pad)
     pixels = tile_pixels(x.itemsize)
-    N = -(-OH * Wp // pixels) * pixels
+    N = -(-OH * Wp // (pixels // 2)) * (pixels // 2)  # whole vectors: a row of tiles may end in half a tile
     size = C * Hq * Wp + TILE_SLACK
     xp, wide = scratch[:size], scratch[size : size + FN * N]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
@@ -215,9 +231,8 @@ def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
     fused = activation == RELU or activation == IDENTITY
     for f in range(FN):
         for oy in range(OH):
-            src, dst = f * N + oy * Wp, (f * OH + oy) * OW
-            for i in range(OW):
-                out[dst + i] = wide[src + i]
+            dst = (f * OH + oy) * OW
+            copy_run(wide, f * N + oy * Wp, out, dst, OW)
             if not fused:
                 activation_forward(activation, out[dst : dst + OW])
 
