@@ -13,6 +13,7 @@ from support import FLOAT_DTYPES, assert_matches_reference
 from fastnet import SimpleConvNet, kernels, optim, reference
 from fastnet.gradcheck import compare_gradients
 from fastnet.kernels import pool as pool_kernels
+from fastnet.kernels.activations import RELU
 
 # (N, C, H, W, FN, FH, FW, stride, pad): B = 1, odd sizes, stride 2, padding, several channels, the book's
 GEOMETRIES = [
@@ -191,6 +192,32 @@ def test_the_test_time_pool_equals_the_pool_with_winners(pool, size, dtype):
         numbers = ~np.isnan(expected.reshape(3, -1))
         assert (np.signbit(out[:, : 2 * OH * OW])[numbers] == np.signbit(expected.reshape(3, -1))[numbers]).all()
         assert (out[:, 2 * OH * OW :] == 5).all()
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("size", [(2, 2), (6, 40), (10, 14)])
+def test_the_book_pool_s_vector_kernels_equal_the_general_ones(size, dtype):
+    """2×2 windows at stride 2 (``_simd.pool_row_winners``, ``unpool_row``): the same outputs,
+    winners (the first largest, the first NaN) and input gradient (times ReLU's derivative) as
+    the general loops, which a window size of 0 in the backward's geometry selects."""
+    H, W = size
+    N, C, OH, OW = 3, 2, H // 2, W // 2
+    rng = np.random.default_rng(H + W)
+    x = rng.standard_normal((N, C * H * W)).astype(dtype)
+    x[1] = rng.integers(-1, 2, C * H * W)  # ties
+    x[2, ::7], x[2, 3::11], x[2, 1] = np.nan, np.inf, np.nan
+    geometry = (C, H, W, 2, 2, 2, 0, OH, OW)
+    out, winners = np.empty((N, C * OH * OW), dtype), np.empty((N, C * OH * OW), np.int64)
+    pool_kernels.pool_forward_rows(x, out, winners, C, H, W, 2, 2, 2, 0)
+    expected, where = direct_pool(x.reshape(N, C, H, W).astype(np.float64), 2, 2, 2, 0)  # argmax: the first NaN
+    np.testing.assert_array_equal(out, expected.reshape(N, -1).astype(dtype))
+    flat_where = [c * H * W + r * W + q for (_, c, _, _), (r, q) in sorted(where.items())]
+    np.testing.assert_array_equal(winners.reshape(-1), flat_where)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, dx_general = np.full(x.shape, 9, dtype), np.full(x.shape, 9, dtype)
+    pool_kernels.pool_backward_rows(dout, winners, dx, x, RELU, geometry)
+    pool_kernels.pool_backward_rows(dout, winners, dx_general, x, RELU, (0,) * 9)
+    np.testing.assert_array_equal(dx, dx_general)
 
 
 def test_pool_shows_nan_and_keeps_infinity():

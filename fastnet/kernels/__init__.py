@@ -20,7 +20,8 @@ Two names per kernel:
 Where things are (one module per concern)::
 
     _blas.py      gemm on blocks of arrays read in place (MKL or OpenBLAS), prefetch hint
-    _simd.py      the direct convolution's tile, in LLVM vector instructions (filters × pixels in registers)
+    _simd.py      micro-kernels in LLVM vector instructions: the direct convolution's tile (filters ×
+                  pixels in registers), the 2×2 pool's rows and their backward, row copies
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
@@ -36,13 +37,14 @@ Where things are (one module per concern)::
     engine.py     one forward, one fused training step for any sequence of records
     schedule.py   its parallel regions where a layer-by-layer loop is slower: row blocks through
                   affine/dropout networks (at test time through every network, images a few at a
-                  time), every weight gradient in one balanced region
+                  time, batch norm folded into the convolution below it and the pool above it fused
+                  in), every weight gradient in one balanced region
     stack.py      K networks at once (NetStack): a parallel loop over the members, each member's
                   step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE
     conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx);
                   direct tiles at stride 1, BLAS for the weight gradients and strided convolutions
-    pool.py       max pooling: forward (recording the winners) next to its backward
+    pool.py       max pooling: forward (recording the winners; at test time none) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward
     activations.py identity, ReLU, sigmoid: forward, and the one derivative rule every backward ends with

@@ -126,19 +126,29 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
 @intrinsic
 def pool_row(typingctx, src, top, bottom, out, out_off, n):
     """out[out_off + i] = the max of src[top + 2i], src[top + 2i + 1], src[bottom + 2i] and
-    src[bottom + 2i + 1], the first largest in that order, NaN if one is NaN, for i < n: one output
-    row of a 2×2 pool with stride 2 from input rows starting at ``top`` and ``bottom`` (compiled
-    code only; unchecked, but nothing past the n windows is read or written: the last vectors'
-    loads and stores are masked). src, out: flat arrays of one float dtype.
+    src[bottom + 2i + 1], the first largest in that order (the first NaN if one is NaN), for i < n:
+    one output row of a 2×2 pool with stride 2 from input rows starting at ``top`` and ``bottom``
+    (compiled code only; unchecked, but nothing past the n windows is read or written: the last
+    vectors' loads and stores are masked). src, out: flat arrays of one float dtype.
 
     A vector of outputs at a time: two vectors of each input row loaded, their even and odd lanes
     pulled apart by shuffles, then three selects; Numba's loops over rows as short as a pool's
     (4–14 outputs) run in scalar code."""
-    signature = types.void(src, top, bottom, out, out_off, n)
+    return types.void(src, top, bottom, out, out_off, n), _pool_row_codegen(False)
 
+
+@intrinsic
+def pool_row_winners(typingctx, src, top, bottom, out, winners, out_off, n):
+    """``pool_row``, and winners[out_off + i] = where in src the output came from (an int64 array):
+    the training pool's forward, whose winners the backward sends each gradient to."""
+    return types.void(src, top, bottom, out, winners, out_off, n), _pool_row_codegen(True)
+
+
+def _pool_row_codegen(with_winners):
     def codegen(context, builder, sig, args):
-        _, top, bottom, _, out_off, n = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer)
-                                         else v for v, t in zip(args, sig.args)]  # fmt: skip
+        values = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                  for v, t in zip(args, sig.args)]  # fmt: skip
+        top, bottom, out_off, n = values[1], values[2], values[-2], values[-1]
         vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
@@ -147,32 +157,101 @@ def pool_row(typingctx, src, top, bottom, out, out_off, n):
         align = ir.Constant(i32, 4)
         even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
+        two = splat(ir.Constant(i64, 2))
 
-        def bigger(v, m):  # v if v > m or v is NaN, else m
-            take = builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
-            return builder.select(take, v, m)
+        def bigger(v, m):  # whether v replaces m: v > m, or v is the first NaN
+            nan_v, nan_m = builder.fcmp_unordered("uno", v, v), builder.fcmp_unordered("uno", m, m)
+            return builder.and_(builder.or_(builder.fcmp_ordered(">", v, m), nan_v), builder.not_(nan_m))
 
         chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, chunks) as chunk:
             first = builder.mul(chunk.index, ir.Constant(i64, lanes))
             left = splat(builder.sub(n, first))  # outputs left from this chunk's first on
-            inputs = []
+            inputs, where = [], []
             for start in (top, bottom):
                 at = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
                 halves = []
                 for half in range(2):  # input lane j of this half is window (half·lanes + j) // 2's
                     index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
-                    mask = builder.icmp_signed("<", index, builder.mul(left, splat(ir.Constant(i64, 2))))
+                    mask = builder.icmp_signed("<", index, builder.mul(left, two))
                     pointer = builder.bitcast(builder.gep(srcs, [builder.add(at, ir.Constant(i64, half * lanes))]),
                                               vector.as_pointer())  # fmt: skip
                     halves.append(builder.call(load, [pointer, align, mask, zero]))
                 inputs += [builder.shuffle_vector(halves[0], halves[1], even),
                            builder.shuffle_vector(halves[0], halves[1], odd)]  # fmt: skip
-            best = inputs[0]
-            for v in inputs[1:]:  # (top, left), (top, right), (bottom, left), (bottom, right)
-                best = bigger(v, best)
+                left_index = builder.add(splat(at), builder.mul(lane, two))
+                where += [left_index, builder.add(left_index, splat(ir.Constant(i64, 1)))]
+            best, best_at = inputs[0], where[0]
+            for v, at in zip(inputs[1:], where[1:]):  # (top, left), (top, right), (bottom, left), (bottom, right)
+                take = bigger(v, best)
+                best, best_at = builder.select(take, v, best), builder.select(take, at, best_at)
+            mask = builder.icmp_signed("<", lane, left)
             pointer = builder.bitcast(builder.gep(outs, [builder.add(out_off, first)]), vector.as_pointer())
-            builder.call(store, [best, pointer, align, builder.icmp_signed("<", lane, left)])
+            builder.call(store, [best, pointer, align, mask])
+            if with_winners:
+                wins = context.make_array(sig.args[4])(context, builder, args[4]).data
+                index_vector = best_at.type
+                store_index = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [index_vector, index_vector.as_pointer(), i32,
+                                                                    mask.type]),
+                    f"llvm.masked.store.v{lanes}i64.p0v{lanes}i64")  # fmt: skip
+                pointer = builder.bitcast(builder.gep(wins, [builder.add(out_off, first)]), index_vector.as_pointer())
+                builder.call(store_index, [best_at, pointer, ir.Constant(i32, 8), mask])
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@intrinsic
+def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom):
+    """The backward of ``pool_row_winners`` for one output row: dx[top + 2i + j] and
+    dx[bottom + 2i + j] (j = 0, 1) = dout[out_off + i] where winners[out_off + i] is that index,
+    else 0, for i < n (compiled code only; unchecked; the last vectors masked). Each input of the
+    windows is written once: the zeros and the gradients in one pass, a vector at a time."""
+    signature = types.void(dout, winners, out_off, n, dx, top, bottom)
+
+    def codegen(context, builder, sig, args):
+        _, _, out_off, n, _, top, bottom = [context.cast(builder, v, t, types.int64)
+                                            if isinstance(t, types.Integer) else v
+                                            for v, t in zip(args, sig.args)]  # fmt: skip
+        vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
+        index_vector = ir.VectorType(i64, lanes)
+        load_index = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(index_vector, [index_vector.as_pointer(), i32, ir.VectorType(ir.IntType(1),
+                                                                                                          lanes),
+                                                           index_vector]),
+            f"llvm.masked.load.v{lanes}i64.p0v{lanes}i64")  # fmt: skip
+        douts = context.make_array(sig.args[0])(context, builder, args[0]).data
+        wins = context.make_array(sig.args[1])(context, builder, args[1]).data
+        dxs = context.make_array(sig.args[4])(context, builder, args[4]).data
+        zero, align = ir.Constant(vector, None), ir.Constant(i32, 4)
+        two = splat(ir.Constant(i64, 2))
+        # lanes (0, lanes), (1, lanes + 1), ...: the left and right inputs of each window side by side
+        low = ir.Constant(ir.VectorType(i32, lanes), [j // 2 + (j % 2) * lanes for j in range(lanes)])
+        high = ir.Constant(ir.VectorType(i32, lanes), [lanes // 2 + j // 2 + (j % 2) * lanes for j in range(lanes)])
+        chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(i64, lanes))
+            left = splat(builder.sub(n, first))
+            mask = builder.icmp_signed("<", lane, left)
+            at = builder.add(out_off, first)
+            grads = builder.call(load, [builder.bitcast(builder.gep(douts, [at]), vector.as_pointer()), align, mask,
+                                        zero])  # fmt: skip
+            won = builder.call(load_index, [builder.bitcast(builder.gep(wins, [at]), index_vector.as_pointer()),
+                                            ir.Constant(i32, 8), mask, ir.Constant(index_vector, None)])  # fmt: skip
+            for start in (top, bottom):
+                row = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
+                left_index = builder.add(splat(row), builder.mul(lane, two))
+                right_index = builder.add(left_index, splat(ir.Constant(i64, 1)))
+                lefts = builder.select(builder.icmp_signed("==", won, left_index), grads, zero)
+                rights = builder.select(builder.icmp_signed("==", won, right_index), grads, zero)
+                for half, order in enumerate((low, high)):
+                    index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
+                    half_mask = builder.icmp_signed("<", index, builder.mul(left, two))
+                    pointer = builder.bitcast(builder.gep(dxs, [builder.add(row, ir.Constant(i64, half * lanes))]),
+                                              vector.as_pointer())  # fmt: skip
+                    builder.call(store, [builder.shuffle_vector(lefts, rights, order), pointer, align, half_mask])
         return context.get_dummy_value()
 
     return signature, codegen

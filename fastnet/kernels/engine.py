@@ -90,6 +90,7 @@ from .records import (
     layer_weights,
     norm_params,
     norm_stats,
+    pool_geometry,
 )  # fmt: skip
 from .schedule import (
     affine_gradients,
@@ -273,7 +274,7 @@ def _backward(flat, grad, net, work, B, seed, step):
             if l > 0:
                 pool_backward_rows(layer_rows(work.deltas, rec, l, B), layer_aux(work.winners, rec, l, B),
                                    layer_rows(work.deltas, rec, l - 1, B), layer_rows(work.acts, rec, l - 1, B),
-                                   rec[l - 1, ACT])  # fmt: skip
+                                   rec[l - 1, ACT], pool_geometry(rec, l))  # fmt: skip
         elif l > 0 or kind == BATCHNORM:
             split = layer_split(rec, l, B, True)
             for k in prange(split[0]):

@@ -11,7 +11,7 @@ blocks of images; each image is one iteration's: deterministic.
 
 from numba import njit, prange
 
-from ._simd import pool_row
+from ._simd import pool_row, pool_row_winners, unpool_row
 from .activations import activation_backward
 from .conv import output_size
 from .partition import block_bounds, num_blocks
@@ -53,7 +53,10 @@ def _pool_forward_inside(x, C, H, W, ph, pw, stride, OH, OW, out, winners):
             o = (c * OH + oy) * OW
             dst, at = out[o : o + OW], winners[o : o + OW]
             top = base + oy * stride * W
-            if ph == 2 and pw == 2:  # the book's pool, unrolled
+            if ph == 2 and pw == 2 and stride == 2:  # the book's pool, a vector of outputs at a time
+                pool_row_winners(x, top, top + W, out, winners, o, OW)
+                continue
+            if ph == 2 and pw == 2:  # unrolled
                 for ox in range(OW):
                     i = top + ox * stride
                     a, b, d, e = x[i], x[i + 1], x[i + W], x[i + W + 1]
@@ -129,14 +132,23 @@ def pool_test_images(x, out, geometry, n0, n1):
 
 
 @njit(cache=True)
-def _pool_backward_image(dout, winners, dx, x, below):
-    """One image: dx = 0, then dx[winner] += dout for every output; times act'(below) read from x."""
-    for i in range(dx.shape[0]):
-        dx[i] = 0
-    for o in range(dout.shape[0]):
-        w = winners[o]
-        if w >= 0:
-            dx[w] += dout[o]
+def _pool_backward_image(dout, winners, dx, x, below, geometry):
+    """One image: dx = 0, then dx[winner] += dout for every output; times act'(below) read from x.
+    The book's 2×2 windows at stride 2 without padding a row of windows at a time (``_simd.unpool_row``:
+    the zeros and the gradients in one pass)."""
+    C, H, W, ph, pw, stride, pad, OH, OW = geometry
+    if ph == 2 and pw == 2 and stride == 2 and pad == 0:  # the windows cover the image (H, W even: they fit)
+        for c in range(C):
+            for oy in range(OH):
+                top = (c * H + 2 * oy) * W
+                unpool_row(dout, winners, (c * OH + oy) * OW, OW, dx, top, top + W)
+    else:
+        for i in range(dx.shape[0]):
+            dx[i] = 0
+        for o in range(dout.shape[0]):
+            w = winners[o]
+            if w >= 0:
+                dx[w] += dout[o]
     activation_backward(below, dx, x)
 
 
@@ -168,14 +180,15 @@ def pool_forward_images(x, out, winners, geometry, n0, n1):
 
 
 @njit(parallel=True, cache=True)
-def pool_backward_rows(dout, winners, dx, x, below):
-    """dx (N, C·H·W) from dout and winners (N, C·OH·OW), times act'(below) read from x. Unchecked."""
+def pool_backward_rows(dout, winners, dx, x, below, geometry):
+    """dx (N, C·H·W) from dout and winners (N, C·OH·OW), times act'(below) read from x; ``geometry``
+    as ``pool_forward_images``' (a window size of 0: any pool, by the winners alone). Unchecked."""
     N = dout.shape[0]
     nb = pool_blocks(N, dx.shape[1])
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
         for n in range(n0, n1):
-            _pool_backward_image(dout[n], winners[n], dx[n], x[n], below)
+            _pool_backward_image(dout[n], winners[n], dx[n], x[n], below, geometry)
     return dx
 
 
@@ -195,5 +208,5 @@ def pool_backward_unchecked(dout, winners, dx):
     N = dx.shape[0]
     per = dout.size // max(N, 1)
     rows = dx.reshape((N, dx.size // max(N, 1)))
-    pool_backward_rows(dout.reshape((N, per)), winners.reshape((N, per)), rows, rows, 0)
+    pool_backward_rows(dout.reshape((N, per)), winners.reshape((N, per)), rows, rows, 0, (0, 0, 0, 0, 0, 0, 0, 0, 0))
     return dx

@@ -245,6 +245,13 @@ def conv_geometry(rec, l):
 
 
 @njit(cache=True)
+def pool_geometry(rec, l):
+    """Pool layer l's (C, H, W, ph, pw, stride, pad, OH, OW), as the pool kernels take it."""
+    return (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD], rec[l, OH],
+            rec[l, OW])  # fmt: skip
+
+
+@njit(cache=True)
 def conv_filters(flat, rec, l):
     """Convolution layer l's filters as a (FN, C·FH·FW) view of ``flat``."""
     n = rec[l, OC]

@@ -52,9 +52,7 @@ from .records import (
     KEY,
     KIND,
     OC,
-    OH,
     OUT_SIZE,
-    OW,
     PAD,
     POOL,
     RATIO,
@@ -71,6 +69,7 @@ from .records import (
     layer_rows,
     norm_params,
     norm_stats,
+    pool_geometry,
 )
 
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
@@ -432,13 +431,6 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
         else:
             batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
         l += 1
-
-
-@njit(cache=True)
-def pool_geometry(rec, l):
-    """Pool layer l's (C, H, W, ph, pw, stride, pad, OH, OW), as the pool kernels take it."""
-    return (rec[l, C], rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD], rec[l, OH],
-            rec[l, OW])  # fmt: skip
 
 
 @njit(cache=True)
