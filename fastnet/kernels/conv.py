@@ -175,7 +175,7 @@ def _tiles(src, start, C, plane, packed, out, FN, N, FH, FW, Wp, pixels, bias, e
         f0 += n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # one call per tile is a measurable share of a one-channel tile
 def _tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, filters, vectors, bias, f0, epilogue):
     """One ``_simd.conv_tile`` of ``filters`` filters and ``vectors`` vectors of pixels, as literals:
     one compiled tile per count."""
