@@ -237,6 +237,42 @@ def test_the_test_time_fusions_equal_the_reference(dtype):
     assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
 
 
+# At test time each direct-tile convolution writes its output into the padded input of the one
+# above (schedule.handoff): by its tiles where the padded widths agree (a 1×1 convolution below one
+# without padding; 3×3 below 3×3, both padded by 1), by the cut where they differ, an activation
+# the tiles do not apply, the pool writing it; float32's vectors too long for a 2×2 image's plane.
+HANDOFF_NETS = [
+    ((2, 9, 11), [("conv", 4, 1, 1, 1, 0, "relu"), ("conv", 6, 3, 3, 1, 0, "relu"),
+                  ("conv", 5, 3, 3, 1, 1, "identity"), ("batchnorm", "relu"), ("conv", 4, 3, 3, 1, 2, "sigmoid"),
+                  ("conv", 3, 2, 2, 1, 0, "relu"), ("pool", 2, 2, 2, 0), ("conv", 4, 3, 3, 1, 1, "relu"),
+                  ("conv", 3, 3, 3, 1, 1, "relu"), ("affine", 3, "identity")], 3),
+    ((1, 2, 2), [("conv", 3, 3, 3, 1, 1, "relu"), ("conv", 2, 3, 3, 1, 1, "relu"), ("affine", 3, "identity")], 3),
+]  # fmt: skip
+TILES, COPY, OWN = schedule.BY_TILES, schedule.BY_COPY, schedule.OWN_BUFFER
+HANDOFFS = [  # layer: where it leaves its output, float64 and float32
+    {0: (TILES, COPY), 1: (COPY, COPY), 2: (COPY, COPY), 4: (COPY, COPY), 5: (COPY, COPY), 7: (TILES, TILES),
+     8: (OWN, OWN)},
+    {0: (TILES, COPY), 1: (OWN, OWN)},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", range(len(HANDOFF_NETS)))
+def test_each_convolution_writes_the_padded_input_of_the_next(case, dtype):
+    shape, layers, classes = HANDOFF_NETS[case]
+    rec = records.layer_records(shape, layers)[0]
+    l1, size = schedule.image_layers(rec), np.dtype(dtype).itemsize
+    where = {l: schedule.handoff(rec, l, l1, size)[2] for l in range(l1) if schedule.takes_padded(rec, l, l1)}
+    assert where == {l: modes[dtype == np.float32] for l, modes in HANDOFFS[case].items()}
+    net, ref, _ = twins(shape, layers, dtype, seed=9)
+    x, t = problem(shape, classes, 7, seed=10)
+    net.gradient(x.astype(dtype), t)  # running statistics away from (0, 1)
+    ref.gradient(x, t)
+    for rows in (x, x[:1]):
+        assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
+    assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+
+
 def test_a_pass_moves_the_running_statistics_only_when_asked():
     shape, layers, classes = A_CONVNET
     net, _, _ = twins(shape, layers)

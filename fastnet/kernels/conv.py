@@ -5,11 +5,12 @@ stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes 
 routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` for the backward):
 
 * **direct tiles** (stride 1, the forward and the shifted products' dx): no unfolding. With the
-  image zero-padded into planes of Wp = W + 2·pad columns, filter tap (fy, fx) reads every output
-  pixel's input at one fixed offset fy·Wp + fx, so a "wide" output of OH × Wp pixels (its last
-  Wp − OW columns discarded) is, pixel run by pixel run, a sum of weights times runs of the padded
-  image. ``_simd.conv_tile`` computes it for a tile of filters × consecutive wide pixels held in
-  vector registers, the bias and ReLU added before the tile is stored::
+  image zero-padded into planes of Wp columns (``_padded_plane``: W + pad, the zeros between two
+  rows padding both), filter tap (fy, fx) reads every output pixel's input at one fixed offset
+  fy·Wp + fx, so a "wide" output of OH × Wp pixels (its last Wp − OW columns discarded) is, pixel
+  run by pixel run, a sum of weights times runs of the padded image. ``_simd.conv_tile`` computes
+  it for a tile of filters × consecutive wide pixels held in vector registers, the bias and ReLU
+  added before the tile is stored::
 
     forward   wide = Σ_c Σ_taps w[:, c, tap] ⊗ xp_c[tap offset:]      then cut to OW columns
 
@@ -78,10 +79,15 @@ def uses_direct(stride):
 
 
 @njit(cache=True)
-def _padded_plane(H, W, pad):
-    """(rows, columns) of a zero-padded image plane for the shifted products: one spare row, so
-    that every tap's offset read of OH·Wp values stays inside the plane."""
-    return H + 2 * pad + 1, W + 2 * pad
+def _padded_plane(H, W, FW, pad):
+    """(Hq, Wp): rows and columns of an image plane zero-padded for a convolution of FW columns at
+    stride 1, the image's row y from (y + pad)·Wp + pad on. The zeros between two rows (Wp − W, at
+    least pad) serve as the right padding of one and the left of the next, so a row is W + pad
+    long (or OW, if that is longer: a wide output row holds an output row), not W + 2·pad; pad
+    rows of zeros above the image, pad + 1 below it (the spare row, and more for filters wider
+    than a row): every tap's offset read of OH·Wp values stays inside the plane."""
+    Wp = max(W + pad, W + 2 * pad - FW + 1)
+    return H + 2 * pad + 1 + (FW - 1) // Wp, Wp
 
 
 @njit(cache=True)
@@ -91,11 +97,11 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     unfolded = (C * FH * FW + 1) * OH * OW  # the unfolded windows and the row of ones
     if stride != 1:
         return unfolded
-    Hq, Wp = _padded_plane(H, W, pad)
+    Hq, Wp = _padded_plane(H, W, FW, pad)
     # the padded image (and the tiles' reads past it), the wide output rounded up to whole tiles: the
     # direct forward's; as much as the shifted products' backward needs (the padded image and the wide
     # output's gradient)
-    direct = C * Hq * Wp + TILE_SLACK + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
+    direct = padded_size(C, H, W, FW, pad) + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
     if not uses_shifts(C, FN, stride):
         return max(direct, unfolded)
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)  # float32's tiles: the most pixels, as TILE_SLACK
@@ -141,37 +147,55 @@ def _tile_filters(left):
 
 
 @njit(cache=True)
+def padded_size(C, H, W, FW, pad):
+    """Values of an image zero-padded for direct tiles: C planes of ``_padded_plane`` and the
+    tiles' reads past the last one."""
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    return C * Hq * Wp + TILE_SLACK
+
+
+@njit(cache=True)
 def _pad_image(x, C, H, W, pad, Hq, Wp, xp):
-    """xp (C planes of Hq×Wp, flat, and any values after them) = image x (C·H·W, flat) with ``pad``
-    zeros around it; the rest of each plane, and the values after the planes, zero."""
-    for c in range(C):  # each value written once: zeros around the rows, the rows copied
+    """xp (``padded_size`` values) = image x (C·H·W, flat) with ``pad`` zeros around it: the rows
+    copied, ``zero_border`` around them."""
+    for c in range(C):
+        for y in range(H):
+            copy_run(x, (c * H + y) * W, xp, c * Hq * Wp + (y + pad) * Wp + pad, W)
+    zero_border(xp, C, H, W, pad, Hq, Wp)
+
+
+@njit(cache=True)
+def zero_border(xp, C, H, W, pad, Hq, Wp):
+    """Zeros in every value of the padded planes xp outside the image's rows (C planes of Hq×Wp,
+    the image's H rows of W from row and column ``pad`` on), and in the TILE_SLACK values after
+    the planes: what a layer that wrote the image's rows there leaves to make it a padded image."""
+    for c in range(C):
         top = c * Hq * Wp
         for i in range(top, top + pad * Wp + pad):
             xp[i] = 0
-        for y in range(H):
-            dst = top + (y + pad) * Wp + pad
-            copy_run(x, (c * H + y) * W, xp, dst, W)
-            for i in range(dst + W, dst + W + (2 * pad if y < H - 1 else 0)):
+        for y in range(H - 1):  # the right padding of row y and the left of row y + 1
+            right = top + (y + pad) * Wp + pad + W
+            for i in range(right, right + Wp - W):
                 xp[i] = 0
         for i in range(top + (pad + H - 1) * Wp + pad + W, top + Hq * Wp):
             xp[i] = 0
-    for i in range(C * Hq * Wp, xp.shape[0]):
+    for i in range(C * Hq * Wp, C * Hq * Wp + TILE_SLACK):
         xp[i] = 0
 
 
 @njit(cache=True)
-def _tiles(src, start, C, plane, packed, out, FN, N, FH, FW, Wp, pixels, bias, epilogue):
-    """out[f·N + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx] for f < FN,
-    p < N (a whole number of ``pixels`` // 2: the last tile of each row of tiles may be half one),
-    the filters w as ``direct_filters`` packs them; + bias[f] and ReLU as ``epilogue`` says
-    (``_simd.conv_tile``)."""
+def _tiles(src, start, C, plane, packed, out, out_off, out_stride, FN, N, FH, FW, Wp, pixels, bias, epilogue):
+    """out[out_off + f·out_stride + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx]
+    for f < FN, p < N (a whole number of ``pixels`` // 2: the last tile of each row of tiles may be
+    half one), the filters w as ``direct_filters`` packs them; + bias[f] and ReLU as ``epilogue``
+    says (``_simd.conv_tile``)."""
     K = C * FH * FW
     f0 = 0
     while f0 < FN:
         n = _tile_filters(FN - f0)
         for p in range(0, N, pixels):
-            _tile(src, start + p, packed, f0 * K, out, f0 * N + p, N, C, plane, FH, FW, Wp, n,
-                  2 if p + pixels <= N else 1, bias, f0, epilogue)  # fmt: skip
+            _tile(src, start + p, packed, f0 * K, out, out_off + f0 * out_stride + p, out_stride, C, plane, FH, FW,
+                  Wp, n, 2 if p + pixels <= N else 1, bias, f0, epilogue)  # fmt: skip
         f0 += n
 
 
@@ -198,43 +222,56 @@ def _tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, filters, vecto
         conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 1, 1, bias, f0, epilogue)
 
 
+@njit(cache=True)
+def wide_pixels(OH, Wp, itemsize):
+    """Pixels of each plane of a direct convolution's wide output: its OH rows of Wp, rounded up to
+    whole vectors (a row of tiles may end in half a tile)."""
+    vector = tile_pixels(itemsize) // 2
+    return -(-OH * Wp // vector) * vector
+
+
 @njit(cache=True, error_model="numpy")
-def direct_wide(x, packed, b, scratch, geometry, activation):
-    """One image's wide output by direct tiles (stride 1): (wide, N, Wp), wide holding FN planes of
-    N values, plane f's OH rows of Wp pixels = conv(x) + b[f] for the OW first of each row, ReLU
-    applied for ``activation`` RELU (another activation is left to the caller); packed the filters
-    as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values."""
+def direct_tiles(xp, packed, b, out, out_off, out_stride, geometry, activation):
+    """A stride-1 convolution's wide output from its padded input xp (``padded_size`` values, zero
+    around the image): plane f, from out_off + f·out_stride on, ``wide_pixels`` pixels — OH rows
+    of Wp, pixel (oy, ox) = conv(x) + b[f] for ox < OW (the rest are sums over the padding: not
+    outputs) — with ReLU applied for ``activation`` RELU (another activation is left to the
+    caller); packed the filters as ``direct_filters`` lays them out."""
     C, H, W, FH, FW, _, pad = geometry
-    OH = output_size(H, FH, 1, pad)
-    FN = b.shape[0]
-    Hq, Wp = _padded_plane(H, W, pad)
-    pixels = tile_pixels(x.itemsize)
-    N = -(-OH * Wp // (pixels // 2)) * (pixels // 2)  # whole vectors: a row of tiles may end in half a tile
-    size = C * Hq * Wp + TILE_SLACK
-    xp, wide = scratch[:size], scratch[size : size + FN * N]
-    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
-    _tiles(xp, 0, C, Hq * Wp, packed, wide, FN, N, FH, FW, Wp, pixels, b,
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    pixels = tile_pixels(xp.itemsize)
+    N = wide_pixels(output_size(H, FH, 1, pad), Wp, xp.itemsize)
+    _tiles(xp, 0, C, Hq * Wp, packed, out, out_off, out_stride, b.shape[0], N, FH, FW, Wp, pixels, b,
            PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS)  # fmt: skip
-    return wide, N, Wp
+
+
+@njit(cache=True)
+def cut_wide(wide, N, Wp, FN, OH, OW, out, out_off, out_plane, out_row):
+    """The OW first pixels of each of the OH rows of Wp of each of the FN planes (N apart) of a wide
+    output, into out: plane f's row oy from out_off + f·out_plane + oy·out_row on."""
+    for f in range(FN):
+        for oy in range(OH):
+            copy_run(wide, f * N + oy * Wp, out, out_off + f * out_plane + oy * out_row, OW)
 
 
 @njit(cache=True, error_model="numpy")
 def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
     """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
-    the filters as ``direct_filters`` lays them out. The tiles write the wide output
-    (``direct_wide``) with the bias added (and ReLU applied) in registers; it is then cut to OW
-    columns (another activation applied there)."""
+    the filters as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values. The
+    image is padded into scratch, the tiles write the wide output after it (``direct_tiles``: the
+    bias added and ReLU applied in registers), which is then cut to OW columns (another
+    activation applied there)."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     FN = b.shape[0]
-    wide, N, Wp = direct_wide(x, packed, b, scratch, geometry, activation)
-    fused = activation == RELU or activation == IDENTITY
-    for f in range(FN):
-        for oy in range(OH):
-            dst = (f * OH + oy) * OW
-            copy_run(wide, f * N + oy * Wp, out, dst, OW)
-            if not fused:
-                activation_forward(activation, out[dst : dst + OW])
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    N, size = wide_pixels(OH, Wp, x.itemsize), padded_size(C, H, W, FW, pad)
+    xp, wide = scratch[:size], scratch[size:]
+    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
+    direct_tiles(xp, packed, b, wide, 0, N, geometry, activation)
+    cut_wide(wide, N, Wp, FN, OH, OW, out, 0, OH * OW, OW)
+    if activation != RELU and activation != IDENTITY:
+        activation_forward(activation, out)
 
 
 @njit(cache=True)
@@ -242,7 +279,7 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     """(Lg, M) of the backward by shifted products: each filter's output gradient is held in a plane
     of Lg values, the wide gradient starting at S = (FH − 1)·Wp + FW − 1 (zeros before and after it),
     and the input gradient is computed for M wide pixels from the padded image's first unpadded row."""
-    Hq, Wp = _padded_plane(H, W, pad)
+    Hq, Wp = _padded_plane(H, W, FW, pad)
     pixels = tile_pixels(itemsize)
     M = -(-H * Wp // pixels) * pixels
     OH = output_size(H, FH, 1, pad)
@@ -280,11 +317,11 @@ def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, geometr
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     one_zero, one_one = alphas
     FN = dout.shape[0] // (OH * OW)
-    Hq, Wp = _padded_plane(H, W, pad)
+    Hq, Wp = _padded_plane(H, W, FW, pad)
     N, plane = OH * Wp, Hq * Wp
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
     S = (FH - 1) * Wp + FW - 1
-    xp = scratch[: C * plane]
+    xp = scratch[: padded_size(C, H, W, FW, pad)]
     g, dxw = dscratch[: FN * Lg], dscratch[FN * Lg : FN * Lg + C * M]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
     K = C * FH * FW
@@ -304,7 +341,7 @@ def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, geometr
              part[t * FN * C :], C)  # fmt: skip
     if dx.shape[0] == 0:
         return
-    _tiles(g, pad * Wp, FN, Lg, taps, dxw, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout, SUMS)
+    _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout, SUMS)
     for c in range(C):
         for y in range(H):
             src = dxw[c * M + y * Wp + pad : c * M + y * Wp + pad + W]

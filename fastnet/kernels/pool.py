@@ -101,12 +101,20 @@ def _nan_window(x, first, W, ph, pw, best, where):
 def max_pool_planes(src, plane, row, C, ph, pw, stride, OH, OW, out):
     """out (C·OH·OW, flat) = the max pooling of C planes of ``src`` without padding, plane c from
     c·``plane`` on, its rows ``row`` values apart: the test-time pool (no winners), over an image
-    (plane = H·W, row = W) or a convolution's wide output where the tiles left it. Each output is
-    the window's first largest value in (row, column) order, NaN if the window holds one. The
-    book's 2×2 windows at stride 2 go a vector of outputs at a time (``_simd.pool_row``)."""
+    (plane = H·W, row = W) or a convolution's wide output where the tiles left it
+    (``max_pool_into``, out's planes dense)."""
+    max_pool_into(src, plane, row, C, ph, pw, stride, OH, OW, out, 0, OH * OW, OW)
+
+
+@njit(cache=True)
+def max_pool_into(src, plane, row, C, ph, pw, stride, OH, OW, out, out_off, out_plane, out_row):
+    """``max_pool_planes`` with output row oy of plane c from out_off + c·out_plane + oy·out_row on
+    (a padded image for the convolution above: ``conv.zero_border``). Each output is the window's
+    first largest value in (row, column) order, NaN if the window holds one. The book's 2×2
+    windows at stride 2 go a vector of outputs at a time (``_simd.pool_row``)."""
     for c in range(C):
         for oy in range(OH):
-            o, top = (c * OH + oy) * OW, c * plane + oy * stride * row
+            o, top = out_off + c * out_plane + oy * out_row, c * plane + oy * stride * row
             if ph == 2 and pw == 2 and stride == 2:
                 pool_row(src, top, top + row, out, o, OW)
                 continue

@@ -29,14 +29,25 @@ from numba import njit, prange
 from .activations import IDENTITY, RELU, activation_forward
 from .batchnorm import SCALE, SHIFT, batchnorm_test_in_place, batchnorm_test_rows, batchnorm_test_transform
 from .codes import _gather_rows
-from .conv import conv_forward_images, direct_filters, direct_wide, uses_direct
+from .conv import (
+    _pad_image,
+    _padded_plane,
+    conv_forward_images,
+    cut_wide,
+    direct_filters,
+    direct_tiles,
+    padded_size,
+    uses_direct,
+    wide_pixels,
+    zero_border,
+)
 from .decay import add_decay
 from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
 from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
-from .pool import max_pool_planes, pool_forward_images, pool_test_images
+from .pool import max_pool_into, pool_forward_images, pool_test_images
 from .records import (
     ACT,
     ACT_OFF,
@@ -52,7 +63,9 @@ from .records import (
     KEY,
     KIND,
     OC,
+    OH,
     OUT_SIZE,
+    OW,
     PAD,
     POOL,
     RATIO,
@@ -236,16 +249,11 @@ def row_work(rec):
     return total
 
 
-# Activations (values) a pass of images through the layers up to the last convolution or pool
-# keeps in cache at most: its images' outputs of each of those layers, about a core's share of L2.
-PASS_VALUES = 1 << 17
-
-
 @njit(cache=True)
 def image_layers(rec):
     """How many layers, from the first, work on images (up to the last convolution or pool, and the
-    batch norm a convolution there takes in, ``folds_batchnorm``): the part a pass takes a few
-    images at a time; the dense layers above it take ROWS_PER_PASS rows."""
+    batch norm a convolution there takes in, ``folds_batchnorm``): the part the test-time pass
+    takes an image at a time (``test_image``); the dense layers above it take ROWS_PER_PASS rows."""
     n = 0
     for l in range(rec.shape[0]):
         if rec[l, KIND] == CONV or rec[l, KIND] == POOL:
@@ -266,18 +274,11 @@ def folds_batchnorm(rec, l):
 
 @njit(cache=True)
 def fuses_pool(rec, l, top):
-    """Whether convolution l's test-time pass pools its output itself (``conv_pool_images``): a
+    """Whether convolution l's test-time pass pools its output itself (``test_image``): a
     direct-tile convolution whose output (that of layer ``top``: the batch norm it folds, or its
     own) a pool without padding reads."""
     p = top + 1
     return uses_direct(rec[l, STRIDE]) and p < rec.shape[0] and rec[p, KIND] == POOL and rec[p, PAD] == 0
-
-
-@njit(cache=True)
-def image_pass(rec):
-    """Images a pass takes through the image layers (``image_layers``): as many as keep their
-    activations within PASS_VALUES."""
-    return max(1, min(ROWS_PER_PASS, PASS_VALUES // max(1, rec[: image_layers(rec), OUT_SIZE].sum())))
 
 
 @njit(cache=True)
@@ -329,27 +330,27 @@ def test_filters(flat, net, work):
 
 
 @njit(cache=True)
-def conv_pool_images(x, packed, b, out, scratch, geometry, activation, pool, n0, n1):
-    """Images n0:n1 of x (rows) through a direct-tile convolution and the pool above it in one
-    pass, at test time: each image's wide output (``conv.direct_wide``) pooled where the tiles
-    left it (``pool.max_pool_planes``), the convolution's own output never written. An activation
-    the tiles do not apply is applied to the pooled values: the activations never decrease, so
-    the max of their values is their value of the max. ``pool``: the pool's geometry as
-    ``pool_forward_images`` takes it."""
-    FN = b.shape[0]
-    _, _, _, ph, pw, stride, _, POH, POW = pool
-    for n in range(n0, n1):
-        wide, N, Wp = direct_wide(x[n], packed, b, scratch, geometry, activation)
-        max_pool_planes(wide, N, Wp, FN, ph, pw, stride, POH, POW, out[n])
-        if activation != RELU and activation != IDENTITY:
-            activation_forward(activation, out[n])
+def takes_padded(rec, m, l1):
+    """Whether layer m (< l1) reads its input as an image zero-padded for direct tiles
+    (``conv.padded_size`` values): then the layer below writes its output there (``test_image``)."""
+    return m < l1 and rec[m, KIND] == CONV and uses_direct(rec[m, STRIDE])
+
+
+@njit(cache=True)
+def handoff_size(rec):
+    """Values of one padded input of the largest direct-tile convolution (``takes_padded``)."""
+    size = 0
+    for m in range(rec.shape[0]):
+        if takes_padded(rec, m, rec.shape[0]):
+            size = max(size, padded_size(rec[m, C], rec[m, H], rec[m, W], rec[m, FW], rec[m, PAD]))
+    return size
 
 
 @njit(parallel=True, cache=True)
 def test_forward_by_rows(x, flat, net, work):
     """Test time through the whole network (``row_local``): one parallel region takes each block
-    of rows through every layer, a few images at a time through the convolutions and pools
-    (``image_pass``), then ROWS_PER_PASS rows at a time through the dense layers above them, so
+    of rows through every layer, an image at a time through the convolutions and pools
+    (``test_image``), then ROWS_PER_PASS rows at a time through the dense layers above them, so
     each layer reads rows the one below just wrote, still in cache. Batch norm and dropout are then
     a map of each value (a scale and a shift; a scale): above the first layer they work in place
     on the rows below instead of writing buffers of their own. Returns the logits' view of
@@ -359,14 +360,95 @@ def test_forward_by_rows(x, flat, net, work):
     test_transforms(flat, net, work)
     params = test_filters(flat, net, work)
     nb = num_blocks(B, B * row_work(rec))
-    split, images = image_layers(rec), image_pass(rec)
+    split = image_layers(rec)
+    buffers = np.empty((nb, 2, handoff_size(rec)), flat.dtype)
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        for c0 in range(r0, r1, images):  # convolutions and pools, a few images at a time
-            test_rows(x, flat, net, work, 0, split, c0, min(c0 + images, r1), params, k)
+        for n in range(r0, r1):
+            test_image(x, n, flat, net, work, split, params, k, buffers[k])
         for c0 in range(r0, r1, ROWS_PER_PASS):  # the dense layers above them, in long row blocks
             test_rows(x, flat, net, work, split, rec.shape[0], c0, min(c0 + ROWS_PER_PASS, r1), params, k)
     return layer_rows(work.acts, rec, logits_layer(rec), B)
+
+
+# where a direct-tile convolution leaves its output at test time (``handoff``)
+OWN_BUFFER, BY_TILES, BY_COPY = 0, 1, 2
+
+
+@njit(cache=True)
+def handoff(rec, l, l1, itemsize):
+    """(top, above, where) for convolution l (direct tiles) at test time, the image layers ending
+    at l1 (``test_image``): top the layer whose output it gives (the batch norm it folds, or
+    itself), above the layer that reads that (past the pool it fuses, ``fuses_pool``), and where
+    it leaves it: OWN_BUFFER (its buffer, or the pool's) or the padded input of the direct-tile
+    convolution above — BY_TILES (the tiles write it: no pool, an activation they apply, the same
+    padded width, so that their sums over the padding land on the padding, and their last vector
+    inside the plane) or BY_COPY (the cut of the wide output, or the pool, writes it)."""
+    top = l + 1 if folds_batchnorm(rec, l) else l
+    pooled = top + 1 < l1 and fuses_pool(rec, l, top)
+    above = top + 2 if pooled else top + 1
+    if not takes_padded(rec, above, l1):
+        return top, above, OWN_BUFFER
+    act, pad, pad2 = rec[top, ACT], rec[l, PAD], rec[above, PAD]
+    _, Wp = _padded_plane(rec[l, H], rec[l, W], rec[l, FW], pad)
+    Hq2, Wp2 = _padded_plane(rec[above, H], rec[above, W], rec[above, FW], pad2)
+    N = wide_pixels(rec[l, OH], Wp, itemsize)
+    fits = Wp2 == Wp and pad2 * Wp2 + pad2 + N <= Hq2 * Wp2
+    return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits else BY_COPY
+
+
+@njit(cache=True)
+def test_image(x, n, flat, net, work, l1, params, k, buffers):
+    """Image n of x through layers 0:l1 at test time, serial (``test_forward_by_rows``; block k's
+    scratch ``work.col[k]``; ``buffers`` two of ``handoff_size`` values, used in turn). A
+    direct-tile convolution takes in the batch norm it folds and the pool above it (the pool
+    reads its wide output where the tiles left it) and writes its output where ``handoff`` says:
+    into the padded input of the direct-tile convolution above (then ``zero_border``), which
+    reads it there instead of padding a copy, or into its own buffer. Every other layer goes as
+    ``test_rows`` takes it."""
+    rec = net.rec
+    B = x.shape[0]
+    scratch = work.col[k]
+    padded = False  # whether layer l's input is in buffers[cur], padded for it
+    cur = 0
+    l = 0
+    while l < l1:
+        if not takes_padded(rec, l, l1):
+            test_rows(x, flat, net, work, l, l + 1, n, n + 1, params, k)
+            padded, l = False, l + 1
+            continue
+        top, above, where = handoff(rec, l, l1, flat.itemsize)
+        act, b0, fn, pad = rec[top, ACT], rec[l, B_OFF], rec[l, OC], rec[l, PAD]
+        b, filters, geometry = params[b0 : b0 + fn], params[rec[l, W_OFF] :], conv_geometry(rec, l)
+        Hq, Wp = _padded_plane(rec[l, H], rec[l, W], rec[l, FW], pad)
+        xp, out = buffers[cur], buffers[1 - cur]
+        if not padded:
+            _pad_image(layer_input(x, work.acts, rec, l)[n], rec[l, C], rec[l, H], rec[l, W], pad, Hq, Wp, xp)
+        pooled = above == top + 2
+        o = top + 1 if pooled else l  # the layer whose output size this pass writes
+        OH_, OW_, N = rec[o, OH], rec[o, OW], wide_pixels(rec[l, OH], Wp, flat.itemsize)
+        if where == OWN_BUFFER:
+            out = layer_rows(work.acts, rec, o, B)[n]  # (a batch norm it folds has nothing left to do)
+            plane, row, first = OH_ * OW_, OW_, 0
+        else:
+            pad2 = rec[above, PAD]
+            Hq2, Wp2 = _padded_plane(OH_, OW_, rec[above, FW], pad2)
+            plane, row, first = Hq2 * Wp2, Wp2, pad2 * Wp2 + pad2
+        if where == BY_TILES:  # the wide rows land on the padded rows
+            direct_tiles(xp, filters, b, out, first, plane, geometry, act)
+        else:
+            direct_tiles(xp, filters, b, scratch, 0, N, geometry, act)
+            if pooled:
+                _, _, _, ph, pw, stride, _, _, _ = pool_geometry(rec, o)
+                max_pool_into(scratch, N, Wp, fn, ph, pw, stride, OH_, OW_, out, first, plane, row)
+            else:
+                cut_wide(scratch, N, Wp, fn, OH_, OW_, out, first, plane, row)
+        if act != RELU and act != IDENTITY:  # after the pool: activations never decrease; the padding's zeros
+            activation_forward(act, out[: fn * plane])  # are written after it
+        if where != OWN_BUFFER:
+            zero_border(out, fn, OH_, OW_, rec[above, PAD], plane // row, row)
+        cur, padded = (1 - cur, True) if where != OWN_BUFFER else (cur, False)
+        l = above
 
 
 @njit(cache=True)
@@ -385,7 +467,7 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
     norm's maps already in ``work.stats``, ``test_transforms``; the convolutions' filters and bias
     in ``params``, ``test_filters``; block k's scratch ``work.col[k]``). Layer l0's input is x's
     rows for l0 = 0, else what layers below l0 left in their buffers (``layer_input``). A
-    convolution takes in the batch norm it folds and the pool above it (``fuses_pool``)."""
+    convolution takes in the batch norm it folds (``folds_batchnorm``)."""
     rec, coef = net.rec, net.coef
     B = x.shape[0]
     h = layer_input(x, work.acts, rec, l0)
@@ -397,19 +479,14 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
             weights, bias = affine_params(flat, rec, l)
             _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
             h = out
-        elif kind == CONV:
-            top = l + 1 if folds_batchnorm(rec, l) else l  # the layer whose output this pass gives
-            b0, act = rec[l, B_OFF], rec[top, ACT]
-            b, filters, geometry = params[b0 : b0 + rec[l, OC]], params[rec[l, W_OFF] :], conv_geometry(rec, l)
-            if top + 1 < l1 and fuses_pool(rec, l, top):
-                l = top + 1
-                out = layer_rows(work.acts, rec, l, B)
-                conv_pool_images(h, filters, b, out, work.col[k], geometry, act, pool_geometry(rec, l), c0, c1)
-            else:  # into its own buffer (a batch norm it folds works in place there: none is left to do)
-                out = layer_rows(work.acts, rec, l, B)
-                conv_forward_images(h, conv_filters(flat, rec, l), filters, b, out, work.col[k], geometry, act,
-                                    (work.one_zero, work.one_one), c0, c1)  # fmt: skip
-                l = top
+        elif kind == CONV:  # a batch norm it folds works in place on its output: none is left to do
+            out = layer_rows(work.acts, rec, l, B)
+            top = l + 1 if folds_batchnorm(rec, l) else l
+            b0 = rec[l, B_OFF]
+            conv_forward_images(h, conv_filters(flat, rec, l), params[rec[l, W_OFF] :], params[b0 : b0 + rec[l, OC]],
+                                out, work.col[k], conv_geometry(rec, l), rec[top, ACT], (work.one_zero, work.one_one),
+                                c0, c1)  # fmt: skip
+            l = top
             h = out
         elif kind == POOL:
             out = layer_rows(work.acts, rec, l, B)
