@@ -466,27 +466,24 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
     """Rows c0:c1 of x through layers l0:l1 at test time, serial (``test_forward_by_rows``; batch
     norm's maps already in ``work.stats``, ``test_transforms``; the convolutions' filters and bias
     in ``params``, ``test_filters``; block k's scratch ``work.col[k]``). Layer l0's input is x's
-    rows for l0 = 0, else what layers below l0 left in their buffers (``layer_input``). A
-    convolution takes in the batch norm it folds (``folds_batchnorm``)."""
+    rows for l0 = 0, else what layers below l0 left in their buffers (``layer_input``). Direct-tile
+    convolutions, whose ``params`` may hold a batch norm folded in, go through ``test_image``: the
+    convolutions here are the unfolded route's."""
     rec, coef = net.rec, net.coef
     B = x.shape[0]
     h = layer_input(x, work.acts, rec, l0)
-    l = l0
-    while l < l1:
+    for l in range(l0, l1):
         kind, act = rec[l, KIND], rec[l, ACT]
         if kind == AFFINE:
             out = layer_rows(work.acts, rec, l, B)
             weights, bias = affine_params(flat, rec, l)
             _affine_rows(h, weights, bias, out, work.one_zero, c0, c1, 0, weights.shape[1], act)
             h = out
-        elif kind == CONV:  # a batch norm it folds works in place on its output: none is left to do
-            out = layer_rows(work.acts, rec, l, B)
-            top = l + 1 if folds_batchnorm(rec, l) else l
-            b0 = rec[l, B_OFF]
+        elif kind == CONV:
+            out, b0 = layer_rows(work.acts, rec, l, B), rec[l, B_OFF]
             conv_forward_images(h, conv_filters(flat, rec, l), params[rec[l, W_OFF] :], params[b0 : b0 + rec[l, OC]],
-                                out, work.col[k], conv_geometry(rec, l), rec[top, ACT], (work.one_zero, work.one_one),
+                                out, work.col[k], conv_geometry(rec, l), act, (work.one_zero, work.one_one),
                                 c0, c1)  # fmt: skip
-            l = top
             h = out
         elif kind == POOL:
             out = layer_rows(work.acts, rec, l, B)
@@ -507,7 +504,6 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
             dropout_scale_in_place(h, coef[l, RATIO], c0, c1)
         else:
             batchnorm_test_in_place(h, norm_stats(work.stats, rec, l), rec[l, H] * rec[l, W], c0, c1, act)
-        l += 1
 
 
 @njit(cache=True)
