@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from numba import njit, prange
 from support import assert_matches_reference
 
 from fastnet import kernels, optim, reference
@@ -371,7 +372,8 @@ for s, b in enumerate(batches):
 noise = biases_before_batchnorm(layers)
 assert all(np.allclose(net.params[k], ref.params[k], rtol=1e-9, atol=1e-11) for k in set(ref.params) - noise)
 state = net._flat.tobytes() + net.net.running_mean.tobytes() + net.net.running_var.tobytes()
-print(losses.tolist(), hashlib.sha256(state).hexdigest(), net.predict(x[:7]).tobytes().hex())
+assert kernels.schedule.IMAGES_PER_TURN < 20  # so that the blocks take turns of the 40 images below
+print(losses.tolist(), hashlib.sha256(state).hexdigest(), net.predict(x).tobytes().hex())
 """
 
 
@@ -385,6 +387,31 @@ def _run_with(env):
 def test_bitwise_identical_with_1_2_and_8_threads():
     outputs = {_run_with({"NUMBA_NUM_THREADS": n, "FASTNET_BLOCKS": "4"}) for n in ("1", "2", "8")}
     assert len(outputs) == 1 and outputs.pop()
+
+
+@njit(parallel=True)
+def _take_turns(items, turn, blocks):
+    """Which block took each of ``items`` items, taking turns of ``turn`` as the test-time pass does."""
+    taker, taken = np.full(items, -1), np.zeros(1, np.int64)
+    times = np.zeros(items, np.int64)
+    for k in prange(blocks):
+        while True:
+            r0 = kernels.partition.fetch_add(taken, turn)
+            if r0 >= items:
+                break
+            for n in range(r0, min(r0 + turn, items)):
+                taker[n] = k
+                times[n] += 1
+    return taker, times, taken  # (taken[0] read here would be read before the loop: Numba sees no write)
+
+
+@pytest.mark.parametrize("items, turn, blocks", [(1, 16, 2), (40, 16, 2), (1000, 16, 8), (1000, 1, 3), (7, 512, 4)])
+def test_blocks_taking_turns_take_each_item_once(items, turn, blocks):
+    taker, times, taken = _take_turns(items, turn, blocks)
+    assert (times == 1).all() and taker.min() >= 0 and taker.max() < blocks
+    assert taken[0] == turn * (-(-items // turn) + blocks)  # each block's last look found nothing left
+    for r0 in range(0, items, turn):  # a turn stays with one block
+        assert len(set(taker[r0 : r0 + turn].tolist())) == 1
 
 
 def test_every_block_count_equals_the_reference():

@@ -36,10 +36,11 @@ Where things are (one module per concern)::
     records.py    a network as layer records (kind, activation, geometry, offsets), built and checked
     engine.py     one forward, one fused training step for any sequence of records
     schedule.py   its parallel regions where a layer-by-layer loop is slower: row blocks through
-                  affine/dropout networks (at test time through every network, an image at a time
-                  through the image layers: batch norm folded into the convolution below it, the
-                  pool above it fused in, each output written already padded for the convolution
-                  above), every weight gradient in one balanced region
+                  affine/dropout networks (at test time through every network, in turns of 16
+                  images to whichever core is free, an image at a time through the image layers:
+                  batch norm folded into the convolution below it, the pool above it fused in,
+                  each output written already padded for the convolution above), every weight
+                  gradient in one balanced region
     stack.py      K networks at once (NetStack): a parallel loop over the members, each member's
                   step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE

@@ -5,12 +5,15 @@ of blocks depends only on the array shapes and on ``max_blocks()``, the most
 blocks any loop uses, fixed for the process (``fastnet._cores.select_blocks``:
 the cores Numba is configured for, or ``FASTNET_BLOCKS``). Never on how many
 threads run them: that is what makes results bitwise identical with 1 thread
-or many. ``max_blocks()`` is read at run time, not frozen into the compiled
+or many. (The test-time pass, whose rows do not depend on each other, hands out
+turns of rows to whichever block is free, ``fetch_add``: the turns are still
+fixed by the shapes, only who computes them varies.) ``max_blocks()`` is read at run time, not frozen into the compiled
 code, so a cache built on one machine stays right on another.
 """
 
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import _cores
@@ -86,3 +89,22 @@ def product_block(M, N, split, k):
     r0, r1 = block_bounds(M, row_blocks, k // col_blocks)
     c0, c1 = block_bounds(N, col_blocks, k % col_blocks)
     return r0, r1, c0, c1
+
+
+@intrinsic
+def fetch_add(typingctx, counter, value):
+    """counter[0] += value, atomically; returns what counter[0] held before (compiled code only;
+    ``counter`` a one-dimensional int64 array). Lets the blocks of a parallel loop take its items
+    in turn, whoever is free first, where each item's result does not depend on which block
+    computes it (``schedule.test_forward_by_rows``). Numba's parallel passes do not see it write
+    ``counter``: they may move a read of ``counter`` after the loop to before it, so read it only
+    through ``fetch_add``, or from the caller."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and counter.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        amount = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", cgutils.gep(builder, array.data, 0), amount, "monotonic")
+
+    return types.int64(counter, value), codegen

@@ -8,6 +8,9 @@ entered once, not once per layer. At test time every network is row-local: each 
 through the convolutions and pools on its own too, so ``predict`` and ``accuracy`` take a few
 images at a time through the whole network while their activations are in cache, as an
 inference engine does (the same per-image kernels as the layer-by-layer loop: the same bits).
+The blocks take the images in turns from a shared counter, whichever is free first, not a fixed
+half each: a core slowed by something else then takes fewer turns instead of being waited for.
+Each image's result does not depend on which block computes it: the same bits whoever does.
 
 The weight gradients of affine layers, and the optimizer's update.
 
@@ -46,7 +49,7 @@ from .dropout import dropout_backward_rows, dropout_rows, dropout_scale_in_place
 from .forward import ROWS_PER_PASS
 from .layers import _affine_block, _affine_rows, _column_sums, _input_grad_rows, _softmax_ce_row, _weight_grad_block
 from .optimizer import update_range
-from .partition import WORK_PER_BLOCK, block_bounds, max_blocks, num_blocks, product_block, product_split
+from .partition import WORK_PER_BLOCK, block_bounds, fetch_add, max_blocks, num_blocks, product_block, product_split
 from .pool import max_pool_into, pool_forward_images, pool_test_images
 from .records import (
     ACT,
@@ -87,6 +90,9 @@ from .records import (
 
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
 WHOLE_TASK = -2  # a task that runs a layer's whole product (a serial step: one block)
+# images a block takes through the image layers at a time at test time (``test_forward_by_rows``): few enough
+# that the blocks finish together when one core runs slower, enough that the shared counter is seldom touched
+IMAGES_PER_TURN = 16
 
 
 @njit(cache=True)
@@ -348,25 +354,34 @@ def handoff_size(rec):
 
 @njit(parallel=True, cache=True)
 def test_forward_by_rows(x, flat, net, work):
-    """Test time through the whole network (``row_local``): one parallel region takes each block
-    of rows through every layer, an image at a time through the convolutions and pools
-    (``test_image``), then ROWS_PER_PASS rows at a time through the dense layers above them, so
-    each layer reads rows the one below just wrote, still in cache. Batch norm and dropout are then
-    a map of each value (a scale and a shift; a scale): above the first layer they work in place
-    on the rows below instead of writing buffers of their own. Returns the logits' view of
-    ``work.acts``."""
+    """Test time through the whole network (``row_local``), in two parallel regions: the first
+    takes each image through the convolutions and pools alone (``test_image``), its blocks taking
+    turns of IMAGES_PER_TURN images from a shared counter (``fetch_add``); the second takes each
+    block of rows through the dense layers above them, ROWS_PER_PASS rows at a time, so each
+    layer reads rows the one below just wrote, still in cache, and the weights once per pass.
+    Batch norm and dropout are then a map of each value (a scale and a shift; a scale): above the
+    first layer they work in place on the rows below instead of writing buffers of their own.
+    Returns the logits' view of ``work.acts``."""
     rec = net.rec
     B = x.shape[0]
     test_transforms(flat, net, work)
     params = test_filters(flat, net, work)
     nb = num_blocks(B, B * row_work(rec))
     split = image_layers(rec)
-    buffers = np.empty((nb, 2, handoff_size(rec)), flat.dtype)
+    if split > 0:
+        buffers = np.empty((nb, 2, handoff_size(rec)), flat.dtype)
+        turn = min(IMAGES_PER_TURN, -(-B // nb))  # a few images: one turn a block
+        taken = np.zeros(1, np.int64)
+        for k in prange(nb):
+            while True:  # to whichever block is free first: no core waits on a slower one
+                n0 = fetch_add(taken, turn)
+                if n0 >= B:
+                    break
+                for n in range(n0, min(n0 + turn, B)):
+                    test_image(x, n, flat, net, work, split, params, k, buffers[k])
     for k in prange(nb):
         r0, r1 = block_bounds(B, nb, k)
-        for n in range(r0, r1):
-            test_image(x, n, flat, net, work, split, params, k, buffers[k])
-        for c0 in range(r0, r1, ROWS_PER_PASS):  # the dense layers above them, in long row blocks
+        for c0 in range(r0, r1, ROWS_PER_PASS):
             test_rows(x, flat, net, work, split, rec.shape[0], c0, min(c0 + ROWS_PER_PASS, r1), params, k)
     return layer_rows(work.acts, rec, logits_layer(rec), B)
 
