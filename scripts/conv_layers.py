@@ -1,7 +1,7 @@
-"""Where a DeepConvNet training step spends its time: each convolution's forward and backward
-(with and without dx) timed alone on the step's own buffers, B = 100, medians.
+"""Where a DeepConvNet (or SimpleConvNet) training step spends its time: each convolution's forward
+and backward (with and without dx) timed alone on the step's own buffers, B = 100, medians.
 
-    python scripts/conv_layers.py [--batch 100] [--repeats 30]
+    python scripts/conv_layers.py [--net simple-conv] [--batch 100] [--repeats 30]
 """
 
 import argparse
@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from fastnet import DeepConvNet, optim
+from fastnet import DeepConvNet, SimpleConvNet, optim
 from fastnet.kernels import records as E
 from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, uses_direct, uses_shifts
 
@@ -28,15 +28,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--net", choices=["deep-conv", "simple-conv"], default="deep-conv")
     args = parser.parse_args()
     B = args.batch
-    net = DeepConvNet(seed=0)
+    net = DeepConvNet(seed=0) if args.net == "deep-conv" else SimpleConvNet(seed=0)
     rng = np.random.default_rng(0)
     x, t = rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000)
     batches, adam = rng.integers(0, 1000, (6, B)), optim.Adam()
     net.steps(x, t, batches[:1], adam)  # compiles (or loads) and fills the buffers
     step = median_seconds(lambda: net.steps(x, t, batches[1:], adam), max(args.repeats // 3, 3)) / 5
-    print(f"DeepConvNet step, batch {B}, Adam: {step * 1e3:.2f} ms")
+    print(f"{type(net).__name__} step, batch {B}, Adam: {step * 1e3:.2f} ms")
     work, rec = E.EngineWork(*net._workspace(B)[0]), net.net.rec
     flat, grad = net._flat, net._grad
     print("| conv | C→FN, H×W | route fwd / bwd | forward ms | backward ms | of which dW, db | GFLOP/s fwd, bwd |")
