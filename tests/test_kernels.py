@@ -110,6 +110,27 @@ def test_sgd_update(rng, shape, dtype):
     assert_matches_reference(param, expected, dtype)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("name", ["MOMENTUM", "NESTEROV", "RMSPROP", "ADAM"])
+def test_decaying_optimizer_state_reaches_zero_not_a_subnormal(name, dtype):
+    """Where the gradient is zero the state decays by its rate each step; rounding to nearest, it
+    would stop at the smallest subnormal for good (and x86 takes a slow path on every update that
+    touches it). It is flushed to zero instead, and the weights keep their bits."""
+    from fastnet.kernels import optimizer
+
+    tiny, n = np.finfo(dtype).tiny, 37
+    signs = np.where(np.arange(n) % 2 == 0, 1, -1).astype(dtype)
+    w, g = np.linspace(0.5, 1.5, n).astype(dtype), np.zeros(n, dtype)  # the state is far below their ulps
+    s1 = np.full(n, 1.05 * tiny, dtype) * (signs if name != "RMSPROP" else 1)  # RMSprop's h: squares
+    s2 = np.full(n, 1.05 * tiny, dtype)  # Adam's v (the others do not use it)
+    before = w.copy()
+    hyper = np.array([1e-3, {"RMSPROP": 0.99}.get(name, 0.9), 0.999, 0.0])
+    for _ in range(60):  # Adam's v at 0.999 a step: below the smallest normal after 49
+        optimizer.update_unchecked(getattr(optimizer, name), w, g, s1, s2, hyper)
+    assert not s1.any() and (name != "ADAM" or not s2.any()), (s1, s2)
+    np.testing.assert_array_equal(w, before)
+
+
 def test_strided_input_views_give_the_right_answer(rng):
     x, W, b = _layer_inputs(rng, 12, 9, 4, np.float64)
     wide = np.zeros((12, 18))
