@@ -12,9 +12,10 @@ flushed to zero where it falls below the dtype's smallest normal number. Where
 a gradient is zero (a weight from an input pixel that is always 0, a dead unit)
 the state shrinks by its rate each step into subnormal numbers and, rounding to
 nearest, never reaches zero; arithmetic on subnormals takes a slow microcode
-path on x86, and such weights are a seventh of SimpleConvNet's after a few
-hundred MNIST steps. The flush moves the state by less than the smallest normal
-number, and the weights by far less than one of their own ulps.
+path on x86, which made a convnet's training on MNIST half as slow again after
+its first few hundred steps (docs/PERFORMANCE.md). The flush moves the state by
+less than the smallest normal number, and the weights by far less than one of
+their own ulps (Adam's and RMSprop's divisors are at least ε).
 """
 
 import numpy as np

@@ -5,10 +5,11 @@ of blocks depends only on the array shapes and on ``max_blocks()``, the most
 blocks any loop uses, fixed for the process (``fastnet._cores.select_blocks``:
 the cores Numba is configured for, or ``FASTNET_BLOCKS``). Never on how many
 threads run them: that is what makes results bitwise identical with 1 thread
-or many. (The test-time pass, whose rows do not depend on each other, hands out
-turns of rows to whichever block is free, ``fetch_add``: the turns are still
-fixed by the shapes, only who computes them varies.) ``max_blocks()`` is read at run time, not frozen into the compiled
-code, so a cache built on one machine stays right on another.
+or many. (The test-time pass, whose images do not depend on each other, hands
+them out in turns to whichever block is free, ``fetch_add``: the turns are still
+fixed by the shapes, only who computes them varies.) ``max_blocks()`` is read
+at run time, not frozen into the compiled code, so a cache built on one machine
+stays right on another.
 """
 
 from llvmlite import ir
