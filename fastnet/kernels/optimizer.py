@@ -40,18 +40,6 @@ def _overload_in_dtype_of(value, array):
     return lambda value, array: to_float(value)
 
 
-def smallest_normal(array):
-    """The smallest positive normal number of ``array``'s dtype (compiled code only)."""
-    raise NotImplementedError("smallest_normal is callable from compiled code only")
-
-
-@overload(smallest_normal)
-def _overload_smallest_normal(array):
-    dtype = np.float32 if array.dtype == types.float32 else np.float64
-    tiny = dtype(np.finfo(dtype).tiny)
-    return lambda array: tiny
-
-
 @njit(cache=True, inline="always")
 def flushed(value, tiny, zero):
     """``value``, or zero where it is subnormal (|value| < tiny): see the module's docstring."""
@@ -65,7 +53,7 @@ def update_range(kind, p, g, s1, s2, hyper, lr_t, lo, hi):
     """The update of elements [lo, hi) (lr_t: Adam's bias-corrected rate for this step)."""
     lr, rate, beta2 = in_dtype_of(hyper[0], p), in_dtype_of(hyper[1], p), in_dtype_of(hyper[2], p)
     lr_t, one, eps = in_dtype_of(lr_t, p), in_dtype_of(1.0, p), in_dtype_of(EPS, p)
-    tiny, zero = smallest_normal(p), in_dtype_of(0.0, p)
+    tiny, zero = in_dtype_of(np.finfo(p.dtype).tiny, p), in_dtype_of(0.0, p)  # the smallest normal number
     # Views from lo, indexed from 0: an index the compiler knows is not negative needs no
     # wrap-around select per element, and the loops vectorise.
     w, dw, a, c = p[lo:hi], g[lo:hi], s1[lo:hi], s2[lo:hi]  # weights, gradient, state
