@@ -123,6 +123,116 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
     return signature, codegen
 
 
+# the weight gradient's tile: filters × (channel, tap) columns of sums held in vector registers,
+# with room for the filters' loaded gradient vectors and one input vector
+WEIGHT_TILE_FILTERS = 4 if _AVX512 else 2
+WEIGHT_TILE_COLUMNS = 6 if _AVX512 else 4
+
+
+@intrinsic(prefer_literal=True)
+def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image,
+                x_image, part, first, filters, columns):  # fmt: skip
+    """The weight gradient of a stride-1 convolution for a tile of ``filters`` filters f0 + f and
+    ``columns`` columns j0 + j (literals) of dW's C·FH·FW, column j0 + j being channel
+    c = (j0 + j) // (FH·FW) at tap t = (j0 + j) % (FH·FW)::
+
+        s[f, j] = Σ_{i < images} Σ_{p < vectors·lanes} g[gs(f) + i·g_image + p] · x[xs(j) + i·x_image + p]
+
+    over the wide output gradient g (filter f0 + f's plane from gs(f) = g_off + (f0 + f)·g_plane on)
+    and the padded input x (xs(j) = x_off + c·plane + (t // FW)·Wp + t % FW), for ``images``
+    images ``g_image`` and ``x_image`` values apart; then part[(t·FN + f0 + f)·C + c] = s[f, j]
+    (``first`` true) or += s[f, j], for f0 + f < FN and j0 + j < C·FH·FW only (the tile's other
+    rows and columns repeat the last one and are not stored).
+
+    Each sum is a vector of partial sums over the whole run, added up across its lanes (a fixed
+    tree) only at the end: per vector of pixels, one load per filter and per column and
+    filters × columns fused multiply-adds. Compiled code only; unchecked: every index read must
+    lie inside its array. g, x, part: flat arrays of one float dtype; lanes: ``VECTOR_BYTES``."""
+    if not isinstance(filters, types.IntegerLiteral) or not isinstance(columns, types.IntegerLiteral):
+        return None
+    signature = types.void(g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image,
+                           x_image, part, first, filters, columns)  # fmt: skip
+
+    def codegen(context, builder, sig, args):
+        v = [context.cast(builder, a, t, types.int64) if isinstance(t, types.Integer) else a
+             for a, t in zip(args, sig.args)]  # fmt: skip
+        _, g_off, g_plane, FN, f0, _, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image, x_image = v[:17]
+        first = context.cast(builder, args[18], sig.args[18], types.boolean)
+        dtype = sig.args[0].dtype
+        scalar = context.get_data_type(dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+        vector = ir.VectorType(scalar, lanes)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        nf, nj = sig.args[19].literal_value, sig.args[20].literal_value
+
+        def const(value):
+            return ir.Constant(i64, value)
+
+        def smin(a, b):
+            return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+        def data(position):
+            return context.make_array(sig.args[position])(context, builder, args[position]).data
+
+        gs_, xs_, parts = data(0), data(5), data(17)
+        T = builder.mul(FH, FW)
+        K = builder.mul(C, T)
+        last_f, last_j = builder.sub(FN, const(1)), builder.sub(K, const(1))
+        g_starts = [builder.add(g_off, builder.mul(smin(builder.add(f0, const(f)), last_f), g_plane))
+                    for f in range(nf)]  # fmt: skip
+        x_starts, targets = [], []
+        for j in range(nj):
+            column = smin(builder.add(j0, const(j)), last_j)
+            c, t = builder.sdiv(column, T), builder.srem(column, T)
+            tap = builder.add(builder.mul(builder.sdiv(t, FW), Wp), builder.srem(t, FW))
+            x_starts.append(builder.add(builder.add(x_off, builder.mul(c, plane)), tap))
+            targets.append((builder.mul(t, FN), c))
+        fma = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector, [vector] * 3),
+            f"llvm.fma.v{lanes}{'f32' if dtype == types.float32 else 'f64'}",
+        )
+        zero = ir.Constant(vector, None)
+        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nj)] for _ in range(nf)]
+        for row in acc:
+            for slot in row:
+                builder.store(zero, slot)
+
+        def vector_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
+
+        with cgutils.for_range(builder, images) as image:
+            g_shift, x_shift = builder.mul(image.index, g_image), builder.mul(image.index, x_image)
+            with cgutils.for_range(builder, vectors) as run:
+                p = builder.mul(run.index, const(lanes))
+                grads = [builder.load(vector_at(gs_, builder.add(builder.add(start, g_shift), p)), align=4)
+                         for start in g_starts]  # fmt: skip
+                for j in range(nj):
+                    inputs = builder.load(vector_at(xs_, builder.add(builder.add(x_starts[j], x_shift), p)), align=4)
+                    for f in range(nf):
+                        builder.store(builder.call(fma, [grads[f], inputs, builder.load(acc[f][j])]), acc[f][j])
+        for f in range(nf):
+            for j in range(nj):
+                total, width = builder.load(acc[f][j]), lanes
+                while width > 1:  # the upper half onto the lower, until one lane is left
+                    width //= 2
+                    upper = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(i32, lanes),
+                                                                             [width + k if k < width else k
+                                                                              for k in range(lanes)]))  # fmt: skip
+                    total = builder.fadd(total, upper)
+                value = builder.extract_element(total, ir.Constant(i32, 0))
+                row, column = builder.add(f0, const(f)), builder.add(j0, const(j))
+                valid = builder.and_(builder.icmp_signed("<", row, FN), builder.icmp_signed("<=", column, last_j))
+                with builder.if_then(valid):
+                    tFN, c = targets[j]
+                    slot = builder.gep(parts, [builder.add(builder.mul(builder.add(tFN, row), C), c)])
+                    old = builder.load(slot)
+                    builder.store(builder.select(first, value, builder.fadd(old, value)), slot)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 @intrinsic
 def pool_row(typingctx, src, top, bottom, out, out_off, n):
     """out[out_off + i] = the max of src[top + 2i], src[top + 2i + 1], src[bottom + 2i] and

@@ -41,7 +41,19 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import AS_IS, TRANSPOSED, gemm
-from ._simd import FILTERS_PER_TILE, PLUS_BIAS, PLUS_BIAS_RELU, SUMS, TILE_SLACK, conv_tile, copy_run, tile_pixels
+from ._simd import (
+    FILTERS_PER_TILE,
+    PLUS_BIAS,
+    PLUS_BIAS_RELU,
+    SUMS,
+    TILE_SLACK,
+    WEIGHT_TILE_COLUMNS,
+    WEIGHT_TILE_FILTERS,
+    conv_tile,
+    copy_run,
+    tile_pixels,
+    weight_tile,
+)
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
 
@@ -104,8 +116,11 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     direct = padded_size(C, H, W, FW, pad) + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
     if not uses_shifts(C, FN, stride):
         return max(direct, unfolded)
-    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)  # float32's tiles: the most pixels, as TILE_SLACK
-    return max(direct, FN * Lg + C * M)  # the backward's output gradient planes, its wide input gradient
+    # the backward's padded images, their output gradient planes and a wide input gradient, for float32's
+    # tiles: the most pixels, as TILE_SLACK
+    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
+    sweep = sweep_images(H, W, FH, FW, pad, 4)
+    return max(direct, sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + C * M)
 
 
 @njit(cache=True, error_model="numpy")
@@ -283,7 +298,8 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     pixels = tile_pixels(itemsize)
     M = -(-H * Wp // pixels) * pixels
     OH = output_size(H, FH, 1, pad)
-    return max(pad * Wp + M, OH * Wp) + (FH - 1) * Wp + FW - 1, M
+    wide = -(-OH * Wp // pixels) * pixels  # the weight tiles read whole vectors past the wide gradient's end
+    return max(pad * Wp + M, wide) + (FH - 1) * Wp + FW - 1, M
 
 
 @njit(cache=True)
@@ -303,52 +319,81 @@ def flipped_filters(Wmat, C, FH, FW, packed):
         c0 += n
 
 
-@njit(cache=True)
-def _shift_backward_image(x, taps, dout, scratch, dscratch, part, first, geometry, dx, below, alphas):
-    """One image's share of the gradients by shifted products: part ((FH·FW, FN, C) tap by tap,
-    then FN bias entries) (+)= this image's dW and db (= when ``first``); with dx (len > 0),
-    dx = the input gradient ⊙ act'(below), by direct tiles over the output gradient with the
-    filters turned by 180° (``flipped_filters``, in ``taps``).
+SWEEP_VECTORS = 64  # vectors of pixels a weight tile's sums run over, at least: images enough to make them
 
-    The output gradient is widened with zeros into a plane g of Lg values per filter, starting at S
-    (``_gradient_planes``); then padded input pixel q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] ·
-    g_f[q + ry·Wp + rx]: the forward's direct sum, read from g."""
+
+@njit(cache=True)
+def sweep_images(H, W, FH, FW, pad, itemsize):
+    """Images whose gradients the shifted products' weight tiles take in one sweep: enough that
+    each tile's sums run over SWEEP_VECTORS vectors of pixels, so that adding up its vectors' lanes
+    at the end is a small part of its work (float32, 3×3, pad 1: 2 for a 28×28 image, 16 for 7×7)."""
+    vectors = -(-output_size(H, FH, 1, pad) * _padded_plane(H, W, FW, pad)[1] // (tile_pixels(itemsize) // 2))
+    return -(-SWEEP_VECTORS // vectors)
+
+
+@njit(cache=True)
+def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below):
+    """Images n0 to n1 − 1's share of the gradients by shifted products (at most ``sweep_images``):
+    part ((FH·FW, FN, C) tap by tap, then FN bias entries) (+)= their dW and db (= when ``first``);
+    with dx (rows), dx[n] = the input gradient ⊙ act'(below), by direct tiles over the output
+    gradient with the filters turned by 180° (``flipped_filters``, in ``taps``). x, dout, dx: a
+    row per image.
+
+    Each image is padded into ``scratch`` and its output gradient widened with zeros into a plane
+    g of Lg values per filter, starting at S (``_gradient_planes``), in ``dscratch``, one after the
+    other; the weight tiles then sum over all of them (``_weight_tiles``); and padded input pixel
+    q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] · g_f[q + ry·Wp + rx]: the forward's direct
+    sum, read from g."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
-    one_zero, one_one = alphas
-    FN = dout.shape[0] // (OH * OW)
+    FN = dout.shape[1] // (OH * OW)
     Hq, Wp = _padded_plane(H, W, FW, pad)
-    N, plane = OH * Wp, Hq * Wp
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
     S = (FH - 1) * Wp + FW - 1
-    xp = scratch[: padded_size(C, H, W, FW, pad)]
-    g, dxw = dscratch[: FN * Lg], dscratch[FN * Lg : FN * Lg + C * M]
-    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
     K = C * FH * FW
-    for i in range(FN * Lg):  # zeros first (a memset), then dout's rows: writing each value once,
-        g[i] = 0  # the zeros between the rows, measured slower
-    for f in range(FN):
-        total = 0.0
-        for oy in range(OH):
-            src, dst = dout[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], g[f * Lg + S + oy * Wp :]
-            for i in range(OW):
-                dst[i] = src[i]
-                total += src[i]
-        part[FN * K + f] = total if first else part[FN * K + f] + total
-    for t in range(FH * FW):
-        shifted = xp[(t // FW) * Wp + t % FW :]
-        gemm(AS_IS, TRANSPOSED, FN, C, N, one_zero if first else one_one, g[S:], Lg, shifted, plane,
-             part[t * FN * C :], C)  # fmt: skip
+    xsize, gsize = padded_size(C, H, W, FW, pad), FN * Lg
+    images = n1 - n0
+    for i in range(images):
+        _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, scratch[i * xsize : (i + 1) * xsize])
+        g, grad = dscratch[i * gsize : (i + 1) * gsize], dout[n0 + i]
+        for j in range(gsize):  # zeros first (a memset), then dout's rows: writing each value once,
+            g[j] = 0  # the zeros between the rows, measured slower
+        for f in range(FN):
+            total = 0.0
+            for oy in range(OH):
+                src, dst = grad[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], g[f * Lg + S + oy * Wp :]
+                for j in range(OW):
+                    dst[j] = src[j]
+                    total += src[j]
+            part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
+    vectors = -(-OH * Wp // (tile_pixels(x.itemsize) // 2))
+    _weight_tiles(dscratch, S, Lg, FN, scratch, C, Hq * Wp, FH, FW, Wp, vectors, images, gsize, xsize, part, first)
     if dx.shape[0] == 0:
         return
-    _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout, SUMS)
-    for c in range(C):
-        for y in range(H):
-            src = dxw[c * M + y * Wp + pad : c * M + y * Wp + pad + W]
-            dst, inp = dx[(c * H + y) * W : (c * H + y + 1) * W], x[(c * H + y) * W : (c * H + y + 1) * W]
-            for i in range(W):
-                dst[i] = src[i]
-            activation_backward(below, dst, inp)
+    dxw = dscratch[images * gsize : images * gsize + C * M]
+    for i in range(images):
+        g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
+        _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout[n], SUMS)
+        for c in range(C):
+            for y in range(H):
+                src = dxw[c * M + y * Wp + pad : c * M + y * Wp + pad + W]
+                dst, inp = dx[n, (c * H + y) * W : (c * H + y + 1) * W], x[n, (c * H + y) * W : (c * H + y + 1) * W]
+                for j in range(W):
+                    dst[j] = src[j]
+                activation_backward(below, dst, inp)
+
+
+@njit(cache=True)
+def _weight_tiles(g, g_off, Lg, FN, xp, C, plane, FH, FW, Wp, vectors, images, g_image, x_image, part, first):
+    """part[(t·FN + f)·C + c] (+)= Σ_i Σ_p g[i·g_image + f·Lg + g_off + p] · xp[i·x_image + c·plane + (t // FW)·Wp
+    + t % FW + p] over ``images`` images and ``vectors`` vectors of pixels p (= when ``first``): a
+    stride-1 convolution's weight gradient, tap by tap, from the wide output gradients g and the
+    padded inputs xp, a ``_simd.weight_tile`` at a time."""
+    nf, nj = WEIGHT_TILE_FILTERS, WEIGHT_TILE_COLUMNS
+    for f0 in range(0, FN, nf):
+        for j0 in range(0, C * FH * FW, nj):
+            weight_tile(g, g_off, Lg, FN, f0, xp, 0, C, plane, FH, FW, Wp, j0, vectors, images, g_image, x_image, part,
+                        first, nf, nj)  # fmt: skip
 
 
 @njit(cache=True)
@@ -514,17 +559,18 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     shifts = uses_shifts(C, FN, stride)
     if shifts and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
+    sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if shifts else 1
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
+        if shifts:
+            for m in range(n0, n1, sweep):
+                _shift_backward_images(x, m, min(m + sweep, n1), taps, dout, col[k], dcol[k], parts[k], m == n0,
+                                       geometry, dx, below)  # fmt: skip
+            continue
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
-            if shifts:
-                _shift_backward_image(x[n], taps, dout[n], col[k], dcol[k], parts[k], n == n0, geometry, dx_n, below,
-                                      alphas)  # fmt: skip
-            else:
-                part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
-                _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, geometry, dx_n, below,
-                                     alphas)  # fmt: skip
+            part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
+            _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, geometry, dx_n, below, alphas)
     _sum_partials(parts, nb, geometry, shifts, dW, db, acc)
     return dW, db, dx
 
