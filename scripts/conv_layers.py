@@ -64,7 +64,7 @@ def main():
         route = (
             ("direct" if uses_direct(r[E.STRIDE]) else "unfolded")
             + " / "
-            + ("shifted" if uses_shifts(r[E.C], fn, r[E.STRIDE]) else "unfolded")
+            + ("weight tiles" if uses_shifts(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0) else "unfolded")
         )
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "

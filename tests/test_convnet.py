@@ -25,7 +25,7 @@ GEOMETRIES = [
     (4, 1, 28, 28, 30, 5, 5, 1, 0),
     (1, 3, 9, 11, 15, 3, 3, 1, 1),  # stride 1: the forward by direct tiles of 8, 4, 2 and 1 filters
     (1, 2, 3, 3, 7, 3, 3, 1, 0),  # one output pixel in a tile of many (half a tile: one vector of pixels)
-    # stride 1 with 8+ channels in and out: the backward by shifted products (kernels.conv.uses_shifts)
+    # stride 1 with 8+ filters: the backward by weight tiles (kernels.conv.uses_shifts; dx too with 8+ channels)
     (1, 8, 5, 5, 8, 3, 3, 1, 1),
     (3, 9, 7, 6, 10, 3, 2, 1, 2),
     (2, 12, 6, 9, 8, 2, 3, 1, 0),
@@ -33,6 +33,10 @@ GEOMETRIES = [
     (2, 8, 4, 5, 9, 1, 1, 1, 0),
     (30, 8, 5, 5, 8, 3, 3, 1, 1),
     (2, 17, 5, 4, 23, 3, 3, 1, 1),
+    (7, 8, 16, 15, 9, 3, 3, 1, 1),  # several sweeps of images (kernels.conv.sweep_images) in a block
+    (3, 1, 12, 11, 8, 5, 5, 1, 0),  # one channel: weight tiles without dx, unfolded windows with it
+    (2, 3, 9, 9, 12, 3, 3, 1, 2),
+    (2, 1, 10, 9, 8, 3, 3, 1, 1),  # one channel, 3×3: unfolded windows
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -279,7 +283,7 @@ def test_kernels_from_njit_code():
         conv_then_pool(x, rng.standard_normal((3, 2, 3, 3)), b, out, pooled, winners)
 
 
-@pytest.mark.parametrize("channels,filters", [(1, 3), (8, 9)])  # backward: unfolded windows, shifted products
+@pytest.mark.parametrize("channels,filters", [(1, 3), (8, 9)])  # backward: unfolded windows, weight tiles
 def test_unchecked_kernels_with_scratch_sized_by_the_helpers(channels, filters):
     @njit
     def forward_backward(x, W, b, dout, out, dW, db, dx):
@@ -387,7 +391,7 @@ def test_bitwise_identical_with_1_2_and_8_threads():
         " seed=2)\n"
         "print(net.steps(x, t, b, optim.Adam()).tolist(), net._flat.tobytes().hex()[:4000],"
         " net.predict(x[:7]).tobytes().hex())\n"
-        "from fastnet import DeepConvNet; import hashlib\n"  # its convs after the first: shifted products
+        "from fastnet import DeepConvNet; import hashlib\n"  # its convs after the first: weight tiles
         "cps = [{'filter_num': n, 'filter_size': 3, 'pad': p, 'stride': 1} for n, p in zip((8, 8, 9, 9, 10, 10),"
         " (1, 1, 1, 2, 1, 1))]\n"
         "deep = DeepConvNet((1, 12, 12), *cps, hidden_size=6, output_size=10, seed=3); xs = x[:, :144].copy()\n"
@@ -458,7 +462,7 @@ def test_every_work_split_equals_the_reference():
         "W = rng.standard_normal((8, 9, 3, 3)); b = rng.standard_normal(8); x9 = rng.standard_normal((7, 9, 6, 5))\n"
         "out = np.empty((7, 8, 6, 5)); kernels.conv_forward(x9, W, b, out, 1, 1)\n"
         "ref = reference.Convolution(W, b, 1, 1)\n"
-        "assert np.allclose(out, ref.forward(x9), rtol=1e-12, atol=1e-12)  # shifted products\n"
+        "assert np.allclose(out, ref.forward(x9), rtol=1e-12, atol=1e-12)  # weight tiles\n"
         "dout = rng.standard_normal(out.shape); dW, db, dx = np.empty_like(W), np.empty(8), np.empty_like(x9)\n"
         "kernels.conv_backward(x9, W, dout, dW, db, dx, 1, 1); rdx = ref.backward(dout)\n"
         "assert np.allclose(dW, ref.dW, rtol=1e-12) and np.allclose(db, ref.db) and np.allclose(dx, rdx, atol=1e-12)\n"

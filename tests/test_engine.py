@@ -56,7 +56,7 @@ def layer_lists(draw):
                 stride = 2
             if not (_fits(h, fh, stride, pad) and _fits(w, fw, stride, pad)):
                 continue
-            fn = draw(st.sampled_from([1, 2, 3, 8]))  # 8 filters on 8 channels: the shifted products
+            fn = draw(st.sampled_from([1, 2, 3, 8]))  # 8 filters on 8 channels: the weight tiles with dx
             layers.append(("conv", fn, fh, fw, stride, pad, draw(act), draw(decay)))
             h, w = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
         elif kind == "pool":

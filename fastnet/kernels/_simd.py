@@ -213,14 +213,7 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
                         builder.store(builder.call(fma, [grads[f], inputs, builder.load(acc[f][j])]), acc[f][j])
         for f in range(nf):
             for j in range(nj):
-                total, width = builder.load(acc[f][j]), lanes
-                while width > 1:  # the upper half onto the lower, until one lane is left
-                    width //= 2
-                    upper = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(i32, lanes),
-                                                                             [width + k if k < width else k
-                                                                              for k in range(lanes)]))  # fmt: skip
-                    total = builder.fadd(total, upper)
-                value = builder.extract_element(total, ir.Constant(i32, 0))
+                value = builder.extract_element(_lanes_sum(builder, builder.load(acc[f][j])), ir.Constant(i32, 0))
                 row, column = builder.add(f0, const(f)), builder.add(j0, const(j))
                 valid = builder.and_(builder.icmp_signed("<", row, FN), builder.icmp_signed("<=", column, last_j))
                 with builder.if_then(valid):
@@ -231,6 +224,43 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def run_sum(typingctx, src, src_off, n):
+    """Σ src[src_off + i] for i < n, in src's dtype: a vector of partial sums, the last vector
+    masked, then added up across its lanes (a fixed tree; compiled code only; unchecked)."""
+    signature = src.dtype(src, src_off, n)
+
+    def codegen(context, builder, sig, args):
+        _, src_off, n = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                         for v, t in zip(args, sig.args)]  # fmt: skip
+        vector, load, _, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        lanes, i32 = vector.count, ir.IntType(32)
+        srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
+        zero = ir.Constant(vector, None)
+        acc = cgutils.alloca_once_value(builder, zero)
+        chunks = builder.sdiv(builder.add(n, ir.Constant(n.type, lanes - 1)), ir.Constant(n.type, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(n.type, lanes))
+            mask = builder.icmp_signed("<", lane, splat(builder.sub(n, first)))
+            at = builder.bitcast(builder.gep(srcs, [builder.add(src_off, first)]), vector.as_pointer())
+            value = builder.call(load, [at, ir.Constant(i32, 4), mask, zero])
+            builder.store(builder.fadd(builder.load(acc), value), acc)
+        return builder.extract_element(_lanes_sum(builder, builder.load(acc)), ir.Constant(i32, 0))
+
+    return signature, codegen
+
+
+def _lanes_sum(builder, total):
+    """A vector whose lane 0 is the sum of ``total``'s lanes: the upper half added onto the lower
+    until one lane is left."""
+    lanes, width = total.type.count, total.type.count
+    while width > 1:
+        width //= 2
+        order = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [width + k if k < width else k for k in range(lanes)])
+        total = builder.fadd(total, builder.shuffle_vector(total, total, order))
+    return total
 
 
 @intrinsic

@@ -4,7 +4,7 @@ Images are NCHW, filters (FN, C, FH, FW), outputs (N, FN, OH, OW), OH = (H + 2·
 stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of three
 routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` for the backward):
 
-* **direct tiles** (stride 1, the forward and the shifted products' dx): no unfolding. With the
+* **direct tiles** (stride 1, the forward and the weight tiles' dx): no unfolding. With the
   image zero-padded into planes of Wp columns (``_padded_plane``: W + pad, the zeros between two
   rows padding both), filter tap (fy, fx) reads every output pixel's input at one fixed offset
   fy·Wp + fx, so a "wide" output of OH × Wp pixels (its last Wp − OW columns discarded) is, pixel
@@ -14,22 +14,24 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` f
 
     forward   wide = Σ_c Σ_taps w[:, c, tap] ⊗ xp_c[tap offset:]      then cut to OW columns
 
-* **shifted products** (the backward at stride 1, several channels in and out), with BLAS::
+* **weight tiles** (the backward at stride 1 with 8+ filters, and 8+ input channels where dx is
+  wanted): the output gradient widened with zeros to the wide output's Wp columns (dwide), then
+  dW[:, c, tap] = dwide·xp_c[tap offset:]ᵀ, a ``_simd.weight_tile`` of filters × (channel, tap)
+  sums in vector registers at a time, over several images in one sweep::
 
-    backward  dW_tap = dwide·xp[tap offset:]ᵀ, db = Σ dout      dwide: dout widened with zeros
+    backward  dW_tap = Σ_n dwide_n·xp_n[tap offset:]ᵀ, db = Σ dout
               dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``)
 
-* **unfolded windows** (any stride; the backward of thin layers such as a first layer's one
-  channel), with BLAS: the windows are unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW
-  columns: the transposed im2col, so that one product with the filters, (FN×K)·(K×P), writes the
-  output in NCHW order directly)::
+* **unfolded windows** (any stride; the backward of thin layers), with BLAS: the windows are
+  unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im2col, so that one
+  product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly)::
 
     forward   out_n = W·col_n + b, ReLU in the same pass over out_n
     backward  [dW db] = Σ_n dout_n·[col_n; 1]ᵀ (a row of ones under col: the bias gradient comes
               out of the same product), dcol_n = Wᵀ·dout_n → dx_n (col2im)
 
-  The unfolded block is FH·FW times the image, written and read once per pass; the tiles and the
-  shifted products read the image in place (docs/PERFORMANCE.md has the measurements).
+  The unfolded block is FH·FW times the image, written and read once per pass; the tiles read the
+  padded image in place (docs/PERFORMANCE.md has the measurements).
 
 A parallel loop runs blocks of images (``partition``); each block works in its own slice of the
 scratch ``col`` and ``dcol`` (``conv_scratch_size`` values each). dx_n is written by the one
@@ -51,6 +53,7 @@ from ._simd import (
     WEIGHT_TILE_FILTERS,
     conv_tile,
     copy_run,
+    run_sum,
     tile_pixels,
     weight_tile,
 )
@@ -73,14 +76,20 @@ def conv_blocks(N, K, P, FN):
     return num_blocks(N * 8, N * K * P * FN) if N > 1 else 1
 
 
-SHIFT_MIN_CHANNELS = 8  # below this many input or output channels the shifted products are too thin
+SHIFT_MIN_CHANNELS = 8  # below this many filters, or input channels for dx, the tiles are too thin
+SHIFT_MIN_COLUMNS = 16  # below this many weights per filter, widening the gradient costs more than it saves
 
 
 @njit(cache=True)
-def uses_shifts(C, FN, stride):
-    """Whether a convolution runs as shifted products (else on unfolded windows): stride 1 and at
-    least SHIFT_MIN_CHANNELS channels in and out (the products' inner sizes: C forward, FN for dx)."""
-    return stride == 1 and C >= SHIFT_MIN_CHANNELS and FN >= SHIFT_MIN_CHANNELS
+def uses_shifts(C, FN, FH, FW, stride, with_dx):
+    """Whether a convolution's backward runs on the padded image and the widened output gradient
+    (weight tiles, and direct tiles for dx), else on unfolded windows: stride 1, at least
+    SHIFT_MIN_CHANNELS filters (a weight tile's rows) and as many input channels (the dx tiles'
+    filters), or, without dx, SHIFT_MIN_COLUMNS weights per filter (a one-channel 5×5 first
+    layer, not a 3×3 one)."""
+    if stride != 1 or FN < SHIFT_MIN_CHANNELS:
+        return False
+    return C >= SHIFT_MIN_CHANNELS or (not with_dx and C * FH * FW >= SHIFT_MIN_COLUMNS)
 
 
 @njit(cache=True)
@@ -111,11 +120,13 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
         return unfolded
     Hq, Wp = _padded_plane(H, W, FW, pad)
     # the padded image (and the tiles' reads past it), the wide output rounded up to whole tiles: the
-    # direct forward's; as much as the shifted products' backward needs (the padded image and the wide
+    # direct forward's; as much as the weight tiles' backward needs (the padded image and the wide
     # output's gradient)
     direct = padded_size(C, H, W, FW, pad) + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
-    if not uses_shifts(C, FN, stride):
-        return max(direct, unfolded)
+    if not uses_shifts(C, FN, FH, FW, stride, True):  # the backward with dx, at least, on unfolded windows
+        direct = max(direct, unfolded)
+    if not uses_shifts(C, FN, FH, FW, stride, False):
+        return direct
     # the backward's padded images, their output gradient planes and a wide input gradient, for float32's
     # tiles: the most pixels, as TILE_SLACK
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
@@ -291,7 +302,7 @@ def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
 
 @njit(cache=True)
 def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
-    """(Lg, M) of the backward by shifted products: each filter's output gradient is held in a plane
+    """(Lg, M) of the backward by weight tiles: each filter's output gradient is held in a plane
     of Lg values, the wide gradient starting at S = (FH − 1)·Wp + FW − 1 (zeros before and after it),
     and the input gradient is computed for M wide pixels from the padded image's first unpadded row."""
     Hq, Wp = _padded_plane(H, W, FW, pad)
@@ -324,7 +335,7 @@ SWEEP_VECTORS = 64  # vectors of pixels a weight tile's sums run over, at least:
 
 @njit(cache=True)
 def sweep_images(H, W, FH, FW, pad, itemsize):
-    """Images whose gradients the shifted products' weight tiles take in one sweep: enough that
+    """Images whose gradients the weight tiles take in one sweep: enough that
     each tile's sums run over SWEEP_VECTORS vectors of pixels, so that adding up its vectors' lanes
     at the end is a small part of its work (float32, 3×3, pad 1: 2 for a 28×28 image, 16 for 7×7)."""
     vectors = -(-output_size(H, FH, 1, pad) * _padded_plane(H, W, FW, pad)[1] // (tile_pixels(itemsize) // 2))
@@ -333,7 +344,7 @@ def sweep_images(H, W, FH, FW, pad, itemsize):
 
 @njit(cache=True)
 def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below):
-    """Images n0 to n1 − 1's share of the gradients by shifted products (at most ``sweep_images``):
+    """Images n0 to n1 − 1's share of the gradients by weight tiles (at most ``sweep_images``):
     part ((FH·FW, FN, C) tap by tap, then FN bias entries) (+)= their dW and db (= when ``first``);
     with dx (rows), dx[n] = the input gradient ⊙ act'(below), by direct tiles over the output
     gradient with the filters turned by 180° (``flipped_filters``, in ``taps``). x, dout, dx: a
@@ -359,12 +370,9 @@ def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first
         for j in range(gsize):  # zeros first (a memset), then dout's rows: writing each value once,
             g[j] = 0  # the zeros between the rows, measured slower
         for f in range(FN):
-            total = 0.0
             for oy in range(OH):
-                src, dst = grad[(f * OH + oy) * OW : (f * OH + oy + 1) * OW], g[f * Lg + S + oy * Wp :]
-                for j in range(OW):
-                    dst[j] = src[j]
-                    total += src[j]
+                copy_run(grad, (f * OH + oy) * OW, g, f * Lg + S + oy * Wp, OW)
+            total = run_sum(grad, f * OH * OW, OH * OW)
             part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
     vectors = -(-OH * Wp // (tile_pixels(x.itemsize) // 2))
     _weight_tiles(dscratch, S, Lg, FN, scratch, C, Hq * Wp, FH, FW, Wp, vectors, images, gsize, xsize, part, first)
@@ -511,7 +519,7 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
     the filters flat; ``geometry`` = (C, H, W, FH, FW, stride, pad); scratch: col (blocks,
     ``conv_scratch_size``) with ``conv_blocks`` blocks at least, taps (FN·C·FH·FW,) for the
-    shifted products' filters; ``alphas``: BLAS's (1, 0) and (1, 1). Unchecked."""
+    direct tiles' packed filters; ``alphas``: BLAS's (1, 0) and (1, 1). Unchecked."""
     C, H, W, FH, FW, stride, pad = geometry
     N = x.shape[0]
     FN = b.shape[0]
@@ -556,7 +564,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
     with_dx = dx.shape[0] > 0
-    shifts = uses_shifts(C, FN, stride)
+    shifts = uses_shifts(C, FN, FH, FW, stride, with_dx)
     if shifts and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
     sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if shifts else 1
