@@ -43,10 +43,12 @@ def median_seconds(call, repeats):
     return statistics.median(times)
 
 
-def row(name, pairs, per=1):
+def row(name, pairs, per=1, unit=1e6, decimals=0):
+    """A markdown row from (a, b) seconds per round: both medians over ``per`` (µs, or ``unit``) and
+    b/a per round, median (min-max)."""
     ratios = [new / old for old, new in pairs]
     old, new = statistics.median(o for o, _ in pairs) / per, statistics.median(n for _, n in pairs) / per
-    return (f"| {name} | {old * 1e6:,.0f} | {new * 1e6:,.0f} | {statistics.median(ratios):.3f} "
+    return (f"| {name} | {old * unit:,.{decimals}f} | {new * unit:,.{decimals}f} | {statistics.median(ratios):.3f} "
             f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
 
 
@@ -114,7 +116,7 @@ CONVNETS = [  # name, how each package builds it
 ]
 
 
-def _interleaved(pair, rounds):
+def interleaved(pair, rounds):
     """(old, new) seconds per round, odd rounds timing the new one first: no order effect."""
     timings = []
     for r in range(rounds):
@@ -135,7 +137,7 @@ def compare_predict(fastnet_old, fastnet, x, t, rng, rounds):
             pair = [lambda net=net: net.predict(images[:rows]) for net in nets]
             for call in pair:  # compile and warm both
                 call()
-            print(row(f"{name}, {rows:,} images", _interleaved(pair, rounds)))
+            print(row(f"{name}, {rows:,} images", interleaved(pair, rounds)))
 
 
 def compare_convnet_steps(fastnet_old, fastnet, x, t, rng, rounds):
@@ -150,7 +152,7 @@ def compare_convnet_steps(fastnet_old, fastnet, x, t, rng, rounds):
         pair = [lambda net=net, o=o: net.steps(images, t, batches, o) for net, o in zip(nets, optimizers)]
         for call in pair:  # compile and warm both
             call()
-        print(row(name, _interleaved(pair, rounds), per=len(batches)))
+        print(row(name, interleaved(pair, rounds), per=len(batches)))
 
 
 CONV_LAYERS = [  # C, FN, H = W, filter size, pad: DeepConvNet's six, SimpleConvNet's, accurate-conv's two
@@ -185,7 +187,7 @@ def compare_conv_layers(fastnet_old, fastnet, batch, rng, rounds):
                 call()
         cells = []
         for pair in calls.values():
-            timings = _interleaved(pair, rounds)
+            timings = interleaved(pair, rounds)
             ratios = [new / old for old, new in timings]
             cells += [
                 f"{statistics.median(o for o, _ in timings) * 1e3:.2f}",

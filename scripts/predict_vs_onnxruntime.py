@@ -10,11 +10,10 @@ does meanwhile. Prints a markdown table: the medians and fastnet/onnxruntime per
 """
 
 import argparse
-import statistics
 
 import numpy as np
 import onnxruntime
-from old_vs_new import median_seconds
+from old_vs_new import interleaved, row
 
 from fastnet import DeepConvNet, Sequential, SimpleConvNet, _cores
 
@@ -47,15 +46,7 @@ def main():
         pair = (lambda: session.run(None, feed), lambda: net.predict(x))
         expected = pair[1]()
         np.testing.assert_allclose(pair[0]()[0], expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())  # warm
-        timings = []
-        for r in range(args.rounds):
-            order = (1, 0) if r % 2 else (0, 1)
-            seconds = {i: median_seconds(pair[i], 3) for i in order}
-            timings.append((seconds[0], seconds[1]))
-        ratios = [f / o for o, f in timings]
-        print(f"| {name} | {statistics.median(o for o, _ in timings) * 1e3:.2f} | "
-              f"{statistics.median(f for _, f in timings) * 1e3:.2f} | {statistics.median(ratios):.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
+        print(row(name, interleaved(pair, args.rounds), unit=1e3, decimals=2))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Prints a markdown table: ms a step, each median, and torch/fastnet per round, me
 """
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ def main():
     p.add_argument("--rounds", type=int, default=10)
     args = p.parse_args()
     import torch
+    from old_vs_new import row
     from test_bench_convnet import _torch_deep, _torch_net
 
     from fastnet import DeepConvNet, SimpleConvNet, _cores, optim
@@ -58,18 +58,15 @@ def main():
 
         fast(), eager()  # compile (or load) and warm both
         pairs = []
-        for _ in range(args.rounds):
-            timing = []
-            for call in (fast, eager):
+        for r in range(args.rounds):  # odd rounds time PyTorch first: no order effect
+            seconds = {}
+            for i in (1, 0) if r % 2 else (0, 1):
                 time.sleep(0.2)
                 t0 = time.perf_counter()
-                call()
-                timing.append((time.perf_counter() - t0) / steps)
-            pairs.append(timing)
-        ratios = [b / a for a, b in pairs]
-        print(f"| {name} | {statistics.median(a for a, _ in pairs) * 1e3:.2f} | "
-              f"{statistics.median(b for _, b in pairs) * 1e3:.2f} | {statistics.median(ratios):.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
+                (fast, eager)[i]()
+                seconds[i] = (time.perf_counter() - t0) / steps
+            pairs.append((seconds[0], seconds[1]))
+        print(row(name, pairs, unit=1e3, decimals=2))
 
 
 if __name__ == "__main__":
