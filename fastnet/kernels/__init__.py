@@ -21,7 +21,8 @@ Where things are (one module per concern)::
 
     _blas.py      gemm on blocks of arrays read in place (MKL or OpenBLAS), prefetch hint
     _simd.py      micro-kernels in LLVM vector instructions: the direct convolution's tile (filters ×
-                  pixels in registers), the 2×2 pool's rows and their backward, row copies
+                  pixels in registers), the weight gradient's tile (filters × taps), the 2×2 pool's
+                  rows and their backward, row copies and sums
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
@@ -45,7 +46,7 @@ Where things are (one module per concern)::
                   step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE
     conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx);
-                  direct tiles at stride 1, BLAS for the weight gradients and strided convolutions
+                  direct and weight tiles at stride 1, BLAS for thin layers and strided convolutions
     pool.py       max pooling: forward (recording the winners; at test time none) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward

@@ -14,6 +14,10 @@ in memory, and its loops vectorize over one axis at best), so the tile is emitte
 accumulators are stack slots that LLVM promotes to vector registers (checked in the tests by the
 result, and by hand with ``inspect_asm``: 16 ``vfmadd231ps`` on zmm registers, no spills, per
 channel and tap on AVX-512).
+
+``weight_tile`` is the same idea turned around for the weight gradient: the sum runs over pixels,
+not over channels and taps, so a tile holds filters × (channel, tap) vectors of partial sums over
+a run of pixels, and adds each vector's lanes once at the end.
 """
 
 import llvmlite.binding as llvm
