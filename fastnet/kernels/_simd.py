@@ -81,13 +81,7 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
             return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
 
         xs, ws, outs, biases = data(0), data(2), data(4), data(14)
-        name = f"llvm.fma.v{lanes}{'f32' if dtype == types.float32 else 'f64'}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), name)
-        zero = ir.Constant(vector, None)
-        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(nf)]
-        for row in acc:
-            for slot in row:
-                builder.store(zero, slot)
+        fma, zero, acc = _fma_and_sums(builder, vector, dtype, nf, nv)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
         undef = ir.Constant(vector, ir.Undefined)
         with cgutils.for_range(builder, C) as channel:
@@ -191,16 +185,7 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
             tap = builder.add(builder.mul(builder.sdiv(t, FW), Wp), builder.srem(t, FW))
             x_starts.append(builder.add(builder.add(x_off, builder.mul(c, plane)), tap))
             targets.append((builder.mul(t, FN), c))
-        fma = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fma.v{lanes}{'f32' if dtype == types.float32 else 'f64'}",
-        )
-        zero = ir.Constant(vector, None)
-        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nj)] for _ in range(nf)]
-        for row in acc:
-            for slot in row:
-                builder.store(zero, slot)
+        fma, _, acc = _fma_and_sums(builder, vector, dtype, nf, nj)
 
         def vector_at(base, index):
             return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
@@ -254,6 +239,19 @@ def run_sum(typingctx, src, src_off, n):
         return builder.extract_element(_lanes_sum(builder, builder.load(acc)), ir.Constant(i32, 0))
 
     return signature, codegen
+
+
+def _fma_and_sums(builder, vector, dtype, rows, columns):
+    """(llvm.fma for ``vector``s of ``dtype``, the zero vector, rows × columns stack slots of
+    vector sums set to zero): a register tile's accumulators, which LLVM keeps in registers."""
+    suffix = f"v{vector.count}{'f32' if dtype == types.float32 else 'f64'}"
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}")
+    zero = ir.Constant(vector, None)
+    sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(columns)] for _ in range(rows)]
+    for row in sums:
+        for slot in row:
+            builder.store(zero, slot)
+    return fma, zero, sums
 
 
 def _lanes_sum(builder, total):

@@ -309,8 +309,8 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     pixels = tile_pixels(itemsize)
     M = -(-H * Wp // pixels) * pixels
     OH = output_size(H, FH, 1, pad)
-    wide = -(-OH * Wp // pixels) * pixels  # the weight tiles read whole vectors past the wide gradient's end
-    return max(pad * Wp + M, wide) + (FH - 1) * Wp + FW - 1, M
+    # the weight tiles read whole vectors, past the wide gradient's end
+    return max(pad * Wp + M, wide_pixels(OH, Wp, itemsize)) + (FH - 1) * Wp + FW - 1, M
 
 
 @njit(cache=True)
@@ -338,7 +338,9 @@ def sweep_images(H, W, FH, FW, pad, itemsize):
     """Images whose gradients the weight tiles take in one sweep: enough that
     each tile's sums run over SWEEP_VECTORS vectors of pixels, so that adding up its vectors' lanes
     at the end is a small part of its work (float32, 3×3, pad 1: 2 for a 28×28 image, 16 for 7×7)."""
-    vectors = -(-output_size(H, FH, 1, pad) * _padded_plane(H, W, FW, pad)[1] // (tile_pixels(itemsize) // 2))
+    vectors = wide_pixels(output_size(H, FH, 1, pad), _padded_plane(H, W, FW, pad)[1], itemsize) // (
+        tile_pixels(itemsize) // 2
+    )
     return -(-SWEEP_VECTORS // vectors)
 
 
@@ -374,7 +376,7 @@ def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first
                 copy_run(grad, (f * OH + oy) * OW, g, f * Lg + S + oy * Wp, OW)
             total = run_sum(grad, f * OH * OW, OH * OW)
             part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
-    vectors = -(-OH * Wp // (tile_pixels(x.itemsize) // 2))
+    vectors = wide_pixels(OH, Wp, x.itemsize) // (tile_pixels(x.itemsize) // 2)
     _weight_tiles(dscratch, S, Lg, FN, scratch, C, Hq * Wp, FH, FW, Wp, vectors, images, gsize, xsize, part, first)
     if dx.shape[0] == 0:
         return
