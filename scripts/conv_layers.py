@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnet import DeepConvNet, SimpleConvNet, optim
 from fastnet.kernels import records as E
-from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, uses_direct, uses_shifts
+from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, no_pool, uses_direct, uses_shifts
 
 
 def median_seconds(func, repeats):
@@ -54,7 +54,7 @@ def main():
 
         def backward(dx):
             conv_backward_rows(h, W, d, dW, db, dx, (work.col, work.dcol, work.taps, work.parts, work.acc), geometry,
-                               below, (work.one_zero, work.one_one))  # fmt: skip
+                               below, (work.one_zero, work.one_one), no_pool(flat.dtype))  # fmt: skip
 
         forward = median_seconds(lambda: conv_forward_rows(h, W, b, out, work.col, work.taps, geometry, r[E.ACT],
                                                            (work.one_zero, work.one_one)), args.repeats)  # fmt: skip

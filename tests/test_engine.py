@@ -238,6 +238,40 @@ def test_the_test_time_fusions_equal_the_reference(dtype):
     assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
 
 
+# Convolutions whose training pass pools their output (schedule.pools_in_training: stride 1, ReLU or no
+# activation, the backward by weight tiles, a 2×2 pool at stride 2 above): the first layer (no dx), one
+# without activation and 9 filters (a tile of 8 and one of 1); a sigmoid's pool and a stride-1 pool stay apart.
+POOLED_NET = ((3, 12, 20), [("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
+                            ("conv", 9, 3, 3, 1, 1, "identity"), ("pool", 2, 2, 2, 0),
+                            ("conv", 8, 2, 2, 1, 1, "sigmoid"), ("pool", 2, 2, 2, 0),
+                            ("conv", 8, 1, 1, 1, 0, "relu"), ("pool", 2, 2, 1, 0),
+                            ("affine", 5, "relu"), ("affine", 3, "identity")], 3)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_convolutions_pooled_in_training_equal_the_reference(dtype, batch):
+    shape, layers, classes = POOLED_NET
+    rec = records.layer_records(shape, layers)[0]
+    assert [l for l in range(len(layers)) if schedule.pools_in_training(rec, l)] == [0, 2]
+    net, ref, masks = twins(shape, layers, dtype, seed=12)
+    x, t = problem(shape, classes, batch, seed=13, one_hot=batch == 7)
+    xd = x.astype(dtype)
+    rtol, atol = (1e-9, 1e-11) if dtype == np.float64 else (2e-4, 2e-5)
+    assert_matches_reference(net.predict(xd, train_flg=True, advance=False), ref.predict(x, True), dtype)
+    grads, ref_grads = net.gradient(xd, t), ref.gradient(x, t)
+    scale = max(np.abs(g).max() for g in ref_grads.values())
+    for key in ref_grads:
+        np.testing.assert_allclose(grads[key], ref_grads[key], rtol=rtol, atol=atol * scale, err_msg=key)
+    if dtype == np.float64:  # (Adam's steps turn float32's rounding of a near-zero gradient into lr-sized ones)
+        opt, ref_opt = optim.Adam(0.01), reference.Adam(0.01)
+        for _ in range(2):
+            net.step(xd, t, opt)
+            ref_opt.update(ref.params, ref.gradient(x, t))
+        for key in ref.params:
+            np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-8, atol=1e-10, err_msg=key)
+
+
 # At test time each direct-tile convolution writes its output into the padded input of the one
 # above (schedule.handoff): by its tiles where the padded widths agree (a 1×1 convolution below one
 # without padding; 3×3 below 3×3, both padded by 1), by the cut where they differ, an activation

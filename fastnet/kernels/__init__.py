@@ -46,7 +46,9 @@ Where things are (one module per concern)::
                   step serial, through the engine's layer blocks
     layers.py     affine (forward beside backward) and softmax-CE
     conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx);
-                  direct and weight tiles at stride 1, BLAS for thin layers and strided convolutions
+                  direct and weight tiles at stride 1, BLAS for thin layers and strided convolutions;
+                  in training, a 2×2 pool above it run in the same pass (the pool's gradient sent to
+                  its winners by the convolution's backward)
     pool.py       max pooling: forward (recording the winners; at test time none) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward

@@ -345,17 +345,19 @@ def _pool_row_codegen(with_winners):
 
 
 @intrinsic
-def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom):
-    """The backward of ``pool_row_winners`` for one output row: dx[top + 2i + j] and
-    dx[bottom + 2i + j] (j = 0, 1) = dout[out_off + i] where winners[out_off + i] is that index,
-    else 0, for i < n (compiled code only; unchecked; the last vectors masked). Each input of the
-    windows is written once: the zeros and the gradients in one pass, a vector at a time."""
-    signature = types.void(dout, winners, out_off, n, dx, top, bottom)
+def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom, shift):
+    """The backward of ``pool_row_winners`` for one output row: dx[shift + top + 2i + j] and
+    dx[shift + bottom + 2i + j] (j = 0, 1) = dout[out_off + i] where winners[out_off + i] is
+    top + 2i + j (bottom + 2i + j), else 0, for i < n (compiled code only; unchecked; the last
+    vectors masked). Each input of the windows is written once: the zeros and the gradients in one
+    pass, a vector at a time. ``shift``: where dx's layout puts the pooled input's values against
+    where the winners say they were (0 for the same layout)."""
+    signature = types.void(dout, winners, out_off, n, dx, top, bottom, shift)
 
     def codegen(context, builder, sig, args):
-        _, _, out_off, n, _, top, bottom = [context.cast(builder, v, t, types.int64)
-                                            if isinstance(t, types.Integer) else v
-                                            for v, t in zip(args, sig.args)]  # fmt: skip
+        _, _, out_off, n, _, top, bottom, shift = [context.cast(builder, v, t, types.int64)
+                                                   if isinstance(t, types.Integer) else v
+                                                   for v, t in zip(args, sig.args)]  # fmt: skip
         vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         index_vector = ir.VectorType(i64, lanes)
@@ -391,8 +393,8 @@ def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom):
                 for half, order in enumerate((low, high)):
                     index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
                     half_mask = builder.icmp_signed("<", index, builder.mul(left, two))
-                    pointer = builder.bitcast(builder.gep(dxs, [builder.add(row, ir.Constant(i64, half * lanes))]),
-                                              vector.as_pointer())  # fmt: skip
+                    at_dx = builder.add(builder.add(row, shift), ir.Constant(i64, half * lanes))
+                    pointer = builder.bitcast(builder.gep(dxs, [at_dx]), vector.as_pointer())
                     builder.call(store, [builder.shuffle_vector(lefts, rights, order), pointer, align, half_mask])
         return context.get_dummy_value()
 

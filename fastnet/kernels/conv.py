@@ -33,6 +33,13 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` f
   The unfolded block is FH·FW times the image, written and read once per pass; the tiles read the
   padded image in place (docs/PERFORMANCE.md has the measurements).
 
+A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
+the pool in its own training pass (``conv_pool_forward_rows``, ``schedule.pools_in_training``): the
+pool reads each image's wide output where the tiles left it and records its winners as indices
+into it; the backward takes the pool's output gradient and sends it to those winners straight in
+the widened gradient planes (``conv_backward_rows``' ``pool``). The convolution's own output and
+its gradient, four times the pool's, are never written or read.
+
 A parallel loop runs blocks of images (``partition``); each block works in its own slice of the
 scratch ``col`` and ``dcol`` (``conv_scratch_size`` values each). dx_n is written by the one
 iteration that owns image n. dW and db are summed per block into partials, which are then
@@ -53,8 +60,10 @@ from ._simd import (
     WEIGHT_TILE_FILTERS,
     conv_tile,
     copy_run,
+    pool_row_winners,
     run_sum,
     tile_pixels,
+    unpool_row,
     weight_tile,
 )
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
@@ -300,6 +309,27 @@ def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
         activation_forward(activation, out)
 
 
+@njit(cache=True, error_model="numpy")
+def _direct_pool_forward_image(x, packed, b, out, winners, scratch, geometry, activation):
+    """One image by direct tiles (stride 1, ``activation`` ReLU or none), pooled by 2×2 windows at
+    stride 2 as the tiles left it: out (FN·(OH // 2)·(OW // 2), flat) the pool's output, winners
+    (as many) where each came from, as an index into the wide output (plane f from f·N on, N =
+    ``wide_pixels``, rows Wp apart): what ``_shift_backward_images`` sends the pool's gradient
+    back to. The convolution's own output is never written."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    N, size = wide_pixels(OH, Wp, x.itemsize), padded_size(C, H, W, FW, pad)
+    xp, wide = scratch[:size], scratch[size:]
+    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
+    direct_tiles(xp, packed, b, wide, 0, N, geometry, activation)
+    OHp, OWp = OH // 2, OW // 2
+    for f in range(b.shape[0]):
+        for oy in range(OHp):
+            top = f * N + 2 * oy * Wp
+            pool_row_winners(wide, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
+
+
 @njit(cache=True)
 def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     """(Lg, M) of the backward by weight tiles: each filter's output gradient is held in a plane
@@ -345,12 +375,15 @@ def sweep_images(H, W, FH, FW, pad, itemsize):
 
 
 @njit(cache=True)
-def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below):
+def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below, pool):
     """Images n0 to n1 − 1's share of the gradients by weight tiles (at most ``sweep_images``):
     part ((FH·FW, FN, C) tap by tap, then FN bias entries) (+)= their dW and db (= when ``first``);
     with dx (rows), dx[n] = the input gradient ⊙ act'(below), by direct tiles over the output
     gradient with the filters turned by 180° (``flipped_filters``, in ``taps``). x, dout, dx: a
-    row per image.
+    row per image. ``pool`` = (winners, pooled, act): for a convolution pooled in its forward
+    (``_direct_pool_forward_image``; winners with rows), dout is the pool's output gradient: times
+    act'(pooled) (the winner's own value: the one input of its window with a gradient; in place),
+    it goes straight to the winners in the widened planes (``_simd.unpool_row``).
 
     Each image is padded into ``scratch`` and its output gradient widened with zeros into a plane
     g of Lg values per filter, starting at S (``_gradient_planes``), in ``dscratch``, one after the
@@ -358,12 +391,15 @@ def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first
     q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] · g_f[q + ry·Wp + rx]: the forward's direct
     sum, read from g."""
     C, H, W, FH, FW, _, pad = geometry
+    winners, pooled, act = pool
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
-    FN = dout.shape[1] // (OH * OW)
+    OHd, OWd = (OH // 2, OW // 2) if winners.shape[0] > 0 else (OH, OW)  # dout's planes
+    FN = dout.shape[1] // (OHd * OWd)
     Hq, Wp = _padded_plane(H, W, FW, pad)
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
     S = (FH - 1) * Wp + FW - 1
     K = C * FH * FW
+    N = wide_pixels(OH, Wp, x.itemsize)
     xsize, gsize = padded_size(C, H, W, FW, pad), FN * Lg
     images = n1 - n0
     for i in range(images):
@@ -371,10 +407,16 @@ def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first
         g, grad = dscratch[i * gsize : (i + 1) * gsize], dout[n0 + i]
         for j in range(gsize):  # zeros first (a memset), then dout's rows: writing each value once,
             g[j] = 0  # the zeros between the rows, measured slower
+        if winners.shape[0] > 0:
+            activation_backward(act, grad, pooled[n0 + i])
         for f in range(FN):
-            for oy in range(OH):
-                copy_run(grad, (f * OH + oy) * OW, g, f * Lg + S + oy * Wp, OW)
-            total = run_sum(grad, f * OH * OW, OH * OW)
+            for oy in range(OHd):
+                if winners.shape[0] > 0:  # the winners index the wide output: plane f from f·N on
+                    top = f * N + 2 * oy * Wp
+                    unpool_row(grad, winners[n0 + i], (f * OHd + oy) * OWd, OWd, g, top, top + Wp, f * (Lg - N) + S)
+                else:
+                    copy_run(grad, (f * OH + oy) * OW, g, f * Lg + S + oy * Wp, OW)
+            total = run_sum(grad, f * OHd * OWd, OHd * OWd)
             part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
     vectors = wide_pixels(OH, Wp, x.itemsize) // (tile_pixels(x.itemsize) // 2)
     _weight_tiles(dscratch, S, Lg, FN, scratch, C, Hq * Wp, FH, FW, Wp, vectors, images, gsize, xsize, part, first)
@@ -537,6 +579,25 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
     return out
 
 
+@njit(parallel=True, cache=True)
+def conv_pool_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation):
+    """``conv_forward_rows`` of a stride-1 convolution (``activation`` ReLU or none) followed by
+    a 2×2 pool at stride 2, in one pass (``_direct_pool_forward_image``): out (N, FN·(OH // 2)·
+    (OW // 2)) the pool's output, winners (as out, int64) indices into each image's wide output,
+    for ``conv_backward_rows``' ``pool``. Unchecked."""
+    C, H, W, FH, FW, stride, pad = geometry
+    N = x.shape[0]
+    FN = b.shape[0]
+    K = C * FH * FW
+    nb = conv_blocks(N, K, output_size(H, FH, stride, pad) * output_size(W, FW, stride, pad), FN)
+    direct_filters(Wflat[: FN * K].reshape((FN, K)), C, FH, FW, taps)
+    for k in prange(nb):
+        n0, n1 = block_bounds(N, nb, k)
+        for n in range(n0, n1):
+            _direct_pool_forward_image(x[n], taps, b, out[n], winners[n], col[k], geometry, activation)
+    return out
+
+
 @njit(cache=True)
 def conv_forward_images(x, Wmat, taps, b, out, scratch, geometry, activation, alphas, n0, n1):
     """Images n0:n1 of x (rows) into out, one at a time, each by its route (``uses_direct``):
@@ -552,11 +613,14 @@ def conv_forward_images(x, Wmat, taps, b, out, scratch, geometry, activation, al
 
 
 @njit(parallel=True, cache=True)
-def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alphas):
+def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alphas, pool):
     """The backward of a batch held as rows: x (N, C·H·W) the forward's input, dout (N, FN·P);
     writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). ``scratch`` =
     (col, dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc
-    float64 (FN·(K + 1))); ``geometry`` and ``alphas`` as ``conv_forward_rows``'. Unchecked."""
+    float64 (FN·(K + 1))); ``geometry`` and ``alphas`` as ``conv_forward_rows``'. ``pool`` =
+    (winners, pooled, act): for a convolution whose forward was ``conv_pool_forward_rows`` (by
+    weight tiles only: ``uses_shifts``), its winners and output and the convolution's activation,
+    dout then the pool's output gradient (changed in place); else winners with no rows. Unchecked."""
     C, H, W, FH, FW, stride, pad = geometry
     col, dcol, taps, parts, acc = scratch
     N = x.shape[0]
@@ -575,7 +639,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
         if shifts:
             for m in range(n0, n1, sweep):
                 _shift_backward_images(x, m, min(m + sweep, n1), taps, dout, col[k], dcol[k], parts[k], m == n0,
-                                       geometry, dx, below)  # fmt: skip
+                                       geometry, dx, below, pool)  # fmt: skip
             continue
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
@@ -583,6 +647,12 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
             _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, geometry, dx_n, below, alphas)
     _sum_partials(parts, nb, geometry, shifts, dW, db, acc)
     return dW, db, dx
+
+
+@njit(cache=True)
+def no_pool(dtype):
+    """``conv_backward_rows``' ``pool`` for a convolution not pooled in its forward."""
+    return np.empty((0, 0), np.int64), np.empty((0, 0), dtype), IDENTITY
 
 
 @njit(parallel=True, cache=True)
@@ -615,5 +685,5 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
                        dW.reshape(W.size), db, rows, (col, dcol, taps, parts, acc), (C, H, Wd, FH, FW, stride, pad),
-                       IDENTITY, (one_zero, one_one))  # fmt: skip
+                       IDENTITY, (one_zero, one_one), no_pool(x.dtype))  # fmt: skip
     return dW, db, dx

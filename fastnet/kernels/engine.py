@@ -27,7 +27,9 @@ One step (``engine_step_unchecked``)::
     the other parameters updated; batch norm's running statistics moved toward the batch's
 
 A network of affine and dropout layers only runs everything up to deltas_1 in one region per
-block of rows, and its test-time forward likewise (``schedule``).
+block of rows, and its test-time forward likewise (``schedule``). A convolution with a 2×2 pool
+above it runs the pool in its own pass, forward and backward (``schedule.pools_in_training``): its
+own output and gradient are then never written.
 
 Each layer kind is a module with its forward beside its backward (``affine`` in ``layers``,
 ``conv``, ``pool``, ``batchnorm``, ``dropout``); every backward ends with the one
@@ -49,7 +51,7 @@ from .batchnorm import (
 )
 from .checks import check_batches
 from .codes import _gather_rows
-from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size
+from .conv import conv_backward_rows, conv_forward_rows, conv_pool_forward_rows, conv_scratch_size, no_pool
 from .decay import add_decay, sum_of_squares
 from .dropout import dropout_backward_rows, dropout_rows
 from .forward import _count_correct
@@ -96,6 +98,7 @@ from .schedule import (
     affine_gradients,
     forward_backward_by_rows,
     plan_gradient_tasks,
+    pools_in_training,
     row_local,
     test_forward_by_rows,
     update_other_params,
@@ -159,10 +162,17 @@ def _forward(x, flat, net, work, masks):
     if not masks[2]:  # test time: a few images at a time through the whole network
         return test_forward_by_rows(x, flat, net, work)
     h = x
-    for l in range(rec.shape[0]):
+    l = 0
+    while l < rec.shape[0]:
         out = layer_rows(work.acts, rec, l, B)
         kind, act = rec[l, KIND], rec[l, ACT]
-        if kind == CONV:
+        if kind == CONV and pools_in_training(rec, l):  # the pool above in the same pass: its output, winners
+            l += 1
+            b0, out = rec[l - 1, B_OFF], layer_rows(work.acts, rec, l, B)
+            conv_pool_forward_rows(h, layer_weights(flat, rec, l - 1), flat[b0 : b0 + rec[l - 1, OC]], out,
+                                   layer_aux(work.winners, rec, l, B), work.col, work.taps, conv_geometry(rec, l - 1),
+                                   act)  # fmt: skip
+        elif kind == CONV:
             b0 = rec[l, B_OFF]
             conv_forward_rows(h, layer_weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out, work.col, work.taps,
                               conv_geometry(rec, l), act, (work.one_zero, work.one_one))  # fmt: skip
@@ -174,6 +184,7 @@ def _forward(x, flat, net, work, masks):
             for k in prange(split[0] * split[1]):
                 forward_block(h, out, flat, net, work, l, masks, split, k)
         h = out
+        l += 1
     return h
 
 
@@ -259,19 +270,23 @@ def _backward(flat, grad, net, work, B, seed, step):
         kind = rec[l, KIND]
         if kind == CONV:
             d = layer_rows(work.deltas, rec, l, B)
+            pool = no_pool(flat.dtype)
+            if pools_in_training(rec, l):  # the pool's gradient, sent to its winners by the convolution's backward
+                d = layer_rows(work.deltas, rec, l + 1, B)
+                pool = (layer_aux(work.winners, rec, l + 1, B), layer_rows(work.acts, rec, l + 1, B), rec[l, ACT])
             h = work.x if l == 0 else layer_rows(work.acts, rec, l - 1, B)
             below = IDENTITY if l == 0 else rec[l - 1, ACT]
             dh = layer_rows(work.deltas, rec, l - 1, B) if l > 0 else work.x[:0]
             b0, fn = rec[l, B_OFF], rec[l, OC]
             conv_backward_rows(h, layer_weights(flat, rec, l), d, layer_weights(grad, rec, l), grad[b0 : b0 + fn], dh,
                                (work.col, work.dcol, work.taps, work.parts, work.acc), conv_geometry(rec, l), below,
-                               (work.one_zero, work.one_one))  # fmt: skip
+                               (work.one_zero, work.one_one), pool)  # fmt: skip
             if coef[l, DECAY] != 0:  # the book's λ·W, added to the layer's weight gradient
                 n = rec[l, B_OFF] - rec[l, W_OFF]
                 add_decay(layer_weights(grad, rec, l).reshape((1, n)), layer_weights(flat, rec, l).reshape((1, n)),
                           coef[l, DECAY])  # fmt: skip
         elif kind == POOL:
-            if l > 0:
+            if l > 0 and not pools_in_training(rec, l - 1):
                 pool_backward_rows(layer_rows(work.deltas, rec, l, B), layer_aux(work.winners, rec, l, B),
                                    layer_rows(work.deltas, rec, l - 1, B), layer_rows(work.acts, rec, l - 1, B),
                                    rec[l - 1, ACT], pool_geometry(rec, l))  # fmt: skip

@@ -149,7 +149,7 @@ def _pool_backward_image(dout, winners, dx, x, below, geometry):
         for c in range(C):
             for oy in range(OH):
                 top = (c * H + 2 * oy) * W
-                unpool_row(dout, winners, (c * OH + oy) * OW, OW, dx, top, top + W)
+                unpool_row(dout, winners, (c * OH + oy) * OW, OW, dx, top, top + W, 0)
     else:
         for i in range(dx.shape[0]):
             dx[i] = 0

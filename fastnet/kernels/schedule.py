@@ -41,6 +41,7 @@ from .conv import (
     direct_tiles,
     padded_size,
     uses_direct,
+    uses_shifts,
     wide_pixels,
     zero_border,
 )
@@ -285,6 +286,22 @@ def fuses_pool(rec, l, top):
     own) a pool without padding reads."""
     p = top + 1
     return uses_direct(rec[l, STRIDE]) and p < rec.shape[0] and rec[p, KIND] == POOL and rec[p, PAD] == 0
+
+
+@njit(cache=True)
+def pools_in_training(rec, l):
+    """Whether convolution l's training pass pools its output itself (``conv.conv_pool_forward_rows``)
+    and its backward takes the pool's gradient (``conv.conv_backward_rows``' ``pool``): a direct-tile
+    convolution (ReLU or no activation) with its backward by weight tiles (``uses_shifts``), right
+    below a 2×2 pool at stride 2 without padding. Its own output and gradient are never written:
+    the pool, the one layer that reads them, reads the wide output where the tiles left it, and
+    its gradient goes to its winners straight in the weight tiles' planes."""
+    if rec[l, KIND] != CONV or l + 1 >= rec.shape[0] or rec[l + 1, KIND] != POOL:
+        return False
+    p = l + 1
+    return (uses_direct(rec[l, STRIDE]) and (rec[l, ACT] == RELU or rec[l, ACT] == IDENTITY)
+            and uses_shifts(rec[l, C], rec[l, OC], rec[l, FH], rec[l, FW], rec[l, STRIDE], l > 0)
+            and rec[p, FH] == 2 and rec[p, FW] == 2 and rec[p, STRIDE] == 2 and rec[p, PAD] == 0)  # fmt: skip
 
 
 @njit(cache=True)
