@@ -336,8 +336,7 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     of Lg values, the wide gradient starting at S = (FH − 1)·Wp + FW − 1 (zeros before and after it),
     and the input gradient is computed for M wide pixels from the padded image's first unpadded row."""
     Hq, Wp = _padded_plane(H, W, FW, pad)
-    pixels = tile_pixels(itemsize)
-    M = -(-H * Wp // pixels) * pixels
+    M = wide_pixels(H, Wp, itemsize)  # whole vectors: the last tile of a row of tiles may be half one
     OH = output_size(H, FH, 1, pad)
     # the weight tiles read whole vectors, past the wide gradient's end
     return max(pad * Wp + M, wide_pixels(OH, Wp, itemsize)) + (FH - 1) * Wp + FW - 1, M
