@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnet import DeepConvNet, SimpleConvNet, optim
 from fastnet.kernels import records as E
-from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, no_pool, uses_direct, uses_shifts
+from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, no_pool, uses_direct, uses_weight_tiles
 
 
 def median_seconds(func, repeats):
@@ -64,7 +64,7 @@ def main():
         route = (
             ("direct" if uses_direct(r[E.STRIDE]) else "unfolded")
             + " / "
-            + ("weight tiles" if uses_shifts(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0) else "unfolded")
+            + ("weight tiles" if uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0) else "unfolded")
         )
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "

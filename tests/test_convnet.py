@@ -25,7 +25,7 @@ GEOMETRIES = [
     (4, 1, 28, 28, 30, 5, 5, 1, 0),
     (1, 3, 9, 11, 15, 3, 3, 1, 1),  # stride 1: the forward by direct tiles of 8, 4, 2 and 1 filters
     (1, 2, 3, 3, 7, 3, 3, 1, 0),  # one output pixel in a tile of many (half a tile: one vector of pixels)
-    # stride 1 with 8+ filters: the backward by weight tiles (kernels.conv.uses_shifts; dx too with 8+ channels)
+    # stride 1 with 8+ filters: the backward by weight tiles (kernels.conv.uses_weight_tiles; dx too with 8+ channels)
     (1, 8, 5, 5, 8, 3, 3, 1, 1),
     (3, 9, 7, 6, 10, 3, 2, 1, 2),
     (2, 12, 6, 9, 8, 2, 3, 1, 0),

@@ -14,7 +14,7 @@ def small(filters):
 
 
 SMALL = small((2, 2, 3, 3, 4, 4))  # every conv on unfolded windows
-WIDER = small((8, 8, 9, 9, 10, 10))  # all by weight tiles, dx for all but the first (kernels.conv.uses_shifts)
+WIDER = small((8, 8, 9, 9, 10, 10))  # all by weight tiles, dx for all but the first (kernels.conv.uses_weight_tiles)
 
 
 def twins(dtype=np.float64, ratio=0.3, seed=2, filters=SMALL):

@@ -2,7 +2,7 @@
 
 Images are NCHW, filters (FN, C, FH, FW), outputs (N, FN, OH, OW), OH = (H + 2·pad − FH) /
 stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of three
-routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_shifts`` for the backward):
+routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_tiles`` for the backward):
 
 * **direct tiles** (stride 1, the forward and the weight tiles' dx): no unfolding. With the
   image zero-padded into planes of Wp columns (``_padded_plane``: W + pad, the zeros between two
@@ -85,20 +85,20 @@ def conv_blocks(N, K, P, FN):
     return num_blocks(N * 8, N * K * P * FN) if N > 1 else 1
 
 
-SHIFT_MIN_CHANNELS = 8  # below this many filters, or input channels for dx, the tiles are too thin
-SHIFT_MIN_COLUMNS = 16  # below this many weights per filter, widening the gradient costs more than it saves
+WEIGHT_TILES_MIN_CHANNELS = 8  # below this many filters, or input channels for dx, the tiles are too thin
+WEIGHT_TILES_MIN_COLUMNS = 16  # below this many weights per filter, widening the gradient costs more than it saves
 
 
 @njit(cache=True)
-def uses_shifts(C, FN, FH, FW, stride, with_dx):
+def uses_weight_tiles(C, FN, FH, FW, stride, with_dx):
     """Whether a convolution's backward runs on the padded image and the widened output gradient
     (weight tiles, and direct tiles for dx), else on unfolded windows: stride 1, at least
-    SHIFT_MIN_CHANNELS filters (a weight tile's rows) and as many input channels (the dx tiles'
-    filters), or, without dx, SHIFT_MIN_COLUMNS weights per filter (a one-channel 5×5 first
+    WEIGHT_TILES_MIN_CHANNELS filters (a weight tile's rows) and as many input channels (the dx tiles'
+    filters), or, without dx, WEIGHT_TILES_MIN_COLUMNS weights per filter (a one-channel 5×5 first
     layer, not a 3×3 one)."""
-    if stride != 1 or FN < SHIFT_MIN_CHANNELS:
+    if stride != 1 or FN < WEIGHT_TILES_MIN_CHANNELS:
         return False
-    return C >= SHIFT_MIN_CHANNELS or (not with_dx and C * FH * FW >= SHIFT_MIN_COLUMNS)
+    return C >= WEIGHT_TILES_MIN_CHANNELS or (not with_dx and C * FH * FW >= WEIGHT_TILES_MIN_COLUMNS)
 
 
 @njit(cache=True)
@@ -132,9 +132,9 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     # direct forward's; as much as the weight tiles' backward needs (the padded image and the wide
     # output's gradient)
     direct = padded_size(C, H, W, FW, pad) + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
-    if not uses_shifts(C, FN, FH, FW, stride, True):  # the backward with dx, at least, on unfolded windows
+    if not uses_weight_tiles(C, FN, FH, FW, stride, True):  # the backward with dx, at least, on unfolded windows
         direct = max(direct, unfolded)
-    if not uses_shifts(C, FN, FH, FW, stride, False):
+    if not uses_weight_tiles(C, FN, FH, FW, stride, False):
         return direct
     # the backward's padded images, their output gradient planes and a wide input gradient, for float32's
     # tiles: the most pixels, as TILE_SLACK
@@ -314,7 +314,7 @@ def _direct_pool_forward_image(x, packed, b, out, winners, scratch, geometry, ac
     """One image by direct tiles (stride 1, ``activation`` ReLU or none), pooled by 2×2 windows at
     stride 2 as the tiles left it: out (FN·(OH // 2)·(OW // 2), flat) the pool's output, winners
     (as many) where each came from, as an index into the wide output (plane f from f·N on, N =
-    ``wide_pixels``, rows Wp apart): what ``_shift_backward_images`` sends the pool's gradient
+    ``wide_pixels``, rows Wp apart): what ``_weight_tile_backward_images`` sends the pool's gradient
     back to. The convolution's own output is never written."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
@@ -374,7 +374,7 @@ def sweep_images(H, W, FH, FW, pad, itemsize):
 
 
 @njit(cache=True)
-def _shift_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below, pool):
+def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below, pool):
     """Images n0 to n1 − 1's share of the gradients by weight tiles (at most ``sweep_images``):
     part ((FH·FW, FN, C) tap by tap, then FN bias entries) (+)= their dW and db (= when ``first``);
     with dx (rows), dx[n] = the input gradient ⊙ act'(below), by direct tiles over the output
@@ -546,10 +546,10 @@ def _conv_backward_image(x, Wmat, dout, col, dcol, part, first, geometry, dx, be
 
 
 @njit(cache=True)
-def _sum_partials(parts, nb, geometry, shifts, dW, db, acc):
+def _sum_partials(parts, nb, geometry, tiled, dW, db, acc):
     """dW (FN·K), db (FN) = Σ_{k < nb} of the blocks' FN·(K + 1) partials, in block order (float64
     accumulators in ``acc``, FN·(K + 1) of them). A partial is (FN, K + 1), dW's rows with db as
-    a last column, or, with ``shifts``, (FH·FW, FN, C) tap by tap and then db."""
+    a last column, or, ``tiled`` (by weight tiles), (FH·FW, FN, C) tap by tap and then db."""
     C, _, _, FH, FW, _, _ = geometry
     FN = db.shape[0]
     K = C * FH * FW
@@ -561,7 +561,7 @@ def _sum_partials(parts, nb, geometry, shifts, dW, db, acc):
         for j in range(n):
             acc[j] += part[j]
     for f in range(FN):
-        if shifts:
+        if tiled:
             for c in range(C):
                 for t in range(FH * FW):
                     dW[f * K + c * FH * FW + t] = acc[(t * FN + f) * C + c]
@@ -633,7 +633,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     (col, dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc
     float64 (FN·(K + 1))); ``geometry`` and ``alphas`` as ``conv_forward_rows``'. ``pool`` =
     (winners, pooled, act): for a convolution whose forward was ``conv_pool_forward_rows`` (by
-    weight tiles only: ``uses_shifts``), its winners and output and the convolution's activation,
+    weight tiles only: ``uses_weight_tiles``), its winners and output and the convolution's activation,
     dout then the pool's output gradient (changed in place); else winners with no rows. Unchecked."""
     C, H, W, FH, FW, stride, pad = geometry
     col, dcol, taps, parts, acc = scratch
@@ -644,22 +644,22 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
     with_dx = dx.shape[0] > 0
-    shifts = uses_shifts(C, FN, FH, FW, stride, with_dx)
-    if shifts and with_dx:
+    tiled = uses_weight_tiles(C, FN, FH, FW, stride, with_dx)
+    if tiled and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
-    sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if shifts else 1
+    sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if tiled else 1
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        if shifts:
+        if tiled:
             for m in range(n0, n1, sweep):
-                _shift_backward_images(x, m, min(m + sweep, n1), taps, dout, col[k], dcol[k], parts[k], m == n0,
-                                       geometry, dx, below, pool)  # fmt: skip
+                _weight_tile_backward_images(x, m, min(m + sweep, n1), taps, dout, col[k], dcol[k], parts[k],
+                                             m == n0, geometry, dx, below, pool)  # fmt: skip
             continue
         for n in range(n0, n1):
             dx_n = dx[n] if with_dx else dx.reshape(dx.size)[:0]
             part = parts[k, : FN * (K + 1)].reshape((FN, K + 1))
             _conv_backward_image(x[n], Wmat, dout[n], col[k], dcol[k], part, n == n0, geometry, dx_n, below, alphas)
-    _sum_partials(parts, nb, geometry, shifts, dW, db, acc)
+    _sum_partials(parts, nb, geometry, tiled, dW, db, acc)
     return dW, db, dx
 
 

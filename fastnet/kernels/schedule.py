@@ -41,7 +41,7 @@ from .conv import (
     direct_tiles,
     padded_size,
     uses_direct,
-    uses_shifts,
+    uses_weight_tiles,
     wide_pixels,
     zero_border,
 )
@@ -292,7 +292,7 @@ def fuses_pool(rec, l, top):
 def pools_in_training(rec, l):
     """Whether convolution l's training pass pools its output itself (``conv.conv_pool_forward_rows``)
     and its backward takes the pool's gradient (``conv.conv_backward_rows``' ``pool``): a direct-tile
-    convolution (ReLU or no activation) with its backward by weight tiles (``uses_shifts``), right
+    convolution (ReLU or no activation) with its backward by weight tiles (``uses_weight_tiles``), right
     below a 2×2 pool at stride 2 without padding. Its own output and gradient are never written:
     the pool, the one layer that reads them, reads the wide output where the tiles left it, and
     its gradient goes to its winners straight in the weight tiles' planes."""
@@ -300,7 +300,7 @@ def pools_in_training(rec, l):
         return False
     p = l + 1
     return (uses_direct(rec[l, STRIDE]) and (rec[l, ACT] == RELU or rec[l, ACT] == IDENTITY)
-            and uses_shifts(rec[l, C], rec[l, OC], rec[l, FH], rec[l, FW], rec[l, STRIDE], l > 0)
+            and uses_weight_tiles(rec[l, C], rec[l, OC], rec[l, FH], rec[l, FW], rec[l, STRIDE], l > 0)
             and rec[p, FH] == 2 and rec[p, FW] == 2 and rec[p, STRIDE] == 2 and rec[p, PAD] == 0)  # fmt: skip
 
 
