@@ -246,7 +246,7 @@ def test_the_accurate_conv_preset_is_a_batch_norm_convnet_with_the_datasets_augm
     from test_cli import SUBSET
 
     from fastnet.cli import main
-    from fastnet.presets import PRESETS, apply_preset
+    from fastnet.presets import MNIST_LAYERS, PRESETS, apply_preset
 
     def preset_for(dataset, **given):
         args = argparse.Namespace(preset="accurate-conv", dataset=dataset, hidden=None, batch_size=None, lr=None,
@@ -260,7 +260,8 @@ def test_the_accurate_conv_preset_is_a_batch_norm_convnet_with_the_datasets_augm
     assert preset_for("fashion-mnist").flip is True and preset_for("fashion-mnist").shift == 0
     assert preset_for("mnist", shift=0).shift == 0  # an option given overrides the preset
     assert preset_for("csv:x.csv").shift == 0 and preset_for("csv:x.csv").flip is False
-    assert preset_for("mnist").layers == PRESETS["accurate-conv"]["layers"]
+    assert preset_for("fashion-mnist").layers == PRESETS["accurate-conv"]["layers"]
+    assert preset_for("mnist").layers == MNIST_LAYERS  # batch norm after the pools: chosen for digits alone
     out = tmp_path / "preset"
     code = main(["train", "--preset", "accurate-conv", "--epochs", "1", "--dataset", SUBSET, "--out", str(out),
                  "--no-plot", "--no-progress", "--seed", "0"])  # fmt: skip
