@@ -11,7 +11,14 @@ import numpy as np
 
 from fastnet import DeepConvNet, SimpleConvNet, optim
 from fastnet.kernels import records as E
-from fastnet.kernels.conv import conv_backward_rows, conv_forward_rows, no_pool, uses_direct, uses_weight_tiles
+from fastnet.kernels.conv import (
+    conv_backward_rows,
+    conv_forward_rows,
+    no_pool,
+    no_winners,
+    uses_direct,
+    uses_weight_tiles,
+)
 
 
 def median_seconds(func, repeats):
@@ -54,10 +61,13 @@ def main():
 
         def backward(dx):
             conv_backward_rows(h, W, d, dW, db, dx, (work.col, work.dcol, work.taps, work.parts, work.acc), geometry,
-                               below, (work.one_zero, work.one_one), no_pool(flat.dtype))  # fmt: skip
+                               below, (work.one_zero, work.one_one), no_pool(work.winners, flat))  # fmt: skip
 
-        forward = median_seconds(lambda: conv_forward_rows(h, W, b, out, work.col, work.taps, geometry, r[E.ACT],
-                                                           (work.one_zero, work.one_one)), args.repeats)  # fmt: skip
+        def forward_pass():
+            conv_forward_rows(h, W, b, out, no_winners(work.winners), work.col, work.taps, geometry, r[E.ACT],
+                              (work.one_zero, work.one_one))  # fmt: skip
+
+        forward = median_seconds(forward_pass, args.repeats)
         back = median_seconds(lambda: backward(dh), args.repeats)
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]

@@ -34,7 +34,7 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_til
   padded image in place (docs/PERFORMANCE.md has the measurements).
 
 A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
-the pool in its own training pass (``conv_pool_forward_rows``, ``schedule.pools_in_training``): the
+the pool in its own training pass (``conv_forward_rows`` with winners, ``schedule.pools_in_training``): the
 pool reads each image's wide output where the tiles left it and records its winners as indices
 into it; the backward takes the pool's output gradient and sends it to those winners straight in
 the widened gradient planes (``conv_backward_rows``' ``pool``). The convolution's own output and
@@ -290,12 +290,17 @@ def cut_wide(wide, N, Wp, FN, OH, OW, out, out_off, out_plane, out_row):
 
 
 @njit(cache=True, error_model="numpy")
-def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
+def _direct_forward_image(x, packed, b, out, winners, scratch, geometry, activation):
     """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
     the filters as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values. The
     image is padded into scratch, the tiles write the wide output after it (``direct_tiles``: the
     bias added and ReLU applied in registers), which is then cut to OW columns (another
-    activation applied there)."""
+    activation applied there). With ``winners`` (not empty; ``activation`` ReLU or none) the wide
+    output is pooled by 2×2 windows at stride 2 where the tiles left it instead: out (FN·(OH // 2)·
+    (OW // 2)) the pool's output, winners (as many) where each came from, as an index into the
+    wide output (plane f from f·N on, N = ``wide_pixels``, rows Wp apart): what
+    ``_weight_tile_backward_images`` sends the pool's gradient back to. The convolution's own
+    output is then never written."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     FN = b.shape[0]
@@ -304,30 +309,16 @@ def _direct_forward_image(x, packed, b, out, scratch, geometry, activation):
     xp, wide = scratch[:size], scratch[size:]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
     direct_tiles(xp, packed, b, wide, 0, N, geometry, activation)
+    if winners.shape[0] > 0:
+        OHp, OWp = OH // 2, OW // 2
+        for f in range(FN):
+            for oy in range(OHp):
+                top = f * N + 2 * oy * Wp
+                pool_row_winners(wide, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
+        return
     cut_wide(wide, N, Wp, FN, OH, OW, out, 0, OH * OW, OW)
     if activation != RELU and activation != IDENTITY:
         activation_forward(activation, out)
-
-
-@njit(cache=True, error_model="numpy")
-def _direct_pool_forward_image(x, packed, b, out, winners, scratch, geometry, activation):
-    """One image by direct tiles (stride 1, ``activation`` ReLU or none), pooled by 2×2 windows at
-    stride 2 as the tiles left it: out (FN·(OH // 2)·(OW // 2), flat) the pool's output, winners
-    (as many) where each came from, as an index into the wide output (plane f from f·N on, N =
-    ``wide_pixels``, rows Wp apart): what ``_weight_tile_backward_images`` sends the pool's gradient
-    back to. The convolution's own output is never written."""
-    C, H, W, FH, FW, _, pad = geometry
-    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
-    Hq, Wp = _padded_plane(H, W, FW, pad)
-    N, size = wide_pixels(OH, Wp, x.itemsize), padded_size(C, H, W, FW, pad)
-    xp, wide = scratch[:size], scratch[size:]
-    _pad_image(x, C, H, W, pad, Hq, Wp, xp)
-    direct_tiles(xp, packed, b, wide, 0, N, geometry, activation)
-    OHp, OWp = OH // 2, OW // 2
-    for f in range(b.shape[0]):
-        for oy in range(OHp):
-            top = f * N + 2 * oy * Wp
-            pool_row_winners(wide, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
 
 
 @njit(cache=True)
@@ -380,7 +371,7 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     with dx (rows), dx[n] = the input gradient ⊙ act'(below), by direct tiles over the output
     gradient with the filters turned by 180° (``flipped_filters``, in ``taps``). x, dout, dx: a
     row per image. ``pool`` = (winners, pooled, act): for a convolution pooled in its forward
-    (``_direct_pool_forward_image``; winners with rows), dout is the pool's output gradient: times
+    (``_direct_forward_image`` with winners), dout is the pool's output gradient: times
     act'(pooled) (the winner's own value: the one input of its window with a gradient; in place),
     it goes straight to the winners in the widened planes (``_simd.unpool_row``).
 
@@ -573,11 +564,15 @@ def _sum_partials(parts, nb, geometry, tiled, dW, db, acc):
 
 
 @njit(parallel=True, cache=True)
-def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas):
+def conv_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation, alphas):
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
     the filters flat; ``geometry`` = (C, H, W, FH, FW, stride, pad); scratch: col (blocks,
     ``conv_scratch_size``) with ``conv_blocks`` blocks at least, taps (FN·C·FH·FW,) for the
-    direct tiles' packed filters; ``alphas``: BLAS's (1, 0) and (1, 1). Unchecked."""
+    direct tiles' packed filters; ``alphas``: BLAS's (1, 0) and (1, 1). ``winners`` (N, …, int64)
+    for a stride-1 convolution (ReLU or none) whose 2×2 pool at stride 2 runs in the same pass
+    (``_direct_forward_image``): out is then the pool's output (N, FN·(OH // 2)·(OW // 2)) and
+    winners (as out) its indices into each image's wide output, for ``conv_backward_rows``'
+    ``pool``; else winners with no rows. Unchecked."""
     C, H, W, FH, FW, stride, pad = geometry
     N = x.shape[0]
     FN = b.shape[0]
@@ -589,39 +584,23 @@ def conv_forward_rows(x, Wflat, b, out, col, taps, geometry, activation, alphas)
         direct_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
-        conv_forward_images(x, Wmat, taps, b, out, col[k], geometry, activation, alphas, n0, n1)
-    return out
-
-
-@njit(parallel=True, cache=True)
-def conv_pool_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation):
-    """``conv_forward_rows`` of a stride-1 convolution (``activation`` ReLU or none) followed by
-    a 2×2 pool at stride 2, in one pass (``_direct_pool_forward_image``): out (N, FN·(OH // 2)·
-    (OW // 2)) the pool's output, winners (as out, int64) indices into each image's wide output,
-    for ``conv_backward_rows``' ``pool``. Unchecked."""
-    C, H, W, FH, FW, stride, pad = geometry
-    N = x.shape[0]
-    FN = b.shape[0]
-    K = C * FH * FW
-    nb = conv_blocks(N, K, output_size(H, FH, stride, pad) * output_size(W, FW, stride, pad), FN)
-    direct_filters(Wflat[: FN * K].reshape((FN, K)), C, FH, FW, taps)
-    for k in prange(nb):
-        n0, n1 = block_bounds(N, nb, k)
-        for n in range(n0, n1):
-            _direct_pool_forward_image(x[n], taps, b, out[n], winners[n], col[k], geometry, activation)
+        conv_forward_images(x, Wmat, taps, b, out, winners, col[k], geometry, activation, alphas, n0, n1)
     return out
 
 
 @njit(cache=True)
-def conv_forward_images(x, Wmat, taps, b, out, scratch, geometry, activation, alphas, n0, n1):
+def conv_forward_images(x, Wmat, taps, b, out, winners, scratch, geometry, activation, alphas, n0, n1):
     """Images n0:n1 of x (rows) into out, one at a time, each by its route (``uses_direct``):
     Wmat (FN, K) the filters, taps their direct tiles' order (``direct_filters``), scratch one
-    block's ``conv_scratch_size`` values. ``conv_forward_rows``' block, and the test-time pass's."""
+    block's ``conv_scratch_size`` values, winners as ``conv_forward_rows``' (pooled by the
+    direct route only). ``conv_forward_rows``' block, and the test-time pass's."""
     C, _, _, _, _, stride, _ = geometry
     direct = uses_direct(stride)
+    pooled = winners.shape[0] > 0
     for n in range(n0, n1):
         if direct:
-            _direct_forward_image(x[n], taps, b, out[n], scratch, geometry, activation)
+            won = winners[n] if pooled else winners.reshape(winners.size)[:0]
+            _direct_forward_image(x[n], taps, b, out[n], won, scratch, geometry, activation)
         else:
             _conv_forward_image(x[n], Wmat, b, out[n], scratch, geometry, activation, alphas[0])
 
@@ -632,7 +611,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     writes dW (FN·K,), db (FN,) and, if dx has rows, dx (N, C·H·W) ⊙ act'(below). ``scratch`` =
     (col, dcol (blocks, ``conv_scratch_size``), taps (FN·K), parts (blocks, FN·(K + 1)), acc
     float64 (FN·(K + 1))); ``geometry`` and ``alphas`` as ``conv_forward_rows``'. ``pool`` =
-    (winners, pooled, act): for a convolution whose forward was ``conv_pool_forward_rows`` (by
+    (winners, pooled, act): for a convolution whose forward pooled (``conv_forward_rows`` with winners; by
     weight tiles only: ``uses_weight_tiles``), its winners and output and the convolution's activation,
     dout then the pool's output gradient (changed in place); else winners with no rows. Unchecked."""
     C, H, W, FH, FW, stride, pad = geometry
@@ -664,9 +643,17 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
 
 
 @njit(cache=True)
-def no_pool(dtype):
-    """``conv_backward_rows``' ``pool`` for a convolution not pooled in its forward."""
-    return np.empty((0, 0), np.int64), np.empty((0, 0), dtype), IDENTITY
+def no_pool(winners, values):
+    """``conv_backward_rows``' ``pool`` for a convolution not pooled in its forward: views with
+    no rows of the two buffers given (int64 and the network's dtype), no allocation."""
+    return no_winners(winners), values[:0].reshape((0, 0)), IDENTITY
+
+
+@njit(cache=True)
+def no_winners(winners):
+    """``conv_forward_rows``' ``winners`` for a convolution not pooled in its pass: a view with no
+    rows of an int64 buffer."""
+    return winners[:0].reshape((0, 0))
 
 
 @njit(parallel=True, cache=True)
@@ -679,8 +666,9 @@ def conv_forward_unchecked(x, W, b, out, col, stride, pad, activation):
     one_zero, one_one = np.zeros(2, x.dtype), np.ones(2, x.dtype)
     one_zero[0] = 1
     taps = np.empty(W.size, x.dtype)
-    conv_forward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), b, out.reshape((N, out.size // max(N, 1))), col,
-                      taps, (C, H, Wd, FH, FW, stride, pad), activation, (one_zero, one_one))  # fmt: skip
+    conv_forward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), b, out.reshape((N, out.size // max(N, 1))),
+                      no_winners(np.empty(0, np.int64)), col, taps, (C, H, Wd, FH, FW, stride, pad), activation,
+                      (one_zero, one_one))  # fmt: skip
     return out
 
 
@@ -699,5 +687,5 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
                        dW.reshape(W.size), db, rows, (col, dcol, taps, parts, acc), (C, H, Wd, FH, FW, stride, pad),
-                       IDENTITY, (one_zero, one_one), no_pool(x.dtype))  # fmt: skip
+                       IDENTITY, (one_zero, one_one), no_pool(np.empty(0, np.int64), taps))  # fmt: skip
     return dW, db, dx

@@ -51,7 +51,7 @@ from .batchnorm import (
 )
 from .checks import check_batches
 from .codes import _gather_rows
-from .conv import conv_backward_rows, conv_forward_rows, conv_pool_forward_rows, conv_scratch_size, no_pool
+from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size, no_pool, no_winners
 from .decay import add_decay, sum_of_squares
 from .dropout import dropout_backward_rows, dropout_rows
 from .forward import _count_correct
@@ -169,13 +169,14 @@ def _forward(x, flat, net, work, masks):
         if kind == CONV and pools_in_training(rec, l):  # the pool above in the same pass: its output, winners
             l += 1
             b0, out = rec[l - 1, B_OFF], layer_rows(work.acts, rec, l, B)
-            conv_pool_forward_rows(h, layer_weights(flat, rec, l - 1), flat[b0 : b0 + rec[l - 1, OC]], out,
-                                   layer_aux(work.winners, rec, l, B), work.col, work.taps, conv_geometry(rec, l - 1),
-                                   act)  # fmt: skip
+            conv_forward_rows(h, layer_weights(flat, rec, l - 1), flat[b0 : b0 + rec[l - 1, OC]], out,
+                              layer_aux(work.winners, rec, l, B), work.col, work.taps, conv_geometry(rec, l - 1), act,
+                              (work.one_zero, work.one_one))  # fmt: skip
         elif kind == CONV:
             b0 = rec[l, B_OFF]
-            conv_forward_rows(h, layer_weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out, work.col, work.taps,
-                              conv_geometry(rec, l), act, (work.one_zero, work.one_one))  # fmt: skip
+            conv_forward_rows(h, layer_weights(flat, rec, l), flat[b0 : b0 + rec[l, OC]], out,
+                              no_winners(work.winners), work.col, work.taps, conv_geometry(rec, l), act,
+                              (work.one_zero, work.one_one))  # fmt: skip
         elif kind == POOL:
             pool_forward_rows(h, out, layer_aux(work.winners, rec, l, B), rec[l, C], rec[l, H], rec[l, W],
                               rec[l, FH], rec[l, FW], rec[l, STRIDE], rec[l, PAD])  # fmt: skip
@@ -270,7 +271,7 @@ def _backward(flat, grad, net, work, B, seed, step):
         kind = rec[l, KIND]
         if kind == CONV:
             d = layer_rows(work.deltas, rec, l, B)
-            pool = no_pool(flat.dtype)
+            pool = no_pool(work.winners, flat)
             if pools_in_training(rec, l):  # the pool's gradient, sent to its winners by the convolution's backward
                 d = layer_rows(work.deltas, rec, l + 1, B)
                 pool = (layer_aux(work.winners, rec, l + 1, B), layer_rows(work.acts, rec, l + 1, B), rec[l, ACT])

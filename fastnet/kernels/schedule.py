@@ -39,6 +39,7 @@ from .conv import (
     cut_wide,
     direct_filters,
     direct_tiles,
+    no_winners,
     padded_size,
     uses_direct,
     uses_weight_tiles,
@@ -290,7 +291,7 @@ def fuses_pool(rec, l, top):
 
 @njit(cache=True)
 def pools_in_training(rec, l):
-    """Whether convolution l's training pass pools its output itself (``conv.conv_pool_forward_rows``)
+    """Whether convolution l's training pass pools its output itself (``conv.conv_forward_rows`` with winners)
     and its backward takes the pool's gradient (``conv.conv_backward_rows``' ``pool``): a direct-tile
     convolution (ReLU or no activation) with its backward by weight tiles (``uses_weight_tiles``), right
     below a 2×2 pool at stride 2 without padding. Its own output and gradient are never written:
@@ -514,8 +515,8 @@ def test_rows(x, flat, net, work, l0, l1, c0, c1, params, k):
         elif kind == CONV:
             out, b0 = layer_rows(work.acts, rec, l, B), rec[l, B_OFF]
             conv_forward_images(h, conv_filters(flat, rec, l), params[rec[l, W_OFF] :], params[b0 : b0 + rec[l, OC]],
-                                out, work.col[k], conv_geometry(rec, l), act, (work.one_zero, work.one_one),
-                                c0, c1)  # fmt: skip
+                                out, no_winners(work.winners), work.col[k], conv_geometry(rec, l), act,
+                                (work.one_zero, work.one_one), c0, c1)  # fmt: skip
             h = out
         elif kind == POOL:
             out = layer_rows(work.acts, rec, l, B)
