@@ -23,14 +23,25 @@ a run of pixels, and adds each vector's lanes once at the end.
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
+
+
+def _compiles_for_avx512():
+    """Whether Numba compiles for a CPU with AVX-512: the host's features, or those it was told to
+    compile for (NUMBA_CPU_FEATURES, with NUMBA_CPU_NAME: e.g. ``haswell`` and
+    ``+avx,+avx2,+fma,+f16c,+popcnt,+sse4.2`` run the AVX2 tiles on an AVX-512 machine), as Numba
+    itself chooses them."""
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
 
 # AVX-512 has 32 vector registers of 64 bytes; AVX2 16 of 32: the tile is sized to fit them with
 # room for the loaded inputs and the broadcast weight.
-_AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
+_AVX512 = _compiles_for_avx512()
 VECTOR_BYTES = 64 if _AVX512 else 32
-FILTERS_PER_TILE = 8 if _AVX512 else 4
+FILTERS_PER_TILE = 8 if _AVX512 else 6
 PIXEL_VECTORS = 2  # vectors of consecutive wide pixels per tile
 TILE_SLACK = PIXEL_VECTORS * VECTOR_BYTES // 4  # the most pixels (float32) one tile reads or writes past a row's end
 
@@ -123,7 +134,7 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
 
 # the weight gradient's tile: filters × (channel, tap) columns of sums held in vector registers,
 # with room for the filters' loaded gradient vectors and one input vector
-WEIGHT_TILE_FILTERS = 4 if _AVX512 else 2
+WEIGHT_TILE_FILTERS = 4 if _AVX512 else 3
 WEIGHT_TILE_COLUMNS = 6 if _AVX512 else 4
 
 

@@ -174,8 +174,10 @@ def direct_filters(Wmat, C, FH, FW, packed):
 
 @njit(cache=True)
 def _tile_filters(left):
-    """Filters in the next tile when ``left`` remain: FILTERS_PER_TILE, then halves of it."""
-    n = FILTERS_PER_TILE
+    """Filters in the next tile when ``left`` remain: FILTERS_PER_TILE, else 4, 2 or 1."""
+    if FILTERS_PER_TILE <= left:
+        return FILTERS_PER_TILE
+    n = 4
     while n > left:
         n //= 2
     return n
