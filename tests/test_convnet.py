@@ -12,6 +12,7 @@ from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import SimpleConvNet, kernels, optim, reference
 from fastnet.gradcheck import compare_gradients
+from fastnet.kernels import conv as conv_kernels
 from fastnet.kernels import pool as pool_kernels
 from fastnet.kernels.activations import RELU
 
@@ -159,6 +160,35 @@ def test_pool_kernels_equal_the_reference(pool, dtype):
         dx = np.empty(x.shape, dtype)
         kernels.pool_backward(dout.astype(dtype), winners, dx)
         assert_matches_reference(dx, layer.backward(dout), dtype)  # ties: the same (first) winner
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g[7] == 1] + [(2, 5, 8, 8, 11, 3, 3, 1, 1)])
+def test_the_shifted_copies_give_the_padded_image_s_bits(geometry, dtype):
+    """Direct tiles on an image's shifted copies (conv.shift_image, shifted_tiles: OH·OW pixels a plane)
+    write, bit for bit, the output that direct tiles on its padded image write (OH·Wp: conv.direct_tiles),
+    the bias added and ReLU applied; whichever route conv.uses_shifted takes."""
+    N, C, H, W, FN, FH, FW, _, pad = geometry
+    rng = np.random.default_rng(N * H + FN)
+    x = rng.standard_normal((N, C * H * W)).astype(dtype)
+    weights, b = rng.standard_normal((FN, C * FH * FW)).astype(dtype), rng.standard_normal(FN).astype(dtype)
+    packed = np.empty(weights.size, dtype)
+    conv_kernels.direct_filters(weights, C, FH, FW, packed)
+    geo = np.array([C, H, W, FH, FW, 1, pad], np.int64)
+    Hq, Wp = conv_kernels._padded_plane(H, W, FW, pad)
+    OH, OW = H + 2 * pad - FH + 1, W + 2 * pad - FW + 1
+    wide_n, shifted_n = conv_kernels.wide_pixels(OH, Wp, x.itemsize), conv_kernels.shifted_pixels(OH, OW, x.itemsize)
+    for n in range(N):
+        xp = np.full(conv_kernels.padded_size(C, H, W, FW, pad), np.nan, dtype)
+        conv_kernels._pad_image(x[n], C, H, W, pad, Hq, Wp, xp)
+        wide, xs = np.empty(FN * wide_n, dtype), np.full(conv_kernels.shifted_size(C, H, W, FH, FW, pad), np.nan, dtype)
+        conv_kernels.direct_tiles(xp, packed, b, wide, 0, wide_n, geo, RELU)
+        conv_kernels.shift_image(xp, C, H, W, FW, pad, xs)
+        shifted = np.empty(FN * shifted_n, dtype)
+        conv_kernels.shifted_tiles(xs, packed, b, shifted, 0, shifted_n, geo, RELU)
+        expected = wide.reshape(FN, -1)[:, : OH * Wp].reshape(FN, OH, Wp)[:, :, :OW]
+        np.testing.assert_array_equal(shifted.reshape(FN, -1)[:, : OH * OW].reshape(FN, OH, OW), expected)
+        assert (expected >= 0).all()
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

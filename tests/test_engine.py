@@ -18,7 +18,7 @@ from support import assert_matches_reference
 
 from fastnet import kernels, optim, reference
 from fastnet.gradcheck import compare_gradients, network_numerical_gradient
-from fastnet.kernels import _simd, records, schedule
+from fastnet.kernels import _simd, conv, records, schedule
 from fastnet.reference.sequential import Sequential as ReferenceSequential
 from fastnet.sequential import Sequential
 
@@ -275,7 +275,8 @@ def test_convolutions_pooled_in_training_equal_the_reference(dtype, batch):
 # At test time each direct-tile convolution writes its output into the padded input of the one
 # above (schedule.handoff): by its tiles where the padded widths agree (a 1×1 convolution below one
 # without padding; 3×3 below 3×3, both padded by 1), by the cut where they differ, an activation
-# the tiles do not apply, the pool writing it; float32's vectors too long for a 2×2 image's plane.
+# the tiles do not apply, the pool writing it, its tiles running on shifted copies (conv.uses_shifted:
+# its wide rows long against its output's); float32's vectors too long for a 2×2 image's plane.
 HANDOFF_NETS = [
     ((2, 9, 11), [("conv", 4, 1, 1, 1, 0, "relu"), ("conv", 6, 3, 3, 1, 0, "relu"),
                   ("conv", 5, 3, 3, 1, 1, "identity"), ("batchnorm", "relu"), ("conv", 4, 3, 3, 1, 2, "sigmoid"),
@@ -284,14 +285,21 @@ HANDOFF_NETS = [
     ((1, 2, 2), [("conv", 3, 3, 3, 1, 1, "relu"), ("conv", 2, 3, 3, 1, 1, "relu"), ("affine", 3, "identity")], 3),
 ]  # fmt: skip
 TILES, COPY, OWN = schedule.BY_TILES, schedule.BY_COPY, schedule.OWN_BUFFER
+AVX2 = _simd.VECTOR_BYTES == 32
 # the first layers' float32 tiles: their last vector of 16 pixels (AVX-512) ends past the padded plane
-# above, of 8 (AVX2) inside it
-LAST_VECTOR_INSIDE = TILES if _simd.VECTOR_BYTES == 32 else COPY
+# above, of 8 (AVX2) inside it; on 4×5 and 2×2 planes float64's vectors of 4 (AVX2) round a wide row of
+# tiles up less than a shifted one: those layers' tiles run on shifted copies, and cut their output
+LAST_VECTOR_INSIDE = TILES if AVX2 else COPY
+SMALL_PLANE = COPY if AVX2 else TILES
 HANDOFFS = [  # layer: where it leaves its output, float64 and float32
     {0: (TILES, LAST_VECTOR_INSIDE), 1: (COPY, COPY), 2: (COPY, COPY), 4: (COPY, COPY), 5: (COPY, COPY),
-     7: (TILES, TILES), 8: (OWN, OWN)},
-    {0: (TILES, LAST_VECTOR_INSIDE), 1: (OWN, OWN)},
+     7: (SMALL_PLANE, TILES), 8: (OWN, OWN)},
+    {0: (SMALL_PLANE, LAST_VECTOR_INSIDE), 1: (OWN, OWN)},
 ]  # fmt: skip
+SHIFTED = [  # the layers whose tiles run on shifted copies, float64 and float32
+    ({1, 2, 7, 8}, {1, 2}) if AVX2 else ({1, 2}, {1, 2, 5}),
+    ({0, 1}, set()) if AVX2 else (set(), set()),
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -302,6 +310,9 @@ def test_each_convolution_writes_the_padded_input_of_the_next(case, dtype):
     l1, size = schedule.image_layers(rec), np.dtype(dtype).itemsize
     where = {l: schedule.handoff(rec, l, l1, size)[2] for l in range(l1) if schedule.takes_padded(rec, l, l1)}
     assert where == {l: modes[dtype == np.float32] for l, modes in HANDOFFS[case].items()}
+    shifted = {l for l in where if conv.uses_shifted(*rec[l, [records.H, records.W, records.FH, records.FW]],
+                                                     rec[l, records.PAD], size)}  # fmt: skip
+    assert shifted == SHIFTED[case][dtype == np.float32]
     net, ref, _ = twins(shape, layers, dtype, seed=9)
     x, t = problem(shape, classes, 7, seed=10)
     net.gradient(x.astype(dtype), t)  # running statistics away from (0, 1)
@@ -309,6 +320,8 @@ def test_each_convolution_writes_the_padded_input_of_the_next(case, dtype):
     for rows in (x, x[:1]):
         assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
     assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+    train_out = net.predict(x.astype(dtype), train_flg=True, advance=False)  # the training pass's tiles
+    assert_matches_reference(train_out, ref.predict(x, True), dtype)
 
 
 def test_a_pass_moves_the_running_statistics_only_when_asked():

@@ -4,7 +4,8 @@ A stride-1 convolution on a zero-padded image held as planes of Wp columns reads
 (fy, fx), every output pixel's input at one fixed offset fy·Wp + fx (``conv.py``'s "wide" output:
 OH rows of Wp pixels, the last Wp − OW of each discarded). So a run of consecutive wide pixels of
 one filter is a sum, over channels and taps, of a weight times a run of consecutive inputs: one
-vector load and one fused multiply-add per (channel, tap) and vector. ``conv_tile`` keeps a tile
+vector load and one fused multiply-add per (channel, tap) and vector (the offset is fy·Wp + fx·column:
+``column`` is 1 there, a copy's size on ``conv.shift_image``'s shifted copies). ``conv_tile`` keeps a tile
 of ``filters`` × PIXEL_VECTORS such sums in registers for the whole sum, so each loaded input vector
 serves every filter of the tile and each broadcast weight every vector: the register-tiled direct
 convolution that inference engines run, without BLAS's repacking of the image for every tap.
@@ -57,10 +58,10 @@ SUMS, PLUS_BIAS, PLUS_BIAS_RELU = 0, 1, 2
 
 
 @intrinsic(prefer_literal=True)
-def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane, FH, FW, Wp, filters, vectors, bias,
-              f0, epilogue):  # fmt: skip
+def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane, FH, FW, Wp, column, filters, vectors,
+              bias, f0, epilogue):  # fmt: skip
     """out[out_off + f·out_stride + p] = Σ_{c < C, fy < FH, fx < FW}
-    w[w_off + ((c·FH + fy)·FW + fx)·filters + f] · x[x_off + c·plane + fy·Wp + fx + p]
+    w[w_off + ((c·FH + fy)·FW + fx)·filters + f] · x[x_off + c·plane + fy·Wp + fx·column + p]
     (+ bias[f0 + f] for ``epilogue`` PLUS_BIAS, and then ReLU'd for PLUS_BIAS_RELU: values below
     zero become zero, NaN stays NaN; bias is not read for SUMS) for f < ``filters`` (a literal) and
     p < ``vectors`` vectors of pixels (``tile_pixels`` for PIXEL_VECTORS; compiled code only;
@@ -71,19 +72,19 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
     filter count, not one per count and epilogue."""
     if not isinstance(filters, types.IntegerLiteral) or not isinstance(vectors, types.IntegerLiteral):
         return None
-    signature = types.void(x, x_off, w, w_off, out, out_off, out_stride, C, plane, FH, FW, Wp, filters, vectors, bias,
-                           f0, epilogue)  # fmt: skip
+    signature = types.void(x, x_off, w, w_off, out, out_off, out_stride, C, plane, FH, FW, Wp, column, filters, vectors,
+                           bias, f0, epilogue)  # fmt: skip
 
     def codegen(context, builder, sig, args):
         as_i64 = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                   for v, t in zip(args, sig.args)]  # fmt: skip
-        _, x_off, _, w_off, _, out_off, out_stride, C, plane, FH, FW, Wp, _, _, _, f0, epilogue = as_i64
+        _, x_off, _, w_off, _, out_off, out_stride, C, plane, FH, FW, Wp, column, _, _, _, f0, epilogue = as_i64
         dtype = sig.args[0].dtype
         lanes = VECTOR_BYTES // context.get_abi_sizeof(context.get_data_type(dtype))
         scalar = context.get_data_type(dtype)
         vector = ir.VectorType(scalar, lanes)
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        nf, nv = sig.args[12].literal_value, sig.args[13].literal_value
+        nf, nv = sig.args[13].literal_value, sig.args[14].literal_value
 
         def data(position):
             return context.make_array(sig.args[position])(context, builder, args[position]).data
@@ -91,7 +92,7 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
         def vector_at(base, index):
             return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
 
-        xs, ws, outs, biases = data(0), data(2), data(4), data(14)
+        xs, ws, outs, biases = data(0), data(2), data(4), data(15)
         fma, zero, acc = _fma_and_sums(builder, vector, dtype, nf, nv)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
         undef = ir.Constant(vector, ir.Undefined)
@@ -101,9 +102,11 @@ def conv_tile(typingctx, x, x_off, w, w_off, out, out_off, out_stride, C, plane,
             with cgutils.for_range(builder, FH) as row:
                 x_r = builder.add(x_c, builder.mul(row.index, Wp))
                 w_r = builder.add(w_c, builder.mul(row.index, builder.mul(FW, ir.Constant(i64, nf))))
-                with cgutils.for_range(builder, FW) as column:
-                    x_t = builder.add(x_r, column.index)
-                    w_t = builder.add(w_r, builder.mul(column.index, ir.Constant(i64, nf)))
+                x_slot = cgutils.alloca_once_value(builder, x_r)  # tap fx's input, stepped by ``column``: no product
+                with cgutils.for_range(builder, FW) as tap:
+                    x_t = builder.load(x_slot)
+                    builder.store(builder.add(x_t, column), x_slot)
+                    w_t = builder.add(w_r, builder.mul(tap.index, ir.Constant(i64, nf)))
                     inputs = [builder.load(vector_at(xs, builder.add(x_t, ir.Constant(i64, p * lanes))), align=4)
                               for p in range(nv)]  # fmt: skip
                     for f in range(nf):

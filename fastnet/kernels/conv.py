@@ -14,6 +14,11 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_til
 
     forward   wide = Σ_c Σ_taps w[:, c, tap] ⊗ xp_c[tap offset:]      then cut to OW columns
 
+  Where the Wp − OW extra columns are a large share of a row (8×8 planes padded by 1: 80 wide
+  pixels for 64), the tiles run instead on FW copies of the padded image, copy fx shifted left by
+  fx columns and cut to OW (``shift_image``): tap (fy, fx) then reads copy fx at offset fy·OW,
+  and the output has no extra column (``uses_shifted``, ``shifted_tiles``; the same sums).
+
 * **weight tiles** (the backward at stride 1 with 8+ filters, and 8+ input channels where dx is
   wanted): the output gradient widened with zeros to the wide output's Wp columns (dwide), then
   dW[:, c, tap] = dwide·xp_c[tap offset:]ᵀ, a ``_simd.weight_tile`` of filters × (channel, tap)
@@ -68,6 +73,10 @@ from ._simd import (
 )
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
+
+# how many fewer pixels (a share of the shifted ones) the shifted copies must compute to be taken
+# (``uses_shifted``): their copying and the cut of their output cost the rest
+SHIFTED_GAIN = 0.1
 
 
 @njit(cache=True)
@@ -128,10 +137,13 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     if stride != 1:
         return unfolded
     Hq, Wp = _padded_plane(H, W, FW, pad)
-    # the padded image (and the tiles' reads past it), the wide output rounded up to whole tiles: the
-    # direct forward's; as much as the weight tiles' backward needs (the padded image and the wide
-    # output's gradient)
-    direct = padded_size(C, H, W, FW, pad) + FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
+    # the padded image (and the tiles' reads past it), then the wide output rounded up to whole tiles,
+    # or the shifted copies and their output (``tiles_output``): the direct forward's; as much as the
+    # weight tiles' backward needs (the padded image and the wide output's gradient)
+    output = FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
+    if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):
+        output = max(output, shifted_size(C, H, W, FH, FW, pad) + FN * -(-OH * OW // TILE_SLACK) * TILE_SLACK)
+    direct = padded_size(C, H, W, FW, pad) + output
     if not uses_weight_tiles(C, FN, FH, FW, stride, True):  # the backward with dx, at least, on unfolded windows
         direct = max(direct, unfolded)
     if not uses_weight_tiles(C, FN, FH, FW, stride, False):
@@ -221,8 +233,8 @@ def zero_border(xp, C, H, W, pad, Hq, Wp):
 
 
 @njit(cache=True)
-def _tiles(src, start, C, plane, packed, out, out_off, out_stride, FN, N, FH, FW, Wp, pixels, bias, epilogue):
-    """out[out_off + f·out_stride + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx]
+def _tiles(src, start, C, plane, packed, out, out_off, out_stride, FN, N, FH, FW, Wp, column, pixels, bias, epilogue):
+    """out[out_off + f·out_stride + p] = Σ_{c, fy, fx} w[f, c, fy, fx] · src[c·plane + start + p + fy·Wp + fx·column]
     for f < FN, p < N (a whole number of ``pixels`` // 2: the last tile of each row of tiles may be
     half one), the filters w as ``direct_filters`` packs them; + bias[f] and ReLU as ``epilogue``
     says (``_simd.conv_tile``)."""
@@ -232,31 +244,33 @@ def _tiles(src, start, C, plane, packed, out, out_off, out_stride, FN, N, FH, FW
         n = _tile_filters(FN - f0)
         for p in range(0, N, pixels):
             _tile(src, start + p, packed, f0 * K, out, out_off + f0 * out_stride + p, out_stride, C, plane, FH, FW,
-                  Wp, n, 2 if p + pixels <= N else 1, bias, f0, epilogue)  # fmt: skip
+                  Wp, column, n, 2 if p + pixels <= N else 1, bias, f0, epilogue)  # fmt: skip
         f0 += n
 
 
 @njit(cache=True, inline="always")  # one call per tile is a measurable share of a one-channel tile
-def _tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, filters, vectors, bias, f0, epilogue):
+def _tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, filters, vectors, bias, f0, epilogue):
     """One ``_simd.conv_tile`` of ``filters`` filters and ``vectors`` vectors of pixels, as literals:
     one compiled tile per count."""
     if vectors == 2:
         if filters == FILTERS_PER_TILE:
-            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, 2, bias, f0, epilogue)
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, FILTERS_PER_TILE, 2, bias, f0,
+                      epilogue)  # fmt: skip
         elif filters == 4:
-            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 4, 2, bias, f0, epilogue)
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 4, 2, bias, f0, epilogue)
         elif filters == 2:
-            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 2, 2, bias, f0, epilogue)
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 2, 2, bias, f0, epilogue)
         else:
-            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 1, 2, bias, f0, epilogue)
+            conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 1, 2, bias, f0, epilogue)
     elif filters == FILTERS_PER_TILE:
-        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, FILTERS_PER_TILE, 1, bias, f0, epilogue)
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, FILTERS_PER_TILE, 1, bias, f0,
+                  epilogue)  # fmt: skip
     elif filters == 4:
-        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 4, 1, bias, f0, epilogue)
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 4, 1, bias, f0, epilogue)
     elif filters == 2:
-        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 2, 1, bias, f0, epilogue)
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 2, 1, bias, f0, epilogue)
     else:
-        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, 1, 1, bias, f0, epilogue)
+        conv_tile(src, i, packed, w_off, out, o, N, C, plane, FH, FW, Wp, column, 1, 1, bias, f0, epilogue)
 
 
 @njit(cache=True)
@@ -278,7 +292,7 @@ def direct_tiles(xp, packed, b, out, out_off, out_stride, geometry, activation):
     Hq, Wp = _padded_plane(H, W, FW, pad)
     pixels = tile_pixels(xp.itemsize)
     N = wide_pixels(output_size(H, FH, 1, pad), Wp, xp.itemsize)
-    _tiles(xp, 0, C, Hq * Wp, packed, out, out_off, out_stride, b.shape[0], N, FH, FW, Wp, pixels, b,
+    _tiles(xp, 0, C, Hq * Wp, packed, out, out_off, out_stride, b.shape[0], N, FH, FW, Wp, 1, pixels, b,
            PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS)  # fmt: skip
 
 
@@ -291,34 +305,112 @@ def cut_wide(wide, N, Wp, FN, OH, OW, out, out_off, out_plane, out_row):
             copy_run(wide, f * N + oy * Wp, out, out_off + f * out_plane + oy * out_row, OW)
 
 
+@njit(cache=True)
+def shifted_pixels(OH, OW, itemsize):
+    """Pixels of each plane of a direct convolution's output from ``shifted_tiles``: its OH·OW,
+    rounded up to whole vectors."""
+    vector = tile_pixels(itemsize) // 2
+    return -(-OH * OW // vector) * vector
+
+
+@njit(cache=True)
+def uses_shifted(H, W, FH, FW, pad, itemsize):
+    """Whether a stride-1 convolution's direct tiles run on shifted copies of its padded image
+    (``shift_image``, ``shifted_tiles``) rather than on the padded image itself: where the wide
+    output's Wp − OW extra columns a row, and its rounding up to whole vectors, cost more than
+    SHIFTED_GAIN of the pixels (an 8×8 plane padded by 1: 80 wide pixels, 64 shifted)."""
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    _, Wp = _padded_plane(H, W, FW, pad)
+    return wide_pixels(OH, Wp, itemsize) > (1 + SHIFTED_GAIN) * shifted_pixels(OH, OW, itemsize)
+
+
+@njit(cache=True)
+def shifted_size(C, H, W, FH, FW, pad):
+    """Values of an image's shifted copies (``shift_image``) and the tiles' reads past them."""
+    return C * FW * (H + 2 * pad) * output_size(W, FW, 1, pad) + TILE_SLACK
+
+
+@njit(cache=True)
+def shift_image(xp, C, H, W, FW, pad, xs):
+    """xs (``shifted_size`` values) = FW copies of each channel of the padded image xp
+    (``padded_size`` values), copy fx its H + 2·pad padded rows of OW columns from column fx on:
+    channel c's copy fx from (c·FW + fx)·(H + 2·pad)·OW on. Tap (fy, fx) then reads every output
+    pixel's input at one fixed offset, fy·OW in copy fx, with no column between two output rows
+    (``shifted_tiles``): the tiles compute OH·OW pixels, not OH·Wp."""
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    R, OW = H + 2 * pad, output_size(W, FW, 1, pad)
+    for c in range(C):
+        for fx in range(FW):
+            for r in range(R):
+                copy_run(xp, c * Hq * Wp + r * Wp + fx, xs, ((c * FW + fx) * R + r) * OW, OW)
+    for i in range(C * FW * R * OW, C * FW * R * OW + TILE_SLACK):
+        xs[i] = 0
+
+
+@njit(cache=True, error_model="numpy")
+def shifted_tiles(xs, packed, b, out, out_off, out_stride, geometry, activation):
+    """``direct_tiles`` on the shifted copies xs of the image (``shift_image``): plane f, from
+    out_off + f·out_stride on, ``shifted_pixels`` pixels — OH rows of OW, conv(x) + b[f] (the
+    rest, past OH·OW, not outputs) — with ReLU applied for ``activation`` RELU. The same sums,
+    in the same order, as ``direct_tiles``: a wide output of rows OW long."""
+    C, H, W, FH, FW, _, pad = geometry
+    R, OH, OW = H + 2 * pad, output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    N = shifted_pixels(OH, OW, xs.itemsize)
+    _tiles(xs, 0, C, FW * R * OW, packed, out, out_off, out_stride, b.shape[0], N, FH, FW, OW, R * OW,
+           tile_pixels(xs.itemsize), b, PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def tiles_output(xp, packed, b, scratch, geometry, activation):
+    """(wide, N, row): a stride-1 convolution's output from its padded image xp by direct tiles,
+    in scratch (``conv_scratch_size`` values, less the padded image's): plane f from f·N on, OH
+    rows ``row`` apart, the first OW pixels of each the output, conv(x) + b[f], with ReLU applied
+    for ``activation`` RELU. By shifted copies (``shifted_tiles``, rows OW long) where
+    ``uses_shifted``, else on xp itself (``direct_tiles``, rows Wp long)."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    if uses_shifted(H, W, FH, FW, pad, xp.itemsize):
+        size = shifted_size(C, H, W, FH, FW, pad)
+        xs, wide, N = scratch[:size], scratch[size:], shifted_pixels(OH, OW, xp.itemsize)
+        shift_image(xp, C, H, W, FW, pad, xs)
+        shifted_tiles(xs, packed, b, wide, 0, N, geometry, activation)
+        return wide, N, OW
+    _, Wp = _padded_plane(H, W, FW, pad)
+    N = wide_pixels(OH, Wp, xp.itemsize)
+    direct_tiles(xp, packed, b, scratch, 0, N, geometry, activation)
+    return scratch, N, Wp
+
+
 @njit(cache=True, error_model="numpy")
 def _direct_forward_image(x, packed, b, out, winners, scratch, geometry, activation):
     """One image by direct tiles (stride 1): out (FN·OH·OW, flat) = activation(conv(x) + b); packed
     the filters as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values. The
-    image is padded into scratch, the tiles write the wide output after it (``direct_tiles``: the
+    image is padded into scratch, the tiles write their output after it (``tiles_output``: the
     bias added and ReLU applied in registers), which is then cut to OW columns (another
     activation applied there). With ``winners`` (not empty; ``activation`` ReLU or none) the wide
-    output is pooled by 2×2 windows at stride 2 where the tiles left it instead: out (FN·(OH // 2)·
-    (OW // 2)) the pool's output, winners (as many) where each came from, as an index into the
-    wide output (plane f from f·N on, N = ``wide_pixels``, rows Wp apart): what
+    output (``direct_tiles``) is pooled by 2×2 windows at stride 2 where the tiles left it instead:
+    out (FN·(OH // 2)·(OW // 2)) the pool's output, winners (as many) where each came from, as an
+    index into the wide output (plane f from f·N on, N = ``wide_pixels``, rows Wp apart): what
     ``_weight_tile_backward_images`` sends the pool's gradient back to. The convolution's own
     output is then never written."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     FN = b.shape[0]
     Hq, Wp = _padded_plane(H, W, FW, pad)
-    N, size = wide_pixels(OH, Wp, x.itemsize), padded_size(C, H, W, FW, pad)
-    xp, wide = scratch[:size], scratch[size:]
+    size = padded_size(C, H, W, FW, pad)
+    xp, rest = scratch[:size], scratch[size:]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
-    direct_tiles(xp, packed, b, wide, 0, N, geometry, activation)
     if winners.shape[0] > 0:
+        N = wide_pixels(OH, Wp, x.itemsize)
+        direct_tiles(xp, packed, b, rest, 0, N, geometry, activation)
         OHp, OWp = OH // 2, OW // 2
         for f in range(FN):
             for oy in range(OHp):
                 top = f * N + 2 * oy * Wp
-                pool_row_winners(wide, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
+                pool_row_winners(rest, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
         return
-    cut_wide(wide, N, Wp, FN, OH, OW, out, 0, OH * OW, OW)
+    wide, N, row = tiles_output(xp, packed, b, rest, geometry, activation)
+    cut_wide(wide, N, row, FN, OH, OW, out, 0, OH * OW, OW)
     if activation != RELU and activation != IDENTITY:
         activation_forward(activation, out)
 
@@ -417,7 +509,7 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     dxw = dscratch[images * gsize : images * gsize + C * M]
     for i in range(images):
         g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
-        _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, tile_pixels(x.itemsize), dout[n], SUMS)
+        _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, 1, tile_pixels(x.itemsize), dout[n], SUMS)
         for c in range(C):
             for y in range(H):
                 src = dxw[c * M + y * Wp + pad : c * M + y * Wp + pad + W]

@@ -41,7 +41,9 @@ from .conv import (
     direct_tiles,
     no_winners,
     padded_size,
+    tiles_output,
     uses_direct,
+    uses_shifted,
     uses_weight_tiles,
     wide_pixels,
     zero_border,
@@ -416,7 +418,8 @@ def handoff(rec, l, l1, itemsize):
     it leaves it: OWN_BUFFER (its buffer, or the pool's) or the padded input of the direct-tile
     convolution above — BY_TILES (the tiles write it: no pool, an activation they apply, the same
     padded width, so that their sums over the padding land on the padding, and their last vector
-    inside the plane) or BY_COPY (the cut of the wide output, or the pool, writes it)."""
+    inside the plane, and tiles on the padded image, not on shifted copies) or BY_COPY (the cut of
+    the tiles' output, or the pool, writes it)."""
     top = l + 1 if folds_batchnorm(rec, l) else l
     pooled = top + 1 < l1 and fuses_pool(rec, l, top)
     above = top + 2 if pooled else top + 1
@@ -427,7 +430,8 @@ def handoff(rec, l, l1, itemsize):
     Hq2, Wp2 = _padded_plane(rec[above, H], rec[above, W], rec[above, FW], pad2)
     N = wide_pixels(rec[l, OH], Wp, itemsize)
     fits = Wp2 == Wp and pad2 * Wp2 + pad2 + N <= Hq2 * Wp2
-    return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits else BY_COPY
+    wide = not uses_shifted(rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], pad, itemsize)
+    return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits and wide else BY_COPY
 
 
 @njit(cache=True)
@@ -459,7 +463,7 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
             _pad_image(layer_input(x, work.acts, rec, l)[n], rec[l, C], rec[l, H], rec[l, W], pad, Hq, Wp, xp)
         pooled = above == top + 2
         o = top + 1 if pooled else l  # the layer whose output size this pass writes
-        OH_, OW_, N = rec[o, OH], rec[o, OW], wide_pixels(rec[l, OH], Wp, flat.itemsize)
+        OH_, OW_ = rec[o, OH], rec[o, OW]
         if where == OWN_BUFFER:
             out = layer_rows(work.acts, rec, o, B)[n]  # (a batch norm it folds has nothing left to do)
             plane, row, first = OH_ * OW_, OW_, 0
@@ -470,12 +474,12 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
         if where == BY_TILES:  # the wide rows land on the padded rows
             direct_tiles(xp, filters, b, out, first, plane, geometry, act)
         else:
-            direct_tiles(xp, filters, b, scratch, 0, N, geometry, act)
+            wide, N, wide_row = tiles_output(xp, filters, b, scratch, geometry, act)
             if pooled:
                 _, _, _, ph, pw, stride, _, _, _ = pool_geometry(rec, o)
-                max_pool_into(scratch, N, Wp, fn, ph, pw, stride, OH_, OW_, out, first, plane, row)
+                max_pool_into(wide, N, wide_row, fn, ph, pw, stride, OH_, OW_, out, first, plane, row)
             else:
-                cut_wide(scratch, N, Wp, fn, OH_, OW_, out, first, plane, row)
+                cut_wide(wide, N, wide_row, fn, OH_, OW_, out, first, plane, row)
         if act != RELU and act != IDENTITY:  # after the pool: activations never decrease; the padding's zeros
             activation_forward(act, out[: fn * plane])  # are written after it
         if where != OWN_BUFFER:
