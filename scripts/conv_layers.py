@@ -17,6 +17,7 @@ from fastnet.kernels.conv import (
     no_pool,
     no_winners,
     uses_direct,
+    uses_shifted,
     uses_weight_tiles,
 )
 
@@ -71,11 +72,11 @@ def main():
         back = median_seconds(lambda: backward(dh), args.repeats)
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]
-        route = (
-            ("direct" if uses_direct(r[E.STRIDE]) else "unfolded")
-            + " / "
-            + ("weight tiles" if uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0) else "unfolded")
-        )
+        forward_route = "direct" if uses_direct(r[E.STRIDE]) else "unfolded"
+        if forward_route == "direct" and uses_shifted(r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.PAD], flat.itemsize):
+            forward_route = "shifted"  # the direct tiles on shifted copies
+        tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
+        route = forward_route + " / " + ("weight tiles" if tiled else "unfolded")
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "
             f"{params_only * 1e3:.2f} | {flops / forward / 1e9:.0f}, {(2 if l else 1) * flops / back / 1e9:.0f} |"
