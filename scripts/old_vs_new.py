@@ -1,7 +1,8 @@
 """MultiLayerNet, NetStack and the convnets of an older checkout against this one, in one process, interleaved.
 
     git worktree add /tmp/before <commit>
-    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack|predict|convnet-step|conv-layers]
+    python scripts/old_vs_new.py /tmp/before --rounds 8 [--what multilayer|stack|predict|convnet-step|conv-layers|
+                                                                pooled-layers]
 
 The older checkout's ``fastnet`` package is copied as ``fastnet_old`` into a temporary folder (its
 own Numba cache) and imported beside this one; each round times both on the same inputs, so the
@@ -56,7 +57,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before", help="a checkout of fastnet (its fastnet/ package is compared)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--what", choices=("multilayer", "stack", "predict", "convnet-step", "conv-layers"),
+    p.add_argument("--what", choices=("multilayer", "stack", "predict", "convnet-step", "conv-layers", "pooled-layers"),
                    default="multilayer")  # fmt: skip
     p.add_argument("--batch", type=int, default=1000, help="images per call (conv-layers)")
     args = p.parse_args()
@@ -74,8 +75,9 @@ def main():
         compare_conv_layers(fastnet_old, fastnet, args.batch, rng, args.rounds)
         shutil.rmtree(folder, ignore_errors=True)
         return
-    if args.what in ("stack", "predict", "convnet-step"):
-        compare = {"stack": compare_stacks, "predict": compare_predict, "convnet-step": compare_convnet_steps}
+    if args.what in ("stack", "predict", "convnet-step", "pooled-layers"):
+        compare = {"stack": compare_stacks, "predict": compare_predict, "convnet-step": compare_convnet_steps,
+                   "pooled-layers": compare_pooled_layers}  # fmt: skip
         compare[args.what](fastnet_old, fastnet, x, t, rng, args.rounds)
         shutil.rmtree(folder, ignore_errors=True)
         return
@@ -153,6 +155,59 @@ def compare_convnet_steps(fastnet_old, fastnet, x, t, rng, rounds):
         for call in pair:  # compile and warm both
             call()
         print(row(name, interleaved(pair, rounds), per=len(batches)))
+
+
+def compare_pooled_layers(fastnet_old, fastnet, x, t, rng, rounds):
+    """Each convolution that pools in its training pass (``schedule.pools_in_training``) in the
+    convnets' steps, its forward (with the pool) and its backward (from the pool's gradient), alone
+    on each package's own network buffers after a step, B = 100, float32."""
+    print("| pooled conv, B = 100 | forward old ms | new ms | new/old | backward old ms | new ms | new/old |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    images = x.reshape(len(x), 1, 28, 28)
+    batches = rng.integers(0, len(x), (2, 100))
+    for name, make in CONVNETS:
+        calls = {}
+        for package in (fastnet_old, fastnet):
+            net = make(package)
+            net.steps(images, t, batches, package.optim.Adam(0.001))
+            for label, forward, backward in pooled_layer_calls(package, net, name):
+                calls.setdefault(label, []).append((forward, backward))
+        for label, (old, new) in calls.items():
+            cells = []
+            for part in (0, 1):
+                pair = (old[part], new[part])
+                for call in pair:  # compile and warm both
+                    call()
+                timings = interleaved(pair, rounds)
+                ratios = [n / o for o, n in timings]
+                old_ms, new_ms = (statistics.median(times) * 1e3 for times in zip(*timings))
+                cells += [f"{old_ms:.2f}", f"{new_ms:.2f}", f"{statistics.median(ratios):.2f}"]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def pooled_layer_calls(package, net, name):
+    """(label, forward, backward) for each convolution of ``net`` pooled in its training pass, on
+    the network's own buffers (B = 100)."""
+    import numpy as np
+
+    E, conv = package.kernels.records, package.kernels.conv
+    work, rec, flat, grad = E.EngineWork(*net._workspace(100)[0]), net.net.rec, net._flat, net._grad
+    ones, scratch = (work.one_zero, work.one_one), (work.col, work.dcol, work.taps, work.parts, work.acc)
+    for l in np.flatnonzero(rec[:, E.KIND] == E.CONV):
+        if not package.kernels.schedule.pools_in_training(rec, l):
+            continue
+        r, geometry = rec[l], tuple(int(v) for v in package.kernels.engine.conv_geometry(rec, l))
+        h = work.x if l == 0 else E.layer_rows(work.acts, rec, l - 1, 100)
+        dh = E.layer_rows(work.deltas, rec, l - 1, 100) if l > 0 else work.x[:0]
+        out, winners = E.layer_rows(work.acts, rec, l + 1, 100), E.layer_aux(work.winners, rec, l + 1, 100)
+        d, below = E.layer_rows(work.deltas, rec, l + 1, 100), 0 if l == 0 else rec[l - 1, E.ACT]
+        w0, b0, fn = r[E.W_OFF], r[E.B_OFF], r[E.OC]
+        W, b, dW, db = flat[w0:b0], flat[b0 : b0 + fn], grad[w0:b0], grad[b0 : b0 + fn]
+        label = f"{name}: {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]}, {r[E.FH]}×{r[E.FW]}, pad {r[E.PAD]}"
+        forward = (conv.conv_forward_rows, h, W, b, out, winners, work.col, work.taps, geometry, r[E.ACT], ones)
+        backward = (conv.conv_backward_rows, h, W, d, dW, db, dh, scratch, geometry, below, ones,
+                    (winners, out, r[E.ACT]))  # fmt: skip
+        yield label, lambda f=forward: f[0](*f[1:]), lambda f=backward: f[0](*f[1:])
 
 
 CONV_LAYERS = [  # C, FN, H = W, filter size, pad: DeepConvNet's six, SimpleConvNet's, accurate-conv's two

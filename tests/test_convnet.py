@@ -38,6 +38,9 @@ GEOMETRIES = [
     (3, 1, 12, 11, 8, 5, 5, 1, 0),  # one channel: weight tiles without dx, unfolded windows with it
     (2, 3, 9, 9, 12, 3, 3, 1, 2),
     (2, 1, 10, 9, 8, 3, 3, 1, 1),  # one channel, 3×3: unfolded windows
+    # the weight tiles on shifted copies (kernels.conv.uses_shifted): DeepConvNet's 8×8; a plane of 4×3
+    (3, 8, 8, 8, 9, 3, 3, 1, 1),
+    (2, 9, 6, 5, 8, 3, 3, 1, 0),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 

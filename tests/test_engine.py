@@ -240,20 +240,38 @@ def test_the_test_time_fusions_equal_the_reference(dtype):
 
 # Convolutions whose training pass pools their output (schedule.pools_in_training: stride 1, ReLU or no
 # activation, the backward by weight tiles, a 2×2 pool at stride 2 above): the first layer (no dx), one
-# without activation and 9 filters (a tile of 8 and one of 1); a sigmoid's pool and a stride-1 pool stay apart.
-POOLED_NET = ((3, 12, 20), [("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
-                            ("conv", 9, 3, 3, 1, 1, "identity"), ("pool", 2, 2, 2, 0),
-                            ("conv", 8, 2, 2, 1, 1, "sigmoid"), ("pool", 2, 2, 2, 0),
-                            ("conv", 8, 1, 1, 1, 0, "relu"), ("pool", 2, 2, 1, 0),
-                            ("affine", 5, "relu"), ("affine", 3, "identity")], 3)  # fmt: skip
+# without activation and 9 filters (a tile of 8 and one of 1; on shifted copies, conv.uses_shifted); a
+# sigmoid's pool and a stride-1 pool stay apart. Then two on shifted copies, the first layer's 5×5
+# (no dx) and a 4×4 plane.
+POOLED_NETS = [
+    ((3, 12, 20), [("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
+                   ("conv", 9, 3, 3, 1, 1, "identity"), ("pool", 2, 2, 2, 0),
+                   ("conv", 8, 2, 2, 1, 1, "sigmoid"), ("pool", 2, 2, 2, 0),
+                   ("conv", 8, 1, 1, 1, 0, "relu"), ("pool", 2, 2, 1, 0),
+                   ("affine", 5, "relu"), ("affine", 3, "identity")], 3),
+    ((1, 12, 12), [("conv", 8, 5, 5, 1, 0, "relu"), ("pool", 2, 2, 2, 0),
+                   ("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0), ("affine", 3, "identity")], 3),
+]  # fmt: skip
+SHIFTED_POOLED = [{2}, {0, 2}]  # the pooled layers on shifted copies, float32 and float64 alike
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("batch", [1, 7])
-def test_convolutions_pooled_in_training_equal_the_reference(dtype, batch):
-    shape, layers, classes = POOLED_NET
+@pytest.mark.parametrize("case", range(len(POOLED_NETS)))
+def test_convolutions_pooled_in_training_equal_the_reference(case, dtype, batch):
+    shape, layers, classes = POOLED_NETS[case]
     rec = records.layer_records(shape, layers)[0]
-    assert [l for l in range(len(layers)) if schedule.pools_in_training(rec, l)] == [0, 2]
+    pooled = [l for l in range(len(layers)) if schedule.pools_in_training(rec, l)]
+    assert pooled == [0, 2]
+    itemsize = np.dtype(dtype).itemsize
+    shifted = {
+        l
+        for l in pooled
+        if conv.uses_shifted(
+            *(rec[l, k] for k in (records.H, records.W, records.FH, records.FW, records.PAD)), itemsize
+        )
+    }
+    assert shifted == SHIFTED_POOLED[case]
     net, ref, masks = twins(shape, layers, dtype, seed=12)
     x, t = problem(shape, classes, batch, seed=13, one_hot=batch == 7)
     xd = x.astype(dtype)

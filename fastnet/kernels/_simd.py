@@ -142,8 +142,8 @@ WEIGHT_TILE_COLUMNS = 6 if _AVX512 else 4
 
 
 @intrinsic(prefer_literal=True)
-def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image,
-                x_image, part, first, filters, columns):  # fmt: skip
+def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, column, j0, vectors, images,
+                g_image, x_image, part, first, filters, columns):  # fmt: skip
     """The weight gradient of a stride-1 convolution for a tile of ``filters`` filters f0 + f and
     ``columns`` columns j0 + j (literals) of dW's C·FH·FW, column j0 + j being channel
     c = (j0 + j) // (FH·FW) at tap t = (j0 + j) % (FH·FW)::
@@ -151,7 +151,8 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
         s[f, j] = Σ_{i < images} Σ_{p < vectors·lanes} g[gs(f) + i·g_image + p] · x[xs(j) + i·x_image + p]
 
     over the wide output gradient g (filter f0 + f's plane from gs(f) = g_off + (f0 + f)·g_plane on)
-    and the padded input x (xs(j) = x_off + c·plane + (t // FW)·Wp + t % FW), for ``images``
+    and the padded input x (xs(j) = x_off + c·plane + (t // FW)·Wp + (t % FW)·column: ``column`` 1,
+    or a copy's size on ``conv.shift_image``'s shifted copies, rows Wp = OW), for ``images``
     images ``g_image`` and ``x_image`` values apart; then part[(t·FN + f0 + f)·C + c] = s[f, j]
     (``first`` true) or += s[f, j], for f0 + f < FN and j0 + j < C·FH·FW only (the tile's other
     rows and columns repeat the last one and are not stored).
@@ -162,20 +163,21 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
     lie inside its array. g, x, part: flat arrays of one float dtype; lanes: ``VECTOR_BYTES``."""
     if not isinstance(filters, types.IntegerLiteral) or not isinstance(columns, types.IntegerLiteral):
         return None
-    signature = types.void(g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image,
-                           x_image, part, first, filters, columns)  # fmt: skip
+    signature = types.void(g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW, Wp, column, j0, vectors, images,
+                           g_image, x_image, part, first, filters, columns)  # fmt: skip
 
     def codegen(context, builder, sig, args):
         v = [context.cast(builder, a, t, types.int64) if isinstance(t, types.Integer) else a
              for a, t in zip(args, sig.args)]  # fmt: skip
-        _, g_off, g_plane, FN, f0, _, x_off, C, plane, FH, FW, Wp, j0, vectors, images, g_image, x_image = v[:17]
-        first = context.cast(builder, args[18], sig.args[18], types.boolean)
+        _, g_off, g_plane, FN, f0, _, x_off, C, plane, FH, FW, Wp, column, j0, vectors, images = v[:16]
+        g_image, x_image = v[16:18]
+        first = context.cast(builder, args[19], sig.args[19], types.boolean)
         dtype = sig.args[0].dtype
         scalar = context.get_data_type(dtype)
         lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
         vector = ir.VectorType(scalar, lanes)
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        nf, nj = sig.args[19].literal_value, sig.args[20].literal_value
+        nf, nj = sig.args[20].literal_value, sig.args[21].literal_value
 
         def const(value):
             return ir.Constant(i64, value)
@@ -186,7 +188,7 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
         def data(position):
             return context.make_array(sig.args[position])(context, builder, args[position]).data
 
-        gs_, xs_, parts = data(0), data(5), data(17)
+        gs_, xs_, parts = data(0), data(5), data(18)
         T = builder.mul(FH, FW)
         K = builder.mul(C, T)
         last_f, last_j = builder.sub(FN, const(1)), builder.sub(K, const(1))
@@ -194,9 +196,9 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
                     for f in range(nf)]  # fmt: skip
         x_starts, targets = [], []
         for j in range(nj):
-            column = smin(builder.add(j0, const(j)), last_j)
-            c, t = builder.sdiv(column, T), builder.srem(column, T)
-            tap = builder.add(builder.mul(builder.sdiv(t, FW), Wp), builder.srem(t, FW))
+            index = smin(builder.add(j0, const(j)), last_j)
+            c, t = builder.sdiv(index, T), builder.srem(index, T)
+            tap = builder.add(builder.mul(builder.sdiv(t, FW), Wp), builder.mul(builder.srem(t, FW), column))
             x_starts.append(builder.add(builder.add(x_off, builder.mul(c, plane)), tap))
             targets.append((builder.mul(t, FN), c))
         fma, _, acc = _fma_and_sums(builder, vector, dtype, nf, nj)
@@ -217,8 +219,8 @@ def weight_tile(typingctx, g, g_off, g_plane, FN, f0, x, x_off, C, plane, FH, FW
         for f in range(nf):
             for j in range(nj):
                 value = builder.extract_element(_lanes_sum(builder, builder.load(acc[f][j])), ir.Constant(i32, 0))
-                row, column = builder.add(f0, const(f)), builder.add(j0, const(j))
-                valid = builder.and_(builder.icmp_signed("<", row, FN), builder.icmp_signed("<=", column, last_j))
+                row, index = builder.add(f0, const(f)), builder.add(j0, const(j))
+                valid = builder.and_(builder.icmp_signed("<", row, FN), builder.icmp_signed("<=", index, last_j))
                 with builder.if_then(valid):
                     tFN, c = targets[j]
                     slot = builder.gep(parts, [builder.add(builder.mul(builder.add(tFN, row), C), c)])

@@ -27,6 +27,10 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_til
     backward  dW_tap = Σ_n dwide_n·xp_n[tap offset:]ᵀ, db = Σ dout
               dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``)
 
+  Where the forward runs on shifted copies, so do the weight tiles: the output gradient in rows of
+  OW (no column to widen), the input as its shifted copies (``gradient_layout``); dx then widens
+  each image's gradient for its tiles.
+
 * **unfolded windows** (any stride; the backward of thin layers), with BLAS: the windows are
   unfolded into ``col`` (K = C·FH·FW rows, P = OH·OW columns: the transposed im2col, so that one
   product with the filters, (FN×K)·(K×P), writes the output in NCHW order directly)::
@@ -152,7 +156,11 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     # tiles: the most pixels, as TILE_SLACK
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
     sweep = sweep_images(H, W, FH, FW, pad, 4)
-    return max(direct, sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + C * M)
+    backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + C * M)
+    if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):  # ``gradient_layout``'s
+        backward = max(backward, sweep * shifted_size(C, H, W, FH, FW, pad) + padded_size(C, H, W, FW, pad),
+                       sweep * FN * shifted_pixels(OH, OW, 4) + FN * Lg + C * M)  # fmt: skip
+    return max(direct, backward)
 
 
 @njit(cache=True, error_model="numpy")
@@ -387,12 +395,12 @@ def _direct_forward_image(x, packed, b, out, winners, scratch, geometry, activat
     the filters as ``direct_filters`` lays them out, scratch ``conv_scratch_size`` values. The
     image is padded into scratch, the tiles write their output after it (``tiles_output``: the
     bias added and ReLU applied in registers), which is then cut to OW columns (another
-    activation applied there). With ``winners`` (not empty; ``activation`` ReLU or none) the wide
-    output (``direct_tiles``) is pooled by 2×2 windows at stride 2 where the tiles left it instead:
-    out (FN·(OH // 2)·(OW // 2)) the pool's output, winners (as many) where each came from, as an
-    index into the wide output (plane f from f·N on, N = ``wide_pixels``, rows Wp apart): what
-    ``_weight_tile_backward_images`` sends the pool's gradient back to. The convolution's own
-    output is then never written."""
+    activation applied there). With ``winners`` (not empty; ``activation`` ReLU or none) the
+    tiles' output is pooled by 2×2 windows at stride 2 where the tiles left it instead: out
+    (FN·(OH // 2)·(OW // 2)) the pool's output, winners (as many) where each came from, as an
+    index into the tiles' output (plane f from f·N on, rows ``row`` apart: ``tiles_output``'s
+    layout, wide rows or the shifted copies' rows of OW): what ``_weight_tile_backward_images``
+    sends the pool's gradient back to. The convolution's own output is then never written."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     FN = b.shape[0]
@@ -400,16 +408,14 @@ def _direct_forward_image(x, packed, b, out, winners, scratch, geometry, activat
     size = padded_size(C, H, W, FW, pad)
     xp, rest = scratch[:size], scratch[size:]
     _pad_image(x, C, H, W, pad, Hq, Wp, xp)
+    wide, N, row = tiles_output(xp, packed, b, rest, geometry, activation)
     if winners.shape[0] > 0:
-        N = wide_pixels(OH, Wp, x.itemsize)
-        direct_tiles(xp, packed, b, rest, 0, N, geometry, activation)
         OHp, OWp = OH // 2, OW // 2
         for f in range(FN):
             for oy in range(OHp):
-                top = f * N + 2 * oy * Wp
-                pool_row_winners(rest, top, top + Wp, out, winners, (f * OHp + oy) * OWp, OWp)
+                top = f * N + 2 * oy * row
+                pool_row_winners(wide, top, top + row, out, winners, (f * OHp + oy) * OWp, OWp)
         return
-    wide, N, row = tiles_output(xp, packed, b, rest, geometry, activation)
     cut_wide(wide, N, row, FN, OH, OW, out, 0, OH * OW, OW)
     if activation != RELU and activation != IDENTITY:
         activation_forward(activation, out)
@@ -459,6 +465,24 @@ def sweep_images(H, W, FH, FW, pad, itemsize):
 
 
 @njit(cache=True)
+def gradient_layout(geometry, itemsize):
+    """(N, row, S, L, xsize, plane, column) of the backward by weight tiles, as the forward's
+    ``tiles_output`` laid out the output: its gradient planes of L values, N pixels from S on, rows
+    ``row`` apart (zeros around them), and the images the weight tiles read, xsize values each,
+    channel planes ``plane`` apart, tap (fy, fx) at fy·row + fx·column. Wide rows on the padded
+    image: S = (FH − 1)·Wp + FW − 1, L = ``_gradient_planes``' Lg (the zeros around the rows are the
+    input gradient's padding); on its shifted copies (``uses_shifted``): rows of OW from 0 on."""
+    C, H, W, FH, FW, _, pad = geometry
+    OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    if uses_shifted(H, W, FH, FW, pad, itemsize):
+        N, R = shifted_pixels(OH, OW, itemsize), H + 2 * pad
+        return N, OW, 0, N, shifted_size(C, H, W, FH, FW, pad), FW * R * OW, R * OW
+    Lg, _ = _gradient_planes(C, H, W, 0, FH, FW, pad, itemsize)
+    return wide_pixels(OH, Wp, itemsize), Wp, (FH - 1) * Wp + FW - 1, Lg, padded_size(C, H, W, FW, pad), Hq * Wp, 1
+
+
+@njit(cache=True)
 def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part, first, geometry, dx, below, pool):
     """Images n0 to n1 − 1's share of the gradients by weight tiles (at most ``sweep_images``):
     part ((FH·FW, FN, C) tap by tap, then FN bias entries) (+)= their dW and db (= when ``first``);
@@ -467,48 +491,71 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     row per image. ``pool`` = (winners, pooled, act): for a convolution pooled in its forward
     (``_direct_forward_image`` with winners), dout is the pool's output gradient: times
     act'(pooled) (the winner's own value: the one input of its window with a gradient; in place),
-    it goes straight to the winners in the widened planes (``_simd.unpool_row``).
+    it goes straight to the winners in the gradient planes (``_simd.unpool_row``).
 
-    Each image is padded into ``scratch`` and its output gradient widened with zeros into a plane
-    g of Lg values per filter, starting at S (``_gradient_planes``), in ``dscratch``, one after the
-    other; the weight tiles then sum over all of them (``_weight_tiles``); and padded input pixel
-    q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] · g_f[q + ry·Wp + rx]: the forward's direct
-    sum, read from g."""
+    Each image is padded into ``scratch`` (and copied into its shifted copies, ``uses_shifted``)
+    and its output gradient laid out as the forward's output (``gradient_layout``), in planes of
+    L values per filter in ``dscratch``, one image after the other; the weight tiles then sum over
+    all of them (``_weight_tiles``). Padded input pixel q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry,
+    rx] · g_f[q + ry·Wp + rx] over wide planes g (``_gradient_planes``; copied from the shifted
+    rows where those were used): the forward's direct sum, read from g."""
     C, H, W, FH, FW, _, pad = geometry
     winners, pooled, act = pool
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
     OHd, OWd = (OH // 2, OW // 2) if winners.shape[0] > 0 else (OH, OW)  # dout's planes
     FN = dout.shape[1] // (OHd * OWd)
     Hq, Wp = _padded_plane(H, W, FW, pad)
-    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
-    S = (FH - 1) * Wp + FW - 1
+    N, row, S, L, xsize, plane, column = gradient_layout(geometry, x.itemsize)
+    shifted = column != 1
     K = C * FH * FW
-    N = wide_pixels(OH, Wp, x.itemsize)
-    xsize, gsize = padded_size(C, H, W, FW, pad), FN * Lg
+    gsize = FN * L
     images = n1 - n0
+    # the rows written below cover a shifted plane's first OH·OW values (the pool's windows tile the
+    # output: ``records`` refuses a pool that does not): zeros only after them
     for i in range(images):
-        _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, scratch[i * xsize : (i + 1) * xsize])
+        if shifted:
+            xp = scratch[images * xsize : images * xsize + padded_size(C, H, W, FW, pad)]
+            _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, xp)
+            shift_image(xp, C, H, W, FW, pad, scratch[i * xsize : (i + 1) * xsize])
+        else:
+            _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, scratch[i * xsize : (i + 1) * xsize])
         g, grad = dscratch[i * gsize : (i + 1) * gsize], dout[n0 + i]
-        for j in range(gsize):  # zeros first (a memset), then dout's rows: writing each value once,
-            g[j] = 0  # the zeros between the rows, measured slower
+        if shifted:
+            for f in range(FN):
+                for j in range(f * L + OH * OW, (f + 1) * L):
+                    g[j] = 0
+        else:  # zeros first (a memset), then dout's rows: writing each value once, the zeros between
+            for j in range(gsize):  # the rows, measured slower
+                g[j] = 0
         if winners.shape[0] > 0:
             activation_backward(act, grad, pooled[n0 + i])
         for f in range(FN):
             for oy in range(OHd):
-                if winners.shape[0] > 0:  # the winners index the wide output: plane f from f·N on
-                    top = f * N + 2 * oy * Wp
-                    unpool_row(grad, winners[n0 + i], (f * OHd + oy) * OWd, OWd, g, top, top + Wp, f * (Lg - N) + S)
+                if winners.shape[0] > 0:  # the winners index the forward's output: plane f from f·N on
+                    top = f * N + 2 * oy * row
+                    unpool_row(grad, winners[n0 + i], (f * OHd + oy) * OWd, OWd, g, top, top + row, f * (L - N) + S)
                 else:
-                    copy_run(grad, (f * OH + oy) * OW, g, f * Lg + S + oy * Wp, OW)
+                    copy_run(grad, (f * OH + oy) * OW, g, f * L + S + oy * row, OW)
             total = run_sum(grad, f * OHd * OWd, OHd * OWd)
             part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
-    vectors = wide_pixels(OH, Wp, x.itemsize) // (tile_pixels(x.itemsize) // 2)
-    _weight_tiles(dscratch, S, Lg, FN, scratch, C, Hq * Wp, FH, FW, Wp, vectors, images, gsize, xsize, part, first)
+    vectors = N // (tile_pixels(x.itemsize) // 2)
+    _weight_tiles(dscratch, S, L, FN, scratch, C, plane, FH, FW, row, column, vectors, images, gsize, xsize, part,
+                  first)  # fmt: skip
     if dx.shape[0] == 0:
         return
-    dxw = dscratch[images * gsize : images * gsize + C * M]
+    Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
+    Sw = (FH - 1) * Wp + FW - 1
+    wide = dscratch[images * gsize : images * gsize + (FN * Lg if shifted else 0)]
+    dxw = dscratch[images * gsize + wide.shape[0] : images * gsize + wide.shape[0] + C * M]
     for i in range(images):
         g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
+        if shifted:  # the planes widened: rows of Wp, the zeros around them the input gradient's padding
+            for j in range(FN * Lg):
+                wide[j] = 0
+            for f in range(FN):
+                for oy in range(OH):
+                    copy_run(g, f * L + oy * OW, wide, f * Lg + Sw + oy * Wp, OW)
+            g = wide
         _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, 1, tile_pixels(x.itemsize), dout[n], SUMS)
         for c in range(C):
             for y in range(H):
@@ -520,25 +567,26 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
 
 
 @njit(cache=True)
-def _weight_tiles(g, g_off, Lg, FN, xp, C, plane, FH, FW, Wp, vectors, images, g_image, x_image, part, first):
-    """part[(t·FN + f)·C + c] (+)= Σ_i Σ_p g[i·g_image + f·Lg + g_off + p] · xp[i·x_image + c·plane + (t // FW)·Wp
-    + t % FW + p] over ``images`` images and ``vectors`` vectors of pixels p (= when ``first``): a
-    stride-1 convolution's weight gradient, tap by tap, from the wide output gradients g and the
-    padded inputs xp, a ``_simd.weight_tile`` at a time: 4 filters × 6 columns, or on AVX-512 5 × 5
-    where that computes fewer sums past dW's edges (a tile's rows and columns past them are
-    computed, not stored): 30 filters × 25 columns (SimpleConvNet's 5×5) fill 5 × 5 tiles, not 4 × 6."""
+def _weight_tiles(g, g_off, Lg, FN, xp, C, plane, FH, FW, Wp, column, vectors, images, g_image, x_image, part, first):
+    """part[(t·FN + f)·C + c] (+)= Σ_i Σ_p g[i·g_image + f·Lg + g_off + p] · xp[i·x_image + c·plane
+    + (t // FW)·Wp + (t % FW)·column + p] over ``images`` images and ``vectors`` vectors of pixels p
+    (= when ``first``): a stride-1 convolution's weight gradient, tap by tap, from the output
+    gradients g and the padded inputs xp (or their shifted copies: ``gradient_layout``), a
+    ``_simd.weight_tile`` at a time: 4 filters × 6 columns, or on AVX-512 5 × 5 where that computes
+    fewer sums past dW's edges (a tile's rows and columns past them are computed, not stored): 30
+    filters × 25 columns (SimpleConvNet's 5×5) fill 5 × 5 tiles, not 4 × 6."""
     K = C * FH * FW
     if WEIGHT_TILE_FILTERS == 4 and _tiled(FN, 5) * _tiled(K, 5) < _tiled(FN, 4) * _tiled(K, 6):
         for f0 in range(0, FN, 5):
             for j0 in range(0, K, 5):
-                weight_tile(g, g_off, Lg, FN, f0, xp, 0, C, plane, FH, FW, Wp, j0, vectors, images, g_image, x_image,
-                            part, first, 5, 5)  # fmt: skip
+                weight_tile(g, g_off, Lg, FN, f0, xp, 0, C, plane, FH, FW, Wp, column, j0, vectors, images, g_image,
+                            x_image, part, first, 5, 5)  # fmt: skip
         return
     nf, nj = WEIGHT_TILE_FILTERS, WEIGHT_TILE_COLUMNS
     for f0 in range(0, FN, nf):
         for j0 in range(0, K, nj):
-            weight_tile(g, g_off, Lg, FN, f0, xp, 0, C, plane, FH, FW, Wp, j0, vectors, images, g_image, x_image, part,
-                        first, nf, nj)  # fmt: skip
+            weight_tile(g, g_off, Lg, FN, f0, xp, 0, C, plane, FH, FW, Wp, column, j0, vectors, images, g_image,
+                        x_image, part, first, nf, nj)  # fmt: skip
 
 
 @njit(cache=True)
