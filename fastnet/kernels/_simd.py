@@ -307,57 +307,78 @@ def _pool_row_codegen(with_winners):
         values = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                   for v, t in zip(args, sig.args)]  # fmt: skip
         top, bottom, out_off, n = values[1], values[2], values[-2], values[-1]
-        vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        vector, load, store, _, _ = _masked_ops(context, builder, sig.args[0].dtype)
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
         outs = context.make_array(sig.args[3])(context, builder, args[3]).data
         zero = ir.Constant(vector, None)
         align = ir.Constant(i32, 4)
+        # lane arithmetic in 32 bits (a mask or an offset within a row pair), positions widened to
+        # 64 bits once, at the store: half the vector operations of 64-bit lanes
+        lane, splat = _lanes32(builder, lanes)
         even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
-        two = splat(ir.Constant(i64, 2))
+        row = builder.trunc(builder.sub(bottom, top), i32)  # the window's second row, this far from its first
+        # where each candidate lies from its window's top left: (top, left), (top, right), (bottom, left),
+        # (bottom, right)
+        offsets = [splat(ir.Constant(i32, 0)), splat(ir.Constant(i32, 1)), splat(row),
+                   splat(builder.add(row, ir.Constant(i32, 1)))]  # fmt: skip
 
-        def bigger(v, m):  # whether v replaces m: v > m, or v is the first NaN
-            nan_v, nan_m = builder.fcmp_unordered("uno", v, v), builder.fcmp_unordered("uno", m, m)
-            return builder.and_(builder.or_(builder.fcmp_ordered(">", v, m), nan_v), builder.not_(nan_m))
+        def bigger(v, m):  # whether v replaces m: v > m or v NaN (unordered-or-greater), unless m is NaN
+            return builder.and_(builder.fcmp_unordered(">", v, m), builder.fcmp_ordered("ord", m, m))
 
         chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, chunks) as chunk:
             first = builder.mul(chunk.index, ir.Constant(i64, lanes))
-            left = splat(builder.sub(n, first))  # outputs left from this chunk's first on
-            inputs, where = [], []
+            left = splat(builder.trunc(builder.sub(n, first), i32))  # outputs left from this chunk's first on
+            inputs = []
             for start in (top, bottom):
                 at = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
                 halves = []
                 for half in range(2):  # input lane j of this half is window (half·lanes + j) // 2's
-                    index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
-                    mask = builder.icmp_signed("<", index, builder.mul(left, two))
+                    index = builder.add(lane, splat(ir.Constant(i32, half * lanes)))
+                    mask = builder.icmp_signed("<", index, builder.add(left, left))
                     pointer = builder.bitcast(builder.gep(srcs, [builder.add(at, ir.Constant(i64, half * lanes))]),
                                               vector.as_pointer())  # fmt: skip
                     halves.append(builder.call(load, [pointer, align, mask, zero]))
                 inputs += [builder.shuffle_vector(halves[0], halves[1], even),
                            builder.shuffle_vector(halves[0], halves[1], odd)]  # fmt: skip
-                left_index = builder.add(splat(at), builder.mul(lane, two))
-                where += [left_index, builder.add(left_index, splat(ir.Constant(i64, 1)))]
-            best, best_at = inputs[0], where[0]
-            for v, at in zip(inputs[1:], where[1:]):  # (top, left), (top, right), (bottom, left), (bottom, right)
+            best, best_at = inputs[0], offsets[0]
+            for v, offset in zip(inputs[1:], offsets[1:]):
                 take = bigger(v, best)
-                best, best_at = builder.select(take, v, best), builder.select(take, at, best_at)
+                best, best_at = builder.select(take, v, best), builder.select(take, offset, best_at)
             mask = builder.icmp_signed("<", lane, left)
             pointer = builder.bitcast(builder.gep(outs, [builder.add(out_off, first)]), vector.as_pointer())
             builder.call(store, [best, pointer, align, mask])
             if with_winners:
                 wins = context.make_array(sig.args[4])(context, builder, args[4]).data
-                index_vector = best_at.type
+                index_vector = ir.VectorType(i64, lanes)
+                window = builder.add(builder.add(lane, lane), best_at)  # from the chunk's first window on
+                origin = builder.add(top, builder.mul(first, ir.Constant(i64, 2)))
+                origin = builder.insert_element(ir.Constant(index_vector, ir.Undefined), origin, ir.Constant(i32, 0))
+                origin = builder.shuffle_vector(origin, origin, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+                where = builder.add(origin, builder.sext(window, index_vector))
                 store_index = cgutils.get_or_insert_function(
                     builder.module, ir.FunctionType(ir.VoidType(), [index_vector, index_vector.as_pointer(), i32,
                                                                     mask.type]),
                     f"llvm.masked.store.v{lanes}i64.p0v{lanes}i64")  # fmt: skip
                 pointer = builder.bitcast(builder.gep(wins, [builder.add(out_off, first)]), index_vector.as_pointer())
-                builder.call(store_index, [best_at, pointer, ir.Constant(i32, 8), mask])
+                builder.call(store_index, [where, pointer, ir.Constant(i32, 8), mask])
         return context.get_dummy_value()
 
     return codegen
+
+
+def _lanes32(builder, lanes):
+    """(the lane numbers as a vector of ``lanes`` i32, splat: an i32 value in every lane)."""
+    i32 = ir.IntType(32)
+    vector = ir.VectorType(i32, lanes)
+
+    def splat(value):
+        one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, one, ir.Constant(vector, [0] * lanes))
+
+    return ir.Constant(vector, list(range(lanes))), splat
 
 
 @intrinsic
@@ -390,6 +411,12 @@ def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom, shift):
         # lanes (0, lanes), (1, lanes + 1), ...: the left and right inputs of each window side by side
         low = ir.Constant(ir.VectorType(i32, lanes), [j // 2 + (j % 2) * lanes for j in range(lanes)])
         high = ir.Constant(ir.VectorType(i32, lanes), [lanes // 2 + j // 2 + (j % 2) * lanes for j in range(lanes)])
+        # each winner as an offset (32 bits) from its chunk's first window, against the four inputs' offsets
+        lane32, splat32 = _lanes32(builder, lanes)
+        window = builder.add(lane32, lane32)
+        row = splat32(builder.trunc(builder.sub(bottom, top), i32))
+        inputs = [window, builder.add(window, splat32(ir.Constant(i32, 1))), builder.add(window, row),
+                  builder.add(builder.add(window, row), splat32(ir.Constant(i32, 1)))]  # fmt: skip
         chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, chunks) as chunk:
             first = builder.mul(chunk.index, ir.Constant(i64, lanes))
@@ -400,16 +427,16 @@ def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom, shift):
                                         zero])  # fmt: skip
             won = builder.call(load_index, [builder.bitcast(builder.gep(wins, [at]), index_vector.as_pointer()),
                                             ir.Constant(i32, 8), mask, ir.Constant(index_vector, None)])  # fmt: skip
-            for start in (top, bottom):
-                row = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
-                left_index = builder.add(splat(row), builder.mul(lane, two))
-                right_index = builder.add(left_index, splat(ir.Constant(i64, 1)))
-                lefts = builder.select(builder.icmp_signed("==", won, left_index), grads, zero)
-                rights = builder.select(builder.icmp_signed("==", won, right_index), grads, zero)
+            origin = builder.add(top, builder.mul(first, ir.Constant(i64, 2)))
+            offset = builder.trunc(builder.sub(won, splat(origin)), ir.VectorType(i32, lanes))  # masked lanes: grads 0
+            for k, start in enumerate((top, bottom)):
+                row_at = builder.add(start, builder.mul(first, ir.Constant(i64, 2)))
+                lefts = builder.select(builder.icmp_signed("==", offset, inputs[2 * k]), grads, zero)
+                rights = builder.select(builder.icmp_signed("==", offset, inputs[2 * k + 1]), grads, zero)
                 for half, order in enumerate((low, high)):
                     index = builder.add(lane, splat(ir.Constant(i64, half * lanes)))
                     half_mask = builder.icmp_signed("<", index, builder.mul(left, two))
-                    at_dx = builder.add(builder.add(row, shift), ir.Constant(i64, half * lanes))
+                    at_dx = builder.add(builder.add(row_at, shift), ir.Constant(i64, half * lanes))
                     pointer = builder.bitcast(builder.gep(dxs, [at_dx]), vector.as_pointer())
                     builder.call(store, [builder.shuffle_vector(lefts, rights, order), pointer, align, half_mask])
         return context.get_dummy_value()

@@ -55,9 +55,9 @@ from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size, no_p
 from .decay import add_decay, sum_of_squares
 from .dropout import dropout_backward_rows, dropout_rows
 from .forward import _count_correct
-from .layers import _affine_block, _input_grad_rows, _softmax_ce_row
+from .layers import _affine_block, _input_grad_block, _softmax_ce_row
 from .optimizer import next_rate
-from .partition import block_bounds, num_blocks, product_split
+from .partition import block_bounds, num_blocks, product_block, product_split
 from .pool import pool_backward_rows, pool_forward_rows
 from .records import (
     ACT,
@@ -193,12 +193,15 @@ def _forward(x, flat, net, work, masks):
 def layer_split(rec, l, B, backward):
     """How the engine splits the work of layer l (affine, batch norm, dropout) on B rows into
     blocks, (blocks, 1) or an affine product's (row blocks, column blocks): batch norm by
-    channels, the rest by rows, affine forward by rows and columns of the product. The blocks
-    are numbered by the shapes only: the same bits whatever the number of threads."""
+    channels, dropout by rows, an affine layer's forward and input gradient by rows and columns
+    of the product (``product_split``: a wide input's gradient, SimpleConvNet's 4,320, by
+    columns, so that no two blocks pack the same weights). The blocks are numbered by the shapes
+    only: the same bits whatever the number of threads."""
     kind = rec[l, KIND]
     if kind == AFFINE:
-        n = rec[l, IN_SIZE] * rec[l, OUT_SIZE]
-        return (num_blocks(B, B * n), 1) if backward else product_split(B, rec[l, IN_SIZE], rec[l, OUT_SIZE])
+        if backward:
+            return product_split(B, rec[l, OUT_SIZE], rec[l, IN_SIZE])
+        return product_split(B, rec[l, IN_SIZE], rec[l, OUT_SIZE])
     if kind == BATCHNORM:
         return (num_blocks(rec[l, C]), 1)
     return (num_blocks(B), 1)
@@ -293,7 +296,7 @@ def _backward(flat, grad, net, work, B, seed, step):
                                    rec[l - 1, ACT], pool_geometry(rec, l))  # fmt: skip
         elif l > 0 or kind == BATCHNORM:
             split = layer_split(rec, l, B, True)
-            for k in prange(split[0]):
+            for k in prange(split[0] * split[1]):
                 backward_block(flat, grad, net, work, l, seed, step, split, k)
 
 
@@ -317,13 +320,14 @@ def backward_block(flat, grad, net, work, l, seed, step, split, k):
         c0, c1 = block_bounds(channels, split[0], k)
         batchnorm_backward_channels(d, normed, gamma, stats, dgamma, dbeta, dh, h, below, S, c0, c1)
         return
-    r0, r1 = block_bounds(B, split[0], k)
     if kind == AFFINE:
         weights, _ = affine_params(flat, rec, l)
-        _input_grad_rows(d, weights, h, dh, r0, r1, work.one_zero, below)
-    else:
-        dropout_backward_rows(d, dh, h, layer_rows(work.acts, rec, l, B), below, coef[l, RATIO], seed, step,
-                              rec[l, KEY], r0, r1)  # fmt: skip
+        r0, r1, c0, c1 = product_block(B, rec[l, IN_SIZE], split, k)
+        _input_grad_block(d, weights, h, dh, r0, r1, c0, c1, work.one_zero, below)
+        return
+    r0, r1 = block_bounds(B, split[0], k)
+    dropout_backward_rows(d, dh, h, layer_rows(work.acts, rec, l, B), below, coef[l, RATIO], seed, step, rec[l, KEY],
+                          r0, r1)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)

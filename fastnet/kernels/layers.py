@@ -104,12 +104,18 @@ def _input_grad_rows(dout, W, h, dh, r0, r1, alpha_beta, activation):
 
     alpha_beta[0:2] must hold (1, 0).
     """
-    if r1 <= r0:
+    _input_grad_block(dout, W, h, dh, r0, r1, 0, W.shape[0], alpha_beta, activation)
+
+
+@njit(cache=True)
+def _input_grad_block(dout, W, h, dh, r0, r1, c0, c1, alpha_beta, activation):
+    """``_input_grad_rows`` for the block dh[r0:r1, c0:c1] (the product's columns: W's rows c0:c1)."""
+    if r1 <= r0 or c1 <= c0:
         return
     H, C = W.shape
-    gemm(AS_IS, TRANSPOSED, r1 - r0, H, C, alpha_beta, dout[r0:], C, W, C, dh[r0:], H)
+    gemm(AS_IS, TRANSPOSED, r1 - r0, c1 - c0, C, alpha_beta, dout[r0:], C, W[c0:], C, dh[r0:, c0:], H)
     for i in range(r0, r1):
-        activation_backward(activation, dh[i], h[i])
+        activation_backward(activation, dh[i, c0:c1], h[i, c0:c1])
 
 
 @njit(cache=True)
