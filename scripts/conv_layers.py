@@ -76,7 +76,10 @@ def main():
         if forward_route == "direct" and uses_shifted(r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.PAD], flat.itemsize):
             forward_route = "shifted"  # the direct tiles on shifted copies
         tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
-        route = forward_route + " / " + ("weight tiles" if tiled else "unfolded")
+        backward_route = "weight tiles" if tiled else "unfolded"
+        if tiled and forward_route == "shifted":
+            backward_route = "shifted weight tiles"  # conv.gradient_layout: the same rows as the forward's
+        route = forward_route + " / " + backward_route
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "
             f"{params_only * 1e3:.2f} | {flops / forward / 1e9:.0f}, {(2 if l else 1) * flops / back / 1e9:.0f} |"
