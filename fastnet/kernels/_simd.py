@@ -307,7 +307,7 @@ def _pool_row_codegen(with_winners):
         values = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                   for v, t in zip(args, sig.args)]  # fmt: skip
         top, bottom, out_off, n = values[1], values[2], values[-2], values[-1]
-        vector, load, store, _, _ = _masked_ops(context, builder, sig.args[0].dtype)
+        vector, load, store, _, splat64 = _masked_ops(context, builder, sig.args[0].dtype)
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
         outs = context.make_array(sig.args[3])(context, builder, args[3]).data
@@ -315,7 +315,7 @@ def _pool_row_codegen(with_winners):
         align = ir.Constant(i32, 4)
         # lane arithmetic in 32 bits (a mask or an offset within a row pair), positions widened to
         # 64 bits once, at the store: half the vector operations of 64-bit lanes
-        lane, splat = _lanes32(builder, lanes)
+        lane, splat = _lanes(builder, lanes, 32)
         even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
         odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
         row = builder.trunc(builder.sub(bottom, top), i32)  # the window's second row, this far from its first
@@ -354,9 +354,7 @@ def _pool_row_codegen(with_winners):
                 wins = context.make_array(sig.args[4])(context, builder, args[4]).data
                 index_vector = ir.VectorType(i64, lanes)
                 window = builder.add(builder.add(lane, lane), best_at)  # from the chunk's first window on
-                origin = builder.add(top, builder.mul(first, ir.Constant(i64, 2)))
-                origin = builder.insert_element(ir.Constant(index_vector, ir.Undefined), origin, ir.Constant(i32, 0))
-                origin = builder.shuffle_vector(origin, origin, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+                origin = splat64(builder.add(top, builder.mul(first, ir.Constant(i64, 2))))
                 where = builder.add(origin, builder.sext(window, index_vector))
                 store_index = cgutils.get_or_insert_function(
                     builder.module, ir.FunctionType(ir.VoidType(), [index_vector, index_vector.as_pointer(), i32,
@@ -369,14 +367,14 @@ def _pool_row_codegen(with_winners):
     return codegen
 
 
-def _lanes32(builder, lanes):
-    """(the lane numbers as a vector of ``lanes`` i32, splat: an i32 value in every lane)."""
-    i32 = ir.IntType(32)
-    vector = ir.VectorType(i32, lanes)
+def _lanes(builder, lanes, bits):
+    """(the lane numbers as a vector of ``lanes`` integers of ``bits`` bits, splat: such an integer
+    in every lane)."""
+    vector, i32 = ir.VectorType(ir.IntType(bits), lanes), ir.IntType(32)
 
     def splat(value):
         one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, one, ir.Constant(vector, [0] * lanes))
+        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
 
     return ir.Constant(vector, list(range(lanes))), splat
 
@@ -412,7 +410,7 @@ def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom, shift):
         low = ir.Constant(ir.VectorType(i32, lanes), [j // 2 + (j % 2) * lanes for j in range(lanes)])
         high = ir.Constant(ir.VectorType(i32, lanes), [lanes // 2 + j // 2 + (j % 2) * lanes for j in range(lanes)])
         # each winner as an offset (32 bits) from its chunk's first window, against the four inputs' offsets
-        lane32, splat32 = _lanes32(builder, lanes)
+        lane32, splat32 = _lanes(builder, lanes, 32)
         window = builder.add(lane32, lane32)
         row = splat32(builder.trunc(builder.sub(bottom, top), i32))
         inputs = [window, builder.add(window, splat32(ir.Constant(i32, 1))), builder.add(window, row),
@@ -477,7 +475,7 @@ def _masked_ops(context, builder, dtype):
     value in every lane) for vectors of ``dtype`` filling a register."""
     scalar = context.get_data_type(dtype)
     lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
-    vector, i1, i32, i64 = ir.VectorType(scalar, lanes), ir.IntType(1), ir.IntType(32), ir.IntType(64)
+    vector, i1, i32 = ir.VectorType(scalar, lanes), ir.IntType(1), ir.IntType(32)
     masks = ir.VectorType(i1, lanes)
     suffix = f"v{lanes}{'f32' if dtype == types.float32 else 'f64'}"
     load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector.as_pointer(), i32, masks,
@@ -486,10 +484,5 @@ def _masked_ops(context, builder, dtype):
     store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(),
                                                                                            i32, masks]),
                                            f"llvm.masked.store.{suffix}.p0{suffix}")  # fmt: skip
-    lane = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
-
-    def splat(value):
-        vec = builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-
+    lane, splat = _lanes(builder, lanes, 64)
     return vector, load, store, lane, splat
