@@ -2,24 +2,50 @@
 and backward (with and without dx) timed alone on the step's own buffers, B = 100, medians.
 
     python scripts/conv_layers.py [--net simple-conv] [--batch 100] [--repeats 30]
+
+With ``--test-time``: each stride-1 convolution's test-time output (``predict``'s, an image at a time
+on every core, the image padded and the bias and ReLU applied) by the direct tiles and by Winograd's
+transform, side by side in rounds that alternate which goes first, ``--batch`` images (1,000 by
+default there); GFLOP/s counts the direct sum's multiply-adds for both; the error is one image's
+largest, against float64's, relative to its largest output.
+
+    python scripts/conv_layers.py --test-time [--net accurate-conv] [--rounds 7]
 """
 
 import argparse
 import time
 
 import numpy as np
+from numba import get_num_threads, njit, prange
 
-from fastnet import DeepConvNet, SimpleConvNet, optim
+from fastnet import DeepConvNet, Sequential, SimpleConvNet, optim, reference
 from fastnet.kernels import records as E
+from fastnet.kernels.activations import RELU
 from fastnet.kernels.conv import (
+    _pad_image,
+    _padded_plane,
     conv_backward_rows,
     conv_forward_rows,
+    conv_scratch_size,
+    direct_filters,
     no_pool,
     no_winners,
+    padded_size,
+    tiles_output,
     uses_direct,
     uses_shifted,
     uses_weight_tiles,
 )
+from fastnet.kernels.partition import block_bounds
+from fastnet.kernels.winograd import uses_winograd, winograd_filters, winograd_output, winograd_size
+
+NETS = {
+    "deep-conv": lambda: DeepConvNet(seed=0),
+    "simple-conv": lambda: SimpleConvNet(seed=0),
+    "accurate-conv": lambda: Sequential.from_spec(
+        "1x28x28:conv32x3p1,bn,relu,pool2,conv64x3p1,bn,relu,pool2,affine256,bn,relu,dropout0.4,affine10", seed=0
+    ),
+}
 
 
 def median_seconds(func, repeats):
@@ -32,14 +58,102 @@ def median_seconds(func, repeats):
     return float(np.median(times))
 
 
+@njit(parallel=True)
+def test_time_outputs(x, images, filters, b, padded, scratch, geometry, winograd):
+    """``images`` images padded and convolved as ``predict`` does it, image n being x[n % len(x)],
+    block k of images in padded[k] and scratch[k]: by Winograd's transform (filters from
+    ``winograd_filters``) or the direct tiles."""
+    C, H, W, _, FW, _, pad = geometry
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    blocks = scratch.shape[0]
+    for k in prange(blocks):
+        n0, n1 = block_bounds(images, blocks, k)
+        for n in range(n0, n1):
+            _pad_image(x[n % x.shape[0]], C, H, W, pad, Hq, Wp, padded[k])
+            if winograd:
+                winograd_output(padded[k], filters, b, scratch[k], geometry, RELU)
+            else:
+                tiles_output(padded[k], filters, b, scratch[k], geometry, RELU)
+
+
+@njit
+def image_output(x, filters, b, padded, scratch, geometry, winograd):
+    """(out, N, row): image x's output (``conv.tiles_output``'s layout) by either route."""
+    C, H, W, _, FW, _, pad = geometry
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    _pad_image(x, C, H, W, pad, Hq, Wp, padded)
+    if winograd:
+        return winograd_output(padded, filters, b, scratch, geometry, RELU)
+    return tiles_output(padded, filters, b, scratch, geometry, RELU)
+
+
+def largest_error(x, filters, b, padded, scratch, geometry, winograd, weights):
+    """The largest error of one image's output against float64's, relative to its largest value."""
+    C, H, W, FH, FW, stride, pad = geometry
+    out, N, row = image_output(x, filters, b, padded, scratch, geometry, winograd)
+    layer = reference.Convolution(weights.reshape(-1, C, FH, FW).astype(np.float64), b.astype(np.float64), 1, pad)
+    exact = np.maximum(layer.forward(x.reshape(1, C, H, W).astype(np.float64))[0], 0)
+    FN, OH, OW = exact.shape
+    got = np.stack([[out[f * N + y * row : f * N + y * row + OW] for y in range(OH)] for f in range(FN)])
+    return np.abs(got - exact).max() / np.abs(exact).max()
+
+
+def test_time_table(net, batch, rounds):
+    rec, flat = net.net.rec, net._flat
+    rng = np.random.default_rng(0)
+    blocks = 2 * get_num_threads()
+    print(f"| conv, {batch:,} images, test time | C→FN, H×W | tiles ms | Winograd ms | Winograd / tiles, median "
+          "(min-max) | GFLOP/s tiles, Winograd | error tiles, Winograd |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for number, l in enumerate(np.flatnonzero(rec[:, E.KIND] == E.CONV), start=1):
+        r = rec[l]
+        C, H, W, FN, FH, FW, stride, pad = (int(v) for v in r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]])
+        if not uses_winograd(C, H, W, FN, FH, FW, stride, pad, flat.itemsize):
+            continue
+        geometry = (C, H, W, FH, FW, stride, pad)
+        weights = flat[r[E.W_OFF] : r[E.B_OFF]].reshape(FN, -1)
+        b = flat[r[E.B_OFF] : r[E.B_OFF] + FN]
+        packed, transformed = np.empty(weights.size, flat.dtype), np.empty(16 * weights.size // 9, flat.dtype)
+        direct_filters(weights, C, FH, FW, packed)
+        winograd_filters(weights, C, transformed)
+        # 100 images over and over: in cache, as predict's layers read what the layer below just wrote
+        x = rng.standard_normal((min(batch, 100), C * H * W)).astype(flat.dtype)
+        padded = np.zeros((blocks, padded_size(C, H, W, FW, pad)), flat.dtype)
+        size = max(conv_scratch_size(C, H, W, FN, FH, FW, stride, pad),
+                   winograd_size(C, H, W, FN, pad, flat.itemsize))  # fmt: skip
+        scratch = np.zeros((blocks, size), flat.dtype)
+        calls = [lambda: test_time_outputs(x, batch, packed, b, padded, scratch, geometry, False),
+                 lambda: test_time_outputs(x, batch, transformed, b, padded, scratch, geometry, True)]  # fmt: skip
+        for call in calls:
+            call()
+        timings = []
+        for round_ in range(rounds):
+            order = (1, 0) if round_ % 2 else (0, 1)
+            seconds = {i: median_seconds(calls[i], 3) for i in order}
+            timings.append((seconds[0], seconds[1]))
+        tiles, wino = (float(np.median([t[i] for t in timings])) for i in (0, 1))
+        ratios = [w / t for t, w in timings]
+        flops = 2 * batch * FN * C * FH * FW * r[E.OH] * r[E.OW]
+        errors = [largest_error(x[0], f, b, padded[0], scratch[0], geometry, w, weights)
+                  for f, w in ((packed, False), (transformed, True))]  # fmt: skip
+        print(f"| {number} | {C}→{FN}, {H}×{W}, pad {pad} | {tiles * 1e3:.2f} | {wino * 1e3:.2f} | "
+              f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+              f"{flops / tiles / 1e9:.0f}, {flops / wino / 1e9:.0f} | {errors[0]:.1e}, {errors[1]:.1e} |")  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=None, help="images (default: 100, or 1,000 with --test-time)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--net", choices=["deep-conv", "simple-conv"], default="deep-conv")
+    parser.add_argument("--net", choices=sorted(NETS), default="deep-conv")
+    parser.add_argument("--test-time", action="store_true", help="predict's convolutions: direct tiles and Winograd")
+    parser.add_argument("--rounds", type=int, default=7, help="with --test-time: alternating rounds")
     args = parser.parse_args()
-    B = args.batch
-    net = DeepConvNet(seed=0) if args.net == "deep-conv" else SimpleConvNet(seed=0)
+    net = NETS[args.net]()
+    if args.test_time:
+        test_time_table(net, args.batch or 1000, args.rounds)
+        return
+    B = args.batch or 100
     rng = np.random.default_rng(0)
     x, t = rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000)
     batches, adam = rng.integers(0, 1000, (6, B)), optim.Adam()

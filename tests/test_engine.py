@@ -210,6 +210,20 @@ def test_gradcheck_float64(network):
     assert report.passed, report.rows
 
 
+def assert_test_time_equals_the_reference(shape, layers, classes, dtype, seed):
+    """After one training pass of both twins (running statistics away from (0, 1): folded batch-norm maps
+    are not trivial), predict on a batch and on one row, and accuracy, equal the reference's at test time.
+    Returns (net, ref, x, t)."""
+    net, ref, _ = twins(shape, layers, dtype, seed=seed)
+    x, t = problem(shape, classes, 7, seed=seed + 1)
+    net.gradient(x.astype(dtype), t)
+    ref.gradient(x, t)
+    for rows in (x, x[:1]):
+        assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
+    assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+    return net, ref, x, t
+
+
 # Convolutions whose test-time pass takes in the batch norm above them (no activation of their own,
 # stride 1) and the pool above that (no padding): 2×2 windows at stride 2 (vectors of outputs), other
 # windows, a sigmoid applied after the pool; a batch norm a stride-2 convolution keeps; a folded batch
@@ -229,13 +243,7 @@ def test_the_test_time_fusions_equal_the_reference(dtype):
     assert [l for l in range(len(layers)) if schedule.folds_batchnorm(rec, l)] == [0, 10]
     assert [l for l in (0, 3, 5, 7) if schedule.fuses_pool(rec, l, l + schedule.folds_batchnorm(rec, l))] == [0, 3, 5]
     assert schedule.image_layers(rec) == 12  # the folded batch norm on top included
-    net, ref, _ = twins(shape, layers, dtype, seed=9)
-    x, t = problem(shape, classes, 7, seed=10)
-    net.gradient(x.astype(dtype), t)  # running statistics away from (0, 1): the folded maps are not trivial
-    ref.gradient(x, t)
-    for rows in (x, x[:1]):
-        assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
-    assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+    assert_test_time_equals_the_reference(shape, layers, classes, dtype, seed=9)
 
 
 # Convolutions whose training pass pools their output (schedule.pools_in_training: stride 1, ReLU or no
@@ -331,15 +339,33 @@ def test_each_convolution_writes_the_padded_input_of_the_next(case, dtype):
     shifted = {l for l in where if conv.uses_shifted(*rec[l, [records.H, records.W, records.FH, records.FW]],
                                                      rec[l, records.PAD], size)}  # fmt: skip
     assert shifted == SHIFTED[case][dtype == np.float32]
-    net, ref, _ = twins(shape, layers, dtype, seed=9)
-    x, t = problem(shape, classes, 7, seed=10)
-    net.gradient(x.astype(dtype), t)  # running statistics away from (0, 1)
-    ref.gradient(x, t)
-    for rows in (x, x[:1]):
-        assert_matches_reference(net.predict(rows.astype(dtype)), ref.predict(rows), dtype)
-    assert net.accuracy(x.astype(dtype), t) == (ref.predict(x).argmax(axis=1) == t).mean()
+    net, ref, x, t = assert_test_time_equals_the_reference(shape, layers, classes, dtype, seed=9)
     train_out = net.predict(x.astype(dtype), train_flg=True, advance=False)  # the training pass's tiles
     assert_matches_reference(train_out, ref.predict(x, True), dtype)
+
+
+# 3×3 convolutions at test time by Winograd's transform (winograd.uses_winograd): into the padded input
+# above by a copy (never by its tiles, where the widths agree), taking in a batch norm and the pool above
+# it, pad 2 and a sigmoid applied after it, odd sizes; 16 channels on an 8×8 plane; 15 filters (and the
+# 15 channels above them) by tiles.
+WINOGRAD_NETS = [
+    ((32, 8, 10), [("conv", 32, 3, 3, 1, 1, "relu"), ("conv", 33, 3, 3, 1, 0, "identity"), ("batchnorm", "relu"),
+                   ("pool", 2, 2, 2, 0), ("conv", 16, 3, 3, 1, 2, "sigmoid"), ("affine", 3, "identity")], 3),
+    ((16, 8, 8), [("conv", 16, 3, 3, 1, 1, "relu"), ("conv", 15, 3, 3, 1, 1, "relu"), ("conv", 16, 3, 3, 1, 1, "relu"),
+                  ("affine", 4, "identity")], 4),
+]  # fmt: skip
+WINOGRAD_LAYERS = [{0: COPY, 1: COPY, 4: OWN}, {0: COPY}]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", range(len(WINOGRAD_NETS)))
+def test_winograd_at_test_time_equals_the_reference(case, dtype):
+    shape, layers, classes = WINOGRAD_NETS[case]
+    rec = records.layer_records(shape, layers)[0]
+    l1 = schedule.image_layers(rec)
+    by_winograd = [l for l in range(len(layers)) if schedule.test_by_winograd(rec, l, np.dtype(dtype).itemsize)]
+    assert {l: schedule.handoff(rec, l, l1, np.dtype(dtype).itemsize)[2] for l in by_winograd} == WINOGRAD_LAYERS[case]
+    assert_test_time_equals_the_reference(shape, layers, classes, dtype, seed=11)
 
 
 def test_a_pass_moves_the_running_statistics_only_when_asked():

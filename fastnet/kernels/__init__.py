@@ -22,7 +22,7 @@ Where things are (one module per concern)::
     _blas.py      gemm on blocks of arrays read in place (MKL or OpenBLAS), prefetch hint
     _simd.py      micro-kernels in LLVM vector instructions: the direct convolution's tile (filters ×
                   pixels in registers), the weight gradient's tile (filters × taps), the 2×2 pool's
-                  rows and their backward, row copies and sums
+                  rows and their backward, Winograd's transforms, row copies and sums
     partition.py  how each parallel loop splits its work: blocks by shape, never by thread count
     checks.py     value checks in compiled code (shapes, labels, NaN, overlap, lr)
     _kinds.py     kind checks (dtype, ndim, layout) in Python and at typing time
@@ -49,6 +49,7 @@ Where things are (one module per concern)::
                   direct and weight tiles at stride 1, BLAS for thin layers and strided convolutions;
                   in training, a 2×2 pool above it run in the same pass (the pool's gradient sent to
                   its winners by the convolution's backward)
+    winograd.py   3×3 convolutions at test time by Winograd's F(2×2, 3×3): transforms, 16 products
     pool.py       max pooling: forward (recording the winners; at test time none) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward

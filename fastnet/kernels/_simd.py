@@ -19,6 +19,10 @@ channel and tap on AVX-512).
 ``weight_tile`` is the same idea turned around for the weight gradient: the sum runs over pixels,
 not over channels and taps, so a tile holds filters × (channel, tap) vectors of partial sums over
 a run of pixels, and adds each vector's lanes once at the end.
+
+``winograd_input_row`` and ``winograd_output_row`` are Winograd's transforms (``winograd.py``) for a
+row of 2×2 output tiles, a vector of tiles at a time: the patches' strided columns are pulled apart
+by shuffles, which Numba's loops do not vectorize.
 """
 
 import llvmlite.binding as llvm
@@ -437,6 +441,139 @@ def unpool_row(typingctx, dout, winners, out_off, n, dx, top, bottom, shift):
                     at_dx = builder.add(builder.add(row_at, shift), ir.Constant(i64, half * lanes))
                     pointer = builder.bitcast(builder.gep(dxs, [at_dx]), vector.as_pointer())
                     builder.call(store, [builder.shuffle_vector(lefts, rights, order), pointer, align, half_mask])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _winograd_b(builder, d0, d1, d2, d3):
+    """Bᵀ·(d0, d1, d2, d3) of F(2×2, 3×3): (d0 − d2, d1 + d2, d2 − d1, d1 − d3)."""
+    return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
+
+
+def _winograd_a(builder, m0, m1, m2, m3):
+    """Aᵀ·(m0, m1, m2, m3) of F(2×2, 3×3): (m0 + m1 + m2, m1 − m2 − m3)."""
+    return [builder.fadd(builder.fadd(m0, m1), m2), builder.fsub(builder.fsub(m1, m2), m3)]
+
+
+def _int64_args(context, builder, sig, args):
+    """An intrinsic's arguments, its integers cast to int64."""
+    return [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(args, sig.args)]  # fmt: skip
+
+
+@intrinsic
+def winograd_input_row(typingctx, src, top, row, v, v_off, v_stride, n):
+    """v[v_off + ξ·v_stride + i] = (Bᵀ·d_i·B)[ξ // 4, ξ % 4] for ξ < 16 and i < n: Winograd
+    F(2×2, 3×3)'s input transform of a row of n tiles, tile i's 4×4 patch d_i the values
+    src[top + r·row + 2i + j] (r, j < 4), Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
+    [0, 1, 0, −1]] (compiled code only; unchecked; nothing read past column 2n + 1 of a patch row,
+    nothing written past the n tiles: the last vectors masked). src, v: flat arrays of one float
+    dtype.
+
+    A vector of tiles at a time: three vectors of each patch row loaded, the patches' four columns
+    (2i, 2i + 1, 2i + 2, 2i + 3 for tile i) pulled apart by shuffles, then Bᵀ over the rows and B
+    over the columns as vector adds; Numba's loops over such strided patches run in scalar code."""
+    signature = types.void(src, top, row, v, v_off, v_stride, n)
+
+    def codegen(context, builder, sig, args):
+        _, top, row, _, v_off, v_stride, n = _int64_args(context, builder, sig, args)
+        vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
+        srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
+        vs = context.make_array(sig.args[3])(context, builder, args[3]).data
+        zero, align = ir.Constant(vector, None), ir.Constant(i32, 4)
+
+        def order(indices):
+            return ir.Constant(ir.VectorType(i32, lanes), indices)
+
+        even, odd = order(list(range(0, 2 * lanes, 2))), order(list(range(1, 2 * lanes, 2)))
+        # column 2j + 2 (2j + 3): lane j + 1 of the even (odd) columns, the next vector's first (second) last
+        next_even, next_odd = order(list(range(1, lanes + 1))), order(list(range(1, lanes)) + [lanes + 1])
+        chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(i64, lanes))
+            columns = splat(builder.add(builder.mul(builder.sub(n, first), ir.Constant(i64, 2)), ir.Constant(i64, 2)))
+            patch = []  # patch[r][j]: column j of each tile's row r, a vector of tiles
+            for r in range(4):
+                at = builder.add(builder.add(top, builder.mul(row, ir.Constant(i64, r))),
+                                 builder.mul(first, ir.Constant(i64, 2)))  # fmt: skip
+                loaded = []
+                for h in range(3):
+                    mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, h * lanes))), columns)
+                    pointer = builder.bitcast(builder.gep(srcs, [builder.add(at, ir.Constant(i64, h * lanes))]),
+                                              vector.as_pointer())  # fmt: skip
+                    loaded.append(builder.call(load, [pointer, align, mask, zero]))
+                d0 = builder.shuffle_vector(loaded[0], loaded[1], even)
+                d1 = builder.shuffle_vector(loaded[0], loaded[1], odd)
+                patch.append([d0, d1, builder.shuffle_vector(d0, loaded[2], next_even),
+                              builder.shuffle_vector(d1, loaded[2], next_odd)])  # fmt: skip
+            columns_bd = [_winograd_b(builder, *[patch[r][j] for r in range(4)]) for j in range(4)]  # (Bᵀd)[a, j]
+            mask = builder.icmp_signed("<", lane, splat(builder.sub(n, first)))
+            for a in range(4):
+                values = _winograd_b(builder, *[columns_bd[j][a] for j in range(4)])  # (Bᵀ d B)[a, b]
+                for b, value in enumerate(values):
+                    at = builder.add(builder.add(v_off, builder.mul(v_stride, ir.Constant(i64, 4 * a + b))), first)
+                    builder.call(store, [value, builder.bitcast(builder.gep(vs, [at]), vector.as_pointer()), align,
+                                         mask])  # fmt: skip
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row, epilogue):
+    """out[top + 2i + j] and out[top + row + 2i + j] (j = 0, 1) = (Aᵀ·m_i·A)[0, j] and [1, j], plus
+    bias[f] for ``epilogue`` PLUS_BIAS and then ReLU'd for PLUS_BIAS_RELU (as ``conv_tile``'s), for
+    i < n: Winograd F(2×2, 3×3)'s output transform of a row of n tiles, m_i[ξ] = m[m_off +
+    ξ·m_stride + i], Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] (compiled code only; unchecked; the last
+    vectors masked). m, bias, out: flat arrays of one float dtype. A vector of tiles at a time, each
+    tile's two columns interleaved by shuffles into two vectors of each output row."""
+    signature = types.void(m, m_off, m_stride, n, bias, f, out, top, row, epilogue)
+
+    def codegen(context, builder, sig, args):
+        _, m_off, m_stride, n, _, f, _, top, row, epilogue = _int64_args(context, builder, sig, args)
+        vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
+        ms = context.make_array(sig.args[0])(context, builder, args[0]).data
+        biases = context.make_array(sig.args[4])(context, builder, args[4]).data
+        outs = context.make_array(sig.args[6])(context, builder, args[6]).data
+        zero, align = ir.Constant(vector, None), ir.Constant(i32, 4)
+        scalar = vector.element
+        bias_slot = cgutils.alloca_once_value(builder, ir.Constant(scalar, 0))
+        with builder.if_then(builder.icmp_signed("!=", epilogue, ir.Constant(i64, SUMS))):
+            builder.store(builder.load(builder.gep(biases, [f])), bias_slot)
+        one = builder.insert_element(ir.Constant(vector, ir.Undefined), builder.load(bias_slot), ir.Constant(i32, 0))
+        bias = builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        with_relu = builder.icmp_signed("==", epilogue, ir.Constant(i64, PLUS_BIAS_RELU))
+        # lanes (0, lanes), (1, lanes + 1), ...: a tile's two output columns side by side
+        low = ir.Constant(ir.VectorType(i32, lanes), [j // 2 + (j % 2) * lanes for j in range(lanes)])
+        high = ir.Constant(ir.VectorType(i32, lanes), [lanes // 2 + j // 2 + (j % 2) * lanes for j in range(lanes)])
+        chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(i64, lanes))
+            left = builder.sub(n, first)
+            mask = builder.icmp_signed("<", lane, splat(left))
+            sums = []
+            for xi in range(16):
+                at = builder.add(builder.add(m_off, builder.mul(m_stride, ir.Constant(i64, xi))), first)
+                pointer = builder.bitcast(builder.gep(ms, [at]), vector.as_pointer())
+                sums.append(builder.call(load, [pointer, align, mask, zero]))
+            columns_am = [_winograd_a(builder, *[sums[4 * a + b] for a in range(4)]) for b in range(4)]  # (Aᵀm)[i, b]
+            for i in range(2):
+                y = []
+                for value in _winograd_a(builder, *[columns_am[b][i] for b in range(4)]):  # (Aᵀ m A)[i, j]
+                    value = builder.fadd(value, bias)
+                    relu = builder.select(builder.fcmp_ordered("<", value, zero), zero, value)  # NaN stays NaN
+                    y.append(builder.select(with_relu, relu, value))
+                at_row = builder.add(builder.add(top, builder.mul(row, ir.Constant(i64, i))),
+                                     builder.mul(first, ir.Constant(i64, 2)))  # fmt: skip
+                for half, order in enumerate((low, high)):
+                    half_mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, half * lanes))),
+                                                    splat(builder.add(left, left)))  # fmt: skip
+                    pointer = builder.bitcast(builder.gep(outs, [builder.add(at_row, ir.Constant(i64, half * lanes))]),
+                                              vector.as_pointer())  # fmt: skip
+                    builder.call(store, [builder.shuffle_vector(y[0], y[1], order), pointer, align, half_mask])
         return context.get_dummy_value()
 
     return signature, codegen

@@ -42,6 +42,10 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_til
   The unfolded block is FH·FW times the image, written and read once per pass; the tiles read the
   padded image in place (docs/PERFORMANCE.md has the measurements).
 
+At test time (``schedule.test_image``), 3×3 convolutions of 16 or more channels take a fourth
+route, Winograd's F(2×2, 3×3) (``winograd.py``): the same output in the tiles' layout from 2.25×
+fewer multiplications, its 16 products run by these direct tiles as 1×1 convolutions.
+
 A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
 the pool in its own training pass (``conv_forward_rows`` with winners, ``schedule.pools_in_training``): the
 pool reads each image's wide output where the tiles left it and records its winners as indices

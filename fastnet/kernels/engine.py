@@ -103,6 +103,7 @@ from .schedule import (
     test_forward_by_rows,
     update_other_params,
 )
+from .winograd import uses_winograd, winograd_size
 
 
 def new_engine_work(batch, net, dtype, blocks, training=True):
@@ -113,7 +114,12 @@ def new_engine_work(batch, net, dtype, blocks, training=True):
     conv = rec[rec[:, KIND] == CONV]
     pool = rec[rec[:, KIND] == POOL]
     norm = rec[rec[:, KIND] == BATCHNORM]
-    kp = max([int(conv_scratch_size(*r[[C, H, W, OC, FH, FW, STRIDE, PAD]])) for r in conv] + [1])
+    itemsize = np.dtype(dtype).itemsize
+    kp = 1
+    for c, h, w, fn, fh, fw, stride, pad in conv[:, [C, H, W, OC, FH, FW, STRIDE, PAD]]:
+        kp = max(kp, int(conv_scratch_size(c, h, w, fn, fh, fw, stride, pad)))
+        if uses_winograd(c, h, w, fn, fh, fw, stride, pad, itemsize):  # at test time (``schedule.test_image``)
+            kp = max(kp, int(winograd_size(c, h, w, fn, pad, itemsize)))
     wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
     outs = int(rec[:, OUT_SIZE].sum())
     one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)

@@ -91,6 +91,7 @@ from .records import (
     norm_stats,
     pool_geometry,
 )
+from .winograd import uses_winograd, winograd_filters, winograd_output
 
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
 WHOLE_TASK = -2  # a task that runs a layer's whole product (a serial step: one block)
@@ -327,13 +328,10 @@ def test_filters(flat, net, work):
     direct tiles in their order (``conv.direct_filters``), the others unread; each bias copied.
     A convolution that folds the batch norm above it (``folds_batchnorm``) gets that layer's map,
     y = scale·(W∗x + b) + shift, taken in: filters scale·W, bias scale·b + shift (computed in
-    float64; batch norm's maps already in ``work.stats``, ``test_transforms``)."""
+    float64; batch norm's maps already in ``work.stats``, ``test_transforms``). Filters that run by
+    Winograd's transform (``uses_winograd``) are transformed too, after the rest (``winograd_at``)."""
     rec = net.rec
-    size = 0
-    for l in range(rec.shape[0]):
-        if rec[l, KIND] == CONV:
-            size = rec[l, B_OFF] + rec[l, OC]
-    params = np.empty(size, flat.dtype)
+    params = np.empty(winograd_at(rec, rec.shape[0], flat.itemsize), flat.dtype)
     for l in range(rec.shape[0]):
         if rec[l, KIND] != CONV:
             continue
@@ -352,7 +350,32 @@ def test_filters(flat, net, work):
             params[b0 : b0 + fn] = flat[b0 : b0 + fn]
         if uses_direct(rec[l, STRIDE]):
             direct_filters(filters, rec[l, C], rec[l, FH], rec[l, FW], params[rec[l, W_OFF] :])
+        if test_by_winograd(rec, l, flat.itemsize):
+            winograd_filters(filters, rec[l, C], params[winograd_at(rec, l, flat.itemsize) :])
     return params
+
+
+@njit(cache=True)
+def test_by_winograd(rec, l, itemsize):
+    """Whether layer l is a convolution that runs by Winograd's transform at test time, for values
+    of ``itemsize`` bytes (``winograd.uses_winograd``)."""
+    return rec[l, KIND] == CONV and uses_winograd(rec[l, C], rec[l, H], rec[l, W], rec[l, OC], rec[l, FH], rec[l, FW],
+                                                  rec[l, STRIDE], rec[l, PAD], itemsize)  # fmt: skip
+
+
+@njit(cache=True)
+def winograd_at(rec, l, itemsize):
+    """Where in ``test_filters``' array layer l's transformed filters begin (16 values for each
+    weight): after every convolution's filters and bias, then each Winograd layer's below l in turn
+    (l = the number of layers: the array's size)."""
+    at = 0
+    for m in range(rec.shape[0]):
+        if rec[m, KIND] == CONV:
+            at = rec[m, B_OFF] + rec[m, OC]
+    for m in range(l):
+        if test_by_winograd(rec, m, itemsize):
+            at += 16 * rec[m, OC] * rec[m, C]
+    return at
 
 
 @njit(cache=True)
@@ -418,8 +441,8 @@ def handoff(rec, l, l1, itemsize):
     it leaves it: OWN_BUFFER (its buffer, or the pool's) or the padded input of the direct-tile
     convolution above — BY_TILES (the tiles write it: no pool, an activation they apply, the same
     padded width, so that their sums over the padding land on the padding, and their last vector
-    inside the plane, and tiles on the padded image, not on shifted copies) or BY_COPY (the cut of
-    the tiles' output, or the pool, writes it)."""
+    inside the plane, and tiles on the padded image, not on shifted copies nor Winograd's
+    transform) or BY_COPY (the cut of the tiles' output, or the pool, writes it)."""
     top = l + 1 if folds_batchnorm(rec, l) else l
     pooled = top + 1 < l1 and fuses_pool(rec, l, top)
     above = top + 2 if pooled else top + 1
@@ -430,8 +453,9 @@ def handoff(rec, l, l1, itemsize):
     Hq2, Wp2 = _padded_plane(rec[above, H], rec[above, W], rec[above, FW], pad2)
     N = wide_pixels(rec[l, OH], Wp, itemsize)
     fits = Wp2 == Wp and pad2 * Wp2 + pad2 + N <= Hq2 * Wp2
-    wide = not uses_shifted(rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], pad, itemsize)
-    return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits and wide else BY_COPY
+    shifted = uses_shifted(rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], pad, itemsize)
+    tiled = not shifted and not test_by_winograd(rec, l, itemsize)
+    return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits and tiled else BY_COPY
 
 
 @njit(cache=True)
@@ -441,8 +465,9 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
     direct-tile convolution takes in the batch norm it folds and the pool above it (the pool
     reads its wide output where the tiles left it) and writes its output where ``handoff`` says:
     into the padded input of the direct-tile convolution above (then ``zero_border``), which
-    reads it there instead of padding a copy, or into its own buffer. Every other layer goes as
-    ``test_rows`` takes it."""
+    reads it there instead of padding a copy, or into its own buffer. A 3×3 convolution that
+    ``test_by_winograd`` computes its output by Winograd's transform instead of the tiles, in the
+    tiles' layout. Every other layer goes as ``test_rows`` takes it."""
     rec = net.rec
     B = x.shape[0]
     scratch = work.col[k]
@@ -474,7 +499,11 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
         if where == BY_TILES:  # the wide rows land on the padded rows
             direct_tiles(xp, filters, b, out, first, plane, geometry, act)
         else:
-            wide, N, wide_row = tiles_output(xp, filters, b, scratch, geometry, act)
+            if test_by_winograd(rec, l, flat.itemsize):
+                transformed = params[winograd_at(rec, l, flat.itemsize) :]
+                wide, N, wide_row = winograd_output(xp, transformed, b, scratch, geometry, act)
+            else:
+                wide, N, wide_row = tiles_output(xp, filters, b, scratch, geometry, act)
             if pooled:
                 _, _, _, ph, pw, stride, _, _, _ = pool_geometry(rec, o)
                 max_pool_into(wide, N, wide_row, fn, ph, pw, stride, OH_, OW_, out, first, plane, row)
