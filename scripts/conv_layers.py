@@ -3,11 +3,11 @@ and backward (with and without dx) timed alone on the step's own buffers, B = 10
 
     python scripts/conv_layers.py [--net simple-conv] [--batch 100] [--repeats 30]
 
-With ``--test-time``: each stride-1 convolution's test-time output (``predict``'s, an image at a time
-on every core, the image padded and the bias and ReLU applied) by the direct tiles and by Winograd's
-transform, side by side in rounds that alternate which goes first, ``--batch`` images (1,000 by
-default there); GFLOP/s counts the direct sum's multiply-adds for both; the error is one image's
-largest, against float64's, relative to its largest output.
+With ``--test-time``: each convolution that runs by Winograd's transform, its output alone
+(``predict``'s, an image at a time on every core, the image padded and the bias and ReLU applied) by
+the direct tiles and by Winograd's transform, side by side in rounds that alternate which goes
+first, ``--batch`` images (1,000 by default there); GFLOP/s counts the direct sum's multiply-adds
+for both; the error is one image's largest, against float64's, relative to its largest output.
 
     python scripts/conv_layers.py --test-time [--net accurate-conv] [--rounds 7]
 """
@@ -28,16 +28,24 @@ from fastnet.kernels.conv import (
     conv_forward_rows,
     conv_scratch_size,
     direct_filters,
+    direct_tiles,
     no_pool,
     no_winners,
     padded_size,
-    tiles_output,
+    shift_image,
+    shifted_pixels,
+    shifted_size,
+    shifted_tiles,
+    taps_size,
     uses_direct,
     uses_shifted,
     uses_weight_tiles,
+    uses_winograd,
+    wide_pixels,
+    winograd_filters,
+    winograd_tiles,
 )
 from fastnet.kernels.partition import block_bounds
-from fastnet.kernels.winograd import uses_winograd, winograd_filters, winograd_output, winograd_size
 
 NETS = {
     "deep-conv": lambda: DeepConvNet(seed=0),
@@ -58,33 +66,40 @@ def median_seconds(func, repeats):
     return float(np.median(times))
 
 
+@njit
+def image_output(x, filters, b, padded, scratch, geometry, winograd):
+    """(out, N, row): image x padded and convolved as ``predict`` does it (``conv.tiles_output``'s
+    layout), by Winograd's transform (filters from ``winograd_filters``) or by the direct tiles."""
+    C, H, W, FH, FW, _, pad = geometry
+    Hq, Wp = _padded_plane(H, W, FW, pad)
+    _pad_image(x, C, H, W, pad, Hq, Wp, padded)
+    OH, OW, FN = H + 2 * pad - FH + 1, W + 2 * pad - FW + 1, b.shape[0]
+    if uses_shifted(H, W, FH, FW, pad, x.itemsize):
+        N, row = shifted_pixels(OH, OW, x.itemsize), OW
+        size = shifted_size(C, H, W, FH, FW, pad)
+        if winograd:
+            winograd_tiles(padded, filters, b, scratch, N, row, scratch[FN * N :], geometry, RELU)
+            return scratch, N, row
+        shift_image(padded, C, H, W, FW, pad, scratch[:size])
+        shifted_tiles(scratch[:size], filters, b, scratch[size:], 0, N, geometry, RELU)
+        return scratch[size:], N, row
+    N = wide_pixels(OH, Wp, x.itemsize)
+    if winograd:
+        winograd_tiles(padded, filters, b, scratch, N, Wp, scratch[FN * N :], geometry, RELU)
+    else:
+        direct_tiles(padded, filters, b, scratch, 0, N, geometry, RELU)
+    return scratch, N, Wp
+
+
 @njit(parallel=True)
 def test_time_outputs(x, images, filters, b, padded, scratch, geometry, winograd):
-    """``images`` images padded and convolved as ``predict`` does it, image n being x[n % len(x)],
-    block k of images in padded[k] and scratch[k]: by Winograd's transform (filters from
-    ``winograd_filters``) or the direct tiles."""
-    C, H, W, _, FW, _, pad = geometry
-    Hq, Wp = _padded_plane(H, W, FW, pad)
+    """``images`` images through ``image_output``, image n being x[n % len(x)], block k of images in
+    padded[k] and scratch[k]."""
     blocks = scratch.shape[0]
     for k in prange(blocks):
         n0, n1 = block_bounds(images, blocks, k)
         for n in range(n0, n1):
-            _pad_image(x[n % x.shape[0]], C, H, W, pad, Hq, Wp, padded[k])
-            if winograd:
-                winograd_output(padded[k], filters, b, scratch[k], geometry, RELU)
-            else:
-                tiles_output(padded[k], filters, b, scratch[k], geometry, RELU)
-
-
-@njit
-def image_output(x, filters, b, padded, scratch, geometry, winograd):
-    """(out, N, row): image x's output (``conv.tiles_output``'s layout) by either route."""
-    C, H, W, _, FW, _, pad = geometry
-    Hq, Wp = _padded_plane(H, W, FW, pad)
-    _pad_image(x, C, H, W, pad, Hq, Wp, padded)
-    if winograd:
-        return winograd_output(padded, filters, b, scratch, geometry, RELU)
-    return tiles_output(padded, filters, b, scratch, geometry, RELU)
+            image_output(x[n % x.shape[0]], filters, b, padded[k], scratch[k], geometry, winograd)
 
 
 def largest_error(x, filters, b, padded, scratch, geometry, winograd, weights):
@@ -113,14 +128,13 @@ def test_time_table(net, batch, rounds):
         geometry = (C, H, W, FH, FW, stride, pad)
         weights = flat[r[E.W_OFF] : r[E.B_OFF]].reshape(FN, -1)
         b = flat[r[E.B_OFF] : r[E.B_OFF] + FN]
-        packed, transformed = np.empty(weights.size, flat.dtype), np.empty(16 * weights.size // 9, flat.dtype)
+        packed, transformed = np.empty(weights.size, flat.dtype), np.empty(taps_size(C, FN, FH, FW), flat.dtype)
         direct_filters(weights, C, FH, FW, packed)
         winograd_filters(weights, C, transformed)
         # 100 images over and over: in cache, as predict's layers read what the layer below just wrote
         x = rng.standard_normal((min(batch, 100), C * H * W)).astype(flat.dtype)
         padded = np.zeros((blocks, padded_size(C, H, W, FW, pad)), flat.dtype)
-        size = max(conv_scratch_size(C, H, W, FN, FH, FW, stride, pad),
-                   winograd_size(C, H, W, FN, pad, flat.itemsize))  # fmt: skip
+        size = conv_scratch_size(C, H, W, FN, FH, FW, stride, pad)
         scratch = np.zeros((blocks, size), flat.dtype)
         calls = [lambda: test_time_outputs(x, batch, packed, b, padded, scratch, geometry, False),
                  lambda: test_time_outputs(x, batch, transformed, b, padded, scratch, geometry, True)]  # fmt: skip
@@ -189,6 +203,8 @@ def main():
         forward_route = "direct" if uses_direct(r[E.STRIDE]) else "unfolded"
         if forward_route == "direct" and uses_shifted(r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.PAD], flat.itemsize):
             forward_route = "shifted"  # the direct tiles on shifted copies
+        if uses_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]], flat.itemsize):
+            forward_route = "Winograd"  # into the tiles' layout, wide or shifted
         tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
         backward_route = "weight tiles" if tiled else "unfolded"
         if tiled and forward_route == "shifted":

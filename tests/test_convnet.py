@@ -12,7 +12,7 @@ from support import FLOAT_DTYPES, assert_matches_reference
 
 from fastnet import SimpleConvNet, kernels, optim, reference
 from fastnet.gradcheck import compare_gradients
-from fastnet.kernels import _simd, winograd
+from fastnet.kernels import _simd
 from fastnet.kernels import conv as conv_kernels
 from fastnet.kernels import pool as pool_kernels
 from fastnet.kernels.activations import IDENTITY, RELU
@@ -42,6 +42,11 @@ GEOMETRIES = [
     # the weight tiles on shifted copies (kernels.conv.uses_shifted): DeepConvNet's 8×8; a plane of 4×3
     (3, 8, 8, 8, 9, 3, 3, 1, 1),
     (2, 9, 6, 5, 8, 3, 3, 1, 0),
+    # the forward by Winograd's transform (kernels.conv.uses_winograd; (5, 16, 7, 7, ...) above too): rows of
+    # odd length, a pad of 2 (rows as long as the output's), on shifted copies' rows
+    (2, 32, 7, 9, 17, 3, 3, 1, 1),
+    (1, 32, 5, 7, 16, 3, 3, 1, 2),
+    (2, 32, 8, 8, 16, 3, 3, 1, 1),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -195,8 +200,8 @@ def test_the_shifted_copies_give_the_padded_image_s_bits(geometry, dtype):
         assert (expected >= 0).all()
 
 
-# (C, H, W, FN, pad): Winograd's 3×3 at test time; odd sizes (a last tile half outside), one tile, pads 0–2,
-# filters not a whole number of tiles, channels past a vector
+# (C, H, W, FN, pad): Winograd's 3×3; odd sizes (a last tile half outside), one tile, pads 0–2, filters not
+# a whole number of tiles, channels past a vector
 WINOGRAD_GEOMETRIES = [(16, 7, 9, 16, 1), (17, 3, 3, 19, 0), (16, 1, 2, 16, 1), (33, 8, 8, 21, 1), (16, 14, 14, 32, 2),
                        (20, 5, 12, 24, 0), (16, 28, 28, 16, 1), (24, 2, 6, 17, 2)]  # fmt: skip
 
@@ -204,26 +209,30 @@ WINOGRAD_GEOMETRIES = [(16, 7, 9, 16, 1), (17, 3, 3, 19, 0), (16, 1, 2, 16, 1), 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
 def test_winograd_equals_the_reference(geometry, dtype):
-    """winograd.winograd_output (the transforms, the 16 products, the bias and ReLU) against the
-    reference's convolution, in tiles_output's layout; its scratch and the padded image's slack
-    start as NaN: nothing stale or past the image may reach an output."""
+    """conv.winograd_tiles (the transforms, the 16 products, the bias and ReLU) against the reference's
+    convolution, into rows as long as the output's and longer; its scratch and the padded image's
+    slack start as NaN (nothing stale or past the image may reach an output), and so does the output:
+    nothing but the OH·OW outputs of each plane is written."""
     C, H, W, FN, pad = geometry
     rng = np.random.default_rng(C * H + W + FN + pad)
     x, Wt, b = rng.standard_normal((2, C, H, W)), rng.standard_normal((FN, C, 3, 3)), rng.standard_normal(FN)
     expected = reference.Convolution(Wt, b, 1, pad).forward(x)
     OH, OW = expected.shape[2:]
-    packed = np.empty(16 * FN * C, dtype)
-    winograd.winograd_filters(Wt.reshape(FN, -1).astype(dtype), C, packed)
+    packed = np.empty(conv_kernels.taps_size(C, FN, 3, 3), dtype)
+    conv_kernels.winograd_filters(Wt.reshape(FN, -1).astype(dtype), C, packed)
     geo = np.array([C, H, W, 3, 3, 1, pad], np.int64)
     Hq, Wp = conv_kernels._padded_plane(H, W, 3, pad)
-    scratch = np.full(winograd.winograd_size(C, H, W, FN, pad, np.dtype(dtype).itemsize), np.nan, dtype)
-    for n in range(2):
+    scratch = np.full(conv_kernels.winograd_size(C, H, W, FN, pad, np.dtype(dtype).itemsize), np.nan, dtype)
+    for n, row in enumerate((OW, OW + 3)):
+        N = OH * row + 5
         xp = np.full(conv_kernels.padded_size(C, H, W, 3, pad), np.nan, dtype)
         conv_kernels._pad_image(x[n].astype(dtype).ravel(), C, H, W, pad, Hq, Wp, xp)
         for activation, want in ((RELU, np.maximum(expected[n], 0)), (IDENTITY, expected[n])):
-            out, N, row = winograd.winograd_output(xp, packed, b.astype(dtype), scratch, geo, activation)
-            got = np.stack([[out[f * N + oy * row : f * N + oy * row + OW] for oy in range(OH)] for f in range(FN)])
-            assert_matches_reference(got, want, dtype, np.abs(expected).max())
+            out = np.full(FN * N, np.nan, dtype)
+            conv_kernels.winograd_tiles(xp, packed, b.astype(dtype), out, N, row, scratch, geo, activation)
+            planes = out.reshape(FN, N)[:, : OH * row].reshape(FN, OH, row)
+            assert_matches_reference(planes[:, :, :OW], want, dtype, np.abs(expected).max())
+            assert np.isnan(planes[:, :, OW:]).all() and np.isnan(out.reshape(FN, N)[:, OH * row :]).all()
 
 
 def test_which_convolutions_run_by_winograd():
@@ -233,12 +242,12 @@ def test_which_convolutions_run_by_winograd():
              (16, 8, 8, 16, 1)]  # fmt: skip
     for C, H, W, FN, pad in taken:
         for itemsize in (4, 8):
-            assert winograd.uses_winograd(C, H, W, FN, 3, 3, 1, pad, itemsize)
-    assert not winograd.uses_winograd(16, 14, 14, 32, 3, 3, 1, 1, 4)  # 49 tiles as 64
-    assert winograd.uses_winograd(16, 14, 14, 32, 3, 3, 1, 1, 8) == (_simd.VECTOR_BYTES == 32)  # as 52, or 56
+            assert conv_kernels.uses_winograd(C, H, W, FN, 3, 3, 1, pad, itemsize)
+    assert not conv_kernels.uses_winograd(16, 14, 14, 32, 3, 3, 1, 1, 4)  # 49 tiles as 64
+    assert conv_kernels.uses_winograd(16, 14, 14, 32, 3, 3, 1, 1, 8) == (_simd.VECTOR_BYTES == 32)  # as 52, or 56
     for geometry in [(15, 8, 8, 16, 3, 3, 1, 1), (16, 8, 8, 15, 3, 3, 1, 1), (32, 8, 8, 32, 3, 3, 1, 3),
                      (32, 8, 8, 32, 3, 3, 2, 1), (32, 8, 8, 32, 5, 5, 1, 2), (32, 8, 8, 32, 3, 2, 1, 1)]:  # fmt: skip
-        assert not winograd.uses_winograd(geometry[0], geometry[1], geometry[2], geometry[3], *geometry[4:], 4)
+        assert not conv_kernels.uses_winograd(geometry[0], geometry[1], geometry[2], geometry[3], *geometry[4:], 4)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -250,7 +250,8 @@ def test_the_test_time_fusions_equal_the_reference(dtype):
 # activation, the backward by weight tiles, a 2×2 pool at stride 2 above): the first layer (no dx), one
 # without activation and 9 filters (a tile of 8 and one of 1; on shifted copies, conv.uses_shifted); a
 # sigmoid's pool and a stride-1 pool stay apart. Then two on shifted copies, the first layer's 5×5
-# (no dx) and a 4×4 plane.
+# (no dx) and a 4×4 plane; then forwards by Winograd's transform into wide rows (pad 2: as long as the
+# output's) and into shifted copies' rows.
 POOLED_NETS = [
     ((3, 12, 20), [("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
                    ("conv", 9, 3, 3, 1, 1, "identity"), ("pool", 2, 2, 2, 0),
@@ -259,8 +260,13 @@ POOLED_NETS = [
                    ("affine", 5, "relu"), ("affine", 3, "identity")], 3),
     ((1, 12, 12), [("conv", 8, 5, 5, 1, 0, "relu"), ("pool", 2, 2, 2, 0),
                    ("conv", 8, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0), ("affine", 3, "identity")], 3),
+    ((32, 12, 16), [("conv", 32, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
+                    ("conv", 16, 3, 3, 1, 2, "relu"), ("pool", 2, 2, 2, 0), ("affine", 3, "identity")], 3),
+    ((32, 8, 8), [("conv", 32, 3, 3, 1, 1, "relu"), ("pool", 2, 2, 2, 0),
+                  ("conv", 16, 3, 3, 1, 1, "identity"), ("pool", 2, 2, 2, 0), ("affine", 3, "identity")], 3),
 ]  # fmt: skip
-SHIFTED_POOLED = [{2}, {0, 2}]  # the pooled layers on shifted copies, float32 and float64 alike
+SHIFTED_POOLED = [{2}, {0, 2}, set(), {0, 2}]  # the pooled layers on shifted copies, float32 and float64 alike
+WINOGRAD_POOLED = [set(), set(), {0, 2}, {0, 2}]  # the pooled layers whose forward runs by Winograd's transform
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -280,6 +286,7 @@ def test_convolutions_pooled_in_training_equal_the_reference(case, dtype, batch)
         )
     }
     assert shifted == SHIFTED_POOLED[case]
+    assert {l for l in pooled if schedule.conv_by_winograd(rec, l, itemsize)} == WINOGRAD_POOLED[case]
     net, ref, masks = twins(shape, layers, dtype, seed=12)
     x, t = problem(shape, classes, batch, seed=13, one_hot=batch == 7)
     xd = x.astype(dtype)
@@ -363,7 +370,7 @@ def test_winograd_at_test_time_equals_the_reference(case, dtype):
     shape, layers, classes = WINOGRAD_NETS[case]
     rec = records.layer_records(shape, layers)[0]
     l1 = schedule.image_layers(rec)
-    by_winograd = [l for l in range(len(layers)) if schedule.test_by_winograd(rec, l, np.dtype(dtype).itemsize)]
+    by_winograd = [l for l in range(len(layers)) if schedule.conv_by_winograd(rec, l, np.dtype(dtype).itemsize)]
     assert {l: schedule.handoff(rec, l, l1, np.dtype(dtype).itemsize)[2] for l in by_winograd} == WINOGRAD_LAYERS[case]
     assert_test_time_equals_the_reference(shape, layers, classes, dtype, seed=11)
 

@@ -20,7 +20,7 @@ channel and tap on AVX-512).
 not over channels and taps, so a tile holds filters × (channel, tap) vectors of partial sums over
 a run of pixels, and adds each vector's lanes once at the end.
 
-``winograd_input_row`` and ``winograd_output_row`` are Winograd's transforms (``winograd.py``) for a
+``winograd_input_row`` and ``winograd_output_row`` are Winograd's transforms (``conv.py``) for a
 row of 2×2 output tiles, a vector of tiles at a time: the patches' strided columns are pulled apart
 by shuffles, which Numba's loops do not vectorize.
 """
@@ -522,17 +522,18 @@ def winograd_input_row(typingctx, src, top, row, v, v_off, v_stride, n):
 
 
 @intrinsic
-def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row, epilogue):
-    """out[top + 2i + j] and out[top + row + 2i + j] (j = 0, 1) = (Aᵀ·m_i·A)[0, j] and [1, j], plus
-    bias[f] for ``epilogue`` PLUS_BIAS and then ReLU'd for PLUS_BIAS_RELU (as ``conv_tile``'s), for
-    i < n: Winograd F(2×2, 3×3)'s output transform of a row of n tiles, m_i[ξ] = m[m_off +
-    ξ·m_stride + i], Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] (compiled code only; unchecked; the last
-    vectors masked). m, bias, out: flat arrays of one float dtype. A vector of tiles at a time, each
-    tile's two columns interleaved by shuffles into two vectors of each output row."""
-    signature = types.void(m, m_off, m_stride, n, bias, f, out, top, row, epilogue)
+def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row, columns, rows, epilogue):
+    """out[top + r·row + 2i + j] = (Aᵀ·m_i·A)[r, j], plus bias[f] for ``epilogue`` PLUS_BIAS and then
+    ReLU'd for PLUS_BIAS_RELU (as ``conv_tile``'s), for r < ``rows`` (1 or 2), j < 2 and 2i + j <
+    ``columns`` (≤ 2n: a row of outputs may end in half a tile): Winograd F(2×2, 3×3)'s output
+    transform of a row of n tiles, m_i[ξ] = m[m_off + ξ·m_stride + i], Aᵀ = [[1, 1, 1, 0], [0, 1, −1,
+    −1]] (compiled code only; unchecked; nothing else read or written: the last vectors masked). m,
+    bias, out: flat arrays of one float dtype. A vector of tiles at a time, each tile's two columns
+    interleaved by shuffles into two vectors of each output row."""
+    signature = types.void(m, m_off, m_stride, n, bias, f, out, top, row, columns, rows, epilogue)
 
     def codegen(context, builder, sig, args):
-        _, m_off, m_stride, n, _, f, _, top, row, epilogue = _int64_args(context, builder, sig, args)
+        _, m_off, m_stride, n, _, f, _, top, row, columns, rows, epilogue = _int64_args(context, builder, sig, args)
         vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         ms = context.make_array(sig.args[0])(context, builder, args[0]).data
@@ -560,6 +561,8 @@ def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row
                 pointer = builder.bitcast(builder.gep(ms, [at]), vector.as_pointer())
                 sums.append(builder.call(load, [pointer, align, mask, zero]))
             columns_am = [_winograd_a(builder, *[sums[4 * a + b] for a in range(4)]) for b in range(4)]  # (Aᵀm)[i, b]
+            # this chunk's outputs in a row: two a tile, as many as are left of the row's ``columns``
+            written = splat(builder.sub(columns, builder.mul(first, ir.Constant(i64, 2))))
             for i in range(2):
                 y = []
                 for value in _winograd_a(builder, *[columns_am[b][i] for b in range(4)]):  # (Aᵀ m A)[i, j]
@@ -568,12 +571,13 @@ def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row
                     y.append(builder.select(with_relu, relu, value))
                 at_row = builder.add(builder.add(top, builder.mul(row, ir.Constant(i64, i))),
                                      builder.mul(first, ir.Constant(i64, 2)))  # fmt: skip
-                for half, order in enumerate((low, high)):
-                    half_mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, half * lanes))),
-                                                    splat(builder.add(left, left)))  # fmt: skip
-                    pointer = builder.bitcast(builder.gep(outs, [builder.add(at_row, ir.Constant(i64, half * lanes))]),
-                                              vector.as_pointer())  # fmt: skip
-                    builder.call(store, [builder.shuffle_vector(y[0], y[1], order), pointer, align, half_mask])
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, i), rows)):
+                    for half, order in enumerate((low, high)):
+                        half_mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, half * lanes))),
+                                                        written)  # fmt: skip
+                        at = builder.add(at_row, ir.Constant(i64, half * lanes))
+                        pointer = builder.bitcast(builder.gep(outs, [at]), vector.as_pointer())
+                        builder.call(store, [builder.shuffle_vector(y[0], y[1], order), pointer, align, half_mask])
         return context.get_dummy_value()
 
     return signature, codegen

@@ -1,8 +1,9 @@
 """Convolution (chapter 7): forward (+ bias, + ReLU) next to its backward (dW, db, dx).
 
 Images are NCHW, filters (FN, C, FH, FW), outputs (N, FN, OH, OW), OH = (H + 2·pad − FH) /
-stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of three
-routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_tiles`` for the backward):
+stride + 1; reference twin: ``fastnet.reference.Convolution``. Each image takes one of four
+routes, chosen by the shapes (``uses_direct``, ``uses_winograd`` for the forward, ``uses_weight_tiles`` for
+the backward):
 
 * **direct tiles** (stride 1, the forward and the weight tiles' dx): no unfolding. With the
   image zero-padded into planes of Wp columns (``_padded_plane``: W + pad, the zeros between two
@@ -42,9 +43,19 @@ routes, chosen by the shapes (``uses_direct`` for the forward, ``uses_weight_til
   The unfolded block is FH·FW times the image, written and read once per pass; the tiles read the
   padded image in place (docs/PERFORMANCE.md has the measurements).
 
-At test time (``schedule.test_image``), 3×3 convolutions of 16 or more channels take a fourth
-route, Winograd's F(2×2, 3×3) (``winograd.py``): the same output in the tiles' layout from 2.25×
-fewer multiplications, its 16 products run by these direct tiles as 1×1 convolutions.
+* **Winograd's F(2×2, 3×3)** (the forward of 3×3 stride-1 layers of 16+ channels and filters,
+  ``uses_winograd``): a 2×2 block of outputs (a "tile") depends on a 4×4 patch d of each input
+  channel, and Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional
+  Neural Networks", 2016) computes it with 16 multiplications per channel and filter, not 36::
+
+    forward   Y = Aᵀ·[Σ_c U_c ⊙ V_c]·A,   V_c = Bᵀ·d_c·B (``_simd.winograd_input_row``),
+              U_c = G·g_c·Gᵀ (``winograd_filters``)
+
+  Over an image, value ξ of the 16 is a product M_ξ (filters × tiles) = U_ξ (filters × channels) ·
+  V_ξ (channels × tiles): 16 1×1 convolutions run by the direct tiles, then the output transform
+  (``_simd.winograd_output_row``, the bias and ReLU added there) writes the tiles' own layout, so
+  the pool, its winners and the backward (which keeps the tiles) read it as theirs. The
+  coefficients are 0, ±1 and ±½: float32's error stays below the direct tiles'.
 
 A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
 the pool in its own training pass (``conv_forward_rows`` with winners, ``schedule.pools_in_training``): the
@@ -78,6 +89,8 @@ from ._simd import (
     tile_pixels,
     unpool_row,
     weight_tile,
+    winograd_input_row,
+    winograd_output_row,
 )
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
 from .partition import block_bounds, num_blocks
@@ -85,6 +98,11 @@ from .partition import block_bounds, num_blocks
 # how many fewer pixels (a share of the shifted ones) the shifted copies must compute to be taken
 # (``uses_shifted``): their copying and the cut of their output cost the rest
 SHIFTED_GAIN = 0.1
+# below this many input channels or filters, Winograd's transforms cost more than the products they save
+WINOGRAD_MIN_CHANNELS = 16
+# with fewer than twice that many channels, the most Winograd's tiles may be rounded up to whole vectors
+# (a share of them): the products are short per tile, and their rounding, not the transforms, decides
+WINOGRAD_ROUNDING = 0.1
 
 
 @njit(cache=True)
@@ -146,11 +164,14 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
         return unfolded
     Hq, Wp = _padded_plane(H, W, FW, pad)
     # the padded image (and the tiles' reads past it), then the wide output rounded up to whole tiles,
-    # or the shifted copies and their output (``tiles_output``): the direct forward's; as much as the
+    # or the shifted copies and their output, or the output and Winograd's V and M (``tiles_output``):
+    # the direct forward's; as much as the
     # weight tiles' backward needs (the padded image and the wide output's gradient)
     output = FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK
     if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):
         output = max(output, shifted_size(C, H, W, FH, FW, pad) + FN * -(-OH * OW // TILE_SLACK) * TILE_SLACK)
+    if uses_winograd(C, H, W, FN, FH, FW, stride, pad, 4) or uses_winograd(C, H, W, FN, FH, FW, stride, pad, 8):
+        output = max(output, FN * -(-OH * Wp // TILE_SLACK) * TILE_SLACK + winograd_size(C, H, W, FN, pad, 4))
     direct = padded_size(C, H, W, FW, pad) + output
     if not uses_weight_tiles(C, FN, FH, FW, stride, True):  # the backward with dx, at least, on unfolded windows
         direct = max(direct, unfolded)
@@ -378,19 +399,120 @@ def tiles_output(xp, packed, b, scratch, geometry, activation):
     in scratch (``conv_scratch_size`` values, less the padded image's): plane f from f·N on, OH
     rows ``row`` apart, the first OW pixels of each the output, conv(x) + b[f], with ReLU applied
     for ``activation`` RELU. By shifted copies (``shifted_tiles``, rows OW long) where
-    ``uses_shifted``, else on xp itself (``direct_tiles``, rows Wp long)."""
+    ``uses_shifted``, else on xp itself (``direct_tiles``, rows Wp long); by Winograd's transform
+    where ``uses_winograd`` (``winograd_tiles``, packed then its filters), in the same layout, which
+    the pool's winners index and the backward reads (``gradient_layout``)."""
     C, H, W, FH, FW, _, pad = geometry
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
-    if uses_shifted(H, W, FH, FW, pad, xp.itemsize):
+    _, Wp = _padded_plane(H, W, FW, pad)
+    shifted = uses_shifted(H, W, FH, FW, pad, xp.itemsize)
+    if uses_winograd(C, H, W, b.shape[0], FH, FW, 1, pad, xp.itemsize):
+        N, row = (shifted_pixels(OH, OW, xp.itemsize), OW) if shifted else (wide_pixels(OH, Wp, xp.itemsize), Wp)
+        winograd_tiles(xp, packed, b, scratch, N, row, scratch[b.shape[0] * N :], geometry, activation)
+        return scratch, N, row
+    if shifted:
         size = shifted_size(C, H, W, FH, FW, pad)
         xs, wide, N = scratch[:size], scratch[size:], shifted_pixels(OH, OW, xp.itemsize)
         shift_image(xp, C, H, W, FW, pad, xs)
         shifted_tiles(xs, packed, b, wide, 0, N, geometry, activation)
         return wide, N, OW
-    _, Wp = _padded_plane(H, W, FW, pad)
     N = wide_pixels(OH, Wp, xp.itemsize)
     direct_tiles(xp, packed, b, scratch, 0, N, geometry, activation)
     return scratch, N, Wp
+
+
+@njit(cache=True)
+def uses_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
+    """Whether a convolution's forward runs by Winograd's F(2×2, 3×3): 3×3 filters at stride 1,
+    pad at most 2 (the patches' reads stay within the padded image), at least WINOGRAD_MIN_CHANNELS
+    filters and input channels, and where those are fewer than twice that, tiles that need little
+    rounding up to whole vectors (16→32 channels on 14×14: 49 tiles computed as 64, no faster than
+    the direct tiles; 16→16 on 28×28: 196 as 208, faster)."""
+    if FH != 3 or FW != 3 or stride != 1 or pad > 2 or C < WINOGRAD_MIN_CHANNELS or FN < WINOGRAD_MIN_CHANNELS:
+        return False
+    TY, TX, Tp = _winograd_tiles_of(H, W, pad, itemsize)
+    return C >= 2 * WINOGRAD_MIN_CHANNELS or Tp <= (1 + WINOGRAD_ROUNDING) * TY * TX
+
+
+@njit(cache=True)
+def _winograd_tiles_of(H, W, pad, itemsize):
+    """(TY, TX, Tp): rows and columns of 2×2 output tiles, and their number TY·TX rounded up to
+    whole vectors."""
+    TY, TX = (output_size(H, 3, 1, pad) + 1) // 2, (output_size(W, 3, 1, pad) + 1) // 2
+    vector = tile_pixels(itemsize) // 2
+    return TY, TX, -(-TY * TX // vector) * vector
+
+
+@njit(cache=True)
+def winograd_size(C, H, W, FN, pad, itemsize):
+    """Values of scratch ``winograd_tiles`` needs (its V and M) for a 3×3 convolution of C channels
+    on H×W, FN filters, padded by ``pad``."""
+    TY, TX, Tp = _winograd_tiles_of(H, W, pad, itemsize)
+    vector = tile_pixels(itemsize) // 2
+    return 16 * (C * Tp + vector) + 16 * (FN * Tp + vector)
+
+
+@njit(cache=True)
+def winograd_filters(Wmat, C, packed):
+    """packed (16·FN·C values) = U_ξ = G·g·Gᵀ of every filter g (Wmat (FN, C·9)), computed in
+    float64: for ξ < 16, from ξ·FN·C on, U_ξ (FN × C) as ``conv.direct_filters`` packs the filters
+    of a 1×1 convolution. G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]."""
+    FN = Wmat.shape[0]
+    U = np.empty((16, FN, C))
+    Gg = np.empty((4, 3))
+    for f in range(FN):
+        for c in range(C):
+            g = Wmat[f, c * 9 : c * 9 + 9].astype(np.float64).reshape((3, 3))
+            for j in range(3):  # G·g, column by column
+                Gg[0, j] = g[0, j]
+                Gg[1, j] = 0.5 * (g[0, j] + g[1, j] + g[2, j])
+                Gg[2, j] = 0.5 * (g[0, j] - g[1, j] + g[2, j])
+                Gg[3, j] = g[2, j]
+            for a in range(4):  # (G·g)·Gᵀ, row by row
+                U[4 * a, f, c] = Gg[a, 0]
+                U[4 * a + 1, f, c] = 0.5 * (Gg[a, 0] + Gg[a, 1] + Gg[a, 2])
+                U[4 * a + 2, f, c] = 0.5 * (Gg[a, 0] - Gg[a, 1] + Gg[a, 2])
+                U[4 * a + 3, f, c] = Gg[a, 2]
+    for xi in range(16):
+        direct_filters(U[xi].astype(Wmat.dtype), C, 1, 1, packed[xi * FN * C :])
+
+
+@njit(cache=True)
+def taps_size(C, FN, FH, FW):
+    """Values of the forward's packed filters (``conv_forward_rows``' taps): the filters' own number,
+    or Winograd's 16 for each 3×3 filter (``winograd_filters``)."""
+    return FN * C * (16 if FH == 3 and FW == 3 else FH * FW)
+
+
+@njit(cache=True, error_model="numpy")
+def winograd_tiles(xp, packed, b, out, N, row, scratch, geometry, activation):
+    """A 3×3 stride-1 convolution's output from its padded image xp (``padded_size`` values) by
+    Winograd's F(2×2, 3×3): plane f from out[f·N] on, OH rows ``row`` (≥ OW) apart, conv(x) + b[f],
+    ReLU applied for ``activation`` RELU; nothing else of out written. packed: the transformed
+    filters (``winograd_filters``); scratch: ``winograd_size`` values for V and M."""
+    C, H, W, _, _, _, pad = geometry
+    FN = b.shape[0]
+    OH, OW = output_size(H, 3, 1, pad), output_size(W, 3, 1, pad)
+    Hq, Wp = _padded_plane(H, W, 3, pad)
+    TY, TX, Tp = _winograd_tiles_of(H, W, pad, xp.itemsize)
+    vector = tile_pixels(xp.itemsize) // 2
+    v_stride, m_stride = C * Tp + vector, FN * Tp + vector
+    V, M = scratch[: 16 * v_stride], scratch[16 * v_stride : 16 * (v_stride + m_stride)]
+    for c in range(C):
+        for ty in range(TY):  # tile (ty, tx)'s patch: padded rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
+            winograd_input_row(xp, c * Hq * Wp + 2 * ty * Wp, Wp, V, c * Tp + ty * TX, v_stride, TX)
+        for xi in range(16):  # the products read whole vectors: no stale value (a subnormal, say) past the tiles
+            for t in range(TY * TX, Tp):
+                V[xi * v_stride + c * Tp + t] = 0
+    pixels = tile_pixels(xp.itemsize)
+    for xi in range(16):
+        _tiles(V, xi * v_stride, C, Tp, packed[xi * FN * C :], M, xi * m_stride, Tp, FN, Tp, 1, 1, 0, 0, pixels, b,
+               SUMS)  # fmt: skip
+    epilogue = PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS
+    for f in range(FN):
+        for ty in range(TY):  # an odd OH: the last row of tiles gives one row of outputs
+            winograd_output_row(M, f * Tp + ty * TX, m_stride, TX, b, f, out, f * N + 2 * ty * row, row, OW,
+                                min(2, OH - 2 * ty), epilogue)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -713,8 +835,8 @@ def _sum_partials(parts, nb, geometry, tiled, dW, db, acc):
 def conv_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation, alphas):
     """The forward of a batch held as rows: x (N, C·H·W), out (N, FN·OH·OW), Wflat (FN·C·FH·FW,)
     the filters flat; ``geometry`` = (C, H, W, FH, FW, stride, pad); scratch: col (blocks,
-    ``conv_scratch_size``) with ``conv_blocks`` blocks at least, taps (FN·C·FH·FW,) for the
-    direct tiles' packed filters; ``alphas``: BLAS's (1, 0) and (1, 1). ``winners`` (N, …, int64)
+    ``conv_scratch_size``) with ``conv_blocks`` blocks at least, taps (``taps_size``) for the
+    direct tiles' packed filters (or Winograd's); ``alphas``: BLAS's (1, 0) and (1, 1). ``winners`` (N, …, int64)
     for a stride-1 convolution (ReLU or none) whose 2×2 pool at stride 2 runs in the same pass
     (``_direct_forward_image``): out is then the pool's output (N, FN·(OH // 2)·(OW // 2)) and
     winners (as out) its indices into each image's wide output, for ``conv_backward_rows``'
@@ -726,7 +848,9 @@ def conv_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation
     OH, OW = output_size(H, FH, stride, pad), output_size(W, FW, stride, pad)
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
-    if uses_direct(stride):
+    if uses_winograd(C, H, W, FN, FH, FW, stride, pad, x.itemsize):
+        winograd_filters(Wmat, C, taps)
+    elif uses_direct(stride):
         direct_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
         n0, n1 = block_bounds(N, nb, k)
@@ -811,7 +935,7 @@ def conv_forward_unchecked(x, W, b, out, col, stride, pad, activation):
     FN, _, FH, FW = W.shape
     one_zero, one_one = np.zeros(2, x.dtype), np.ones(2, x.dtype)
     one_zero[0] = 1
-    taps = np.empty(W.size, x.dtype)
+    taps = np.empty(taps_size(C, FN, FH, FW), x.dtype)
     conv_forward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), b, out.reshape((N, out.size // max(N, 1))),
                       no_winners(np.empty(0, np.int64)), col, taps, (C, H, Wd, FH, FW, stride, pad), activation,
                       (one_zero, one_one))  # fmt: skip

@@ -51,7 +51,7 @@ from .batchnorm import (
 )
 from .checks import check_batches
 from .codes import _gather_rows
-from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size, no_pool, no_winners
+from .conv import conv_backward_rows, conv_forward_rows, conv_scratch_size, no_pool, no_winners, taps_size
 from .decay import add_decay, sum_of_squares
 from .dropout import dropout_backward_rows, dropout_rows
 from .forward import _count_correct
@@ -103,7 +103,6 @@ from .schedule import (
     test_forward_by_rows,
     update_other_params,
 )
-from .winograd import uses_winograd, winograd_size
 
 
 def new_engine_work(batch, net, dtype, blocks, training=True):
@@ -114,13 +113,9 @@ def new_engine_work(batch, net, dtype, blocks, training=True):
     conv = rec[rec[:, KIND] == CONV]
     pool = rec[rec[:, KIND] == POOL]
     norm = rec[rec[:, KIND] == BATCHNORM]
-    itemsize = np.dtype(dtype).itemsize
-    kp = 1
-    for c, h, w, fn, fh, fw, stride, pad in conv[:, [C, H, W, OC, FH, FW, STRIDE, PAD]]:
-        kp = max(kp, int(conv_scratch_size(c, h, w, fn, fh, fw, stride, pad)))
-        if uses_winograd(c, h, w, fn, fh, fw, stride, pad, itemsize):  # at test time (``schedule.test_image``)
-            kp = max(kp, int(winograd_size(c, h, w, fn, pad, itemsize)))
+    kp = max([int(conv_scratch_size(*r[[C, H, W, OC, FH, FW, STRIDE, PAD]])) for r in conv] + [1])
     wsize = int(max((conv[:, OC] * (conv[:, C] * conv[:, FH] * conv[:, FW] + 1)).max(initial=0), 1))
+    tsize = max([wsize] + [int(taps_size(*r[[C, OC, FH, FW]])) for r in conv])
     outs = int(rec[:, OUT_SIZE].sum())
     one_zero, one_one = np.zeros(2, dtype), np.ones(2, dtype)
     one_zero[0] = 1
@@ -130,7 +125,7 @@ def new_engine_work(batch, net, dtype, blocks, training=True):
         winners=np.empty(batch * int(pool[:, OUT_SIZE].sum()), np.int64),
         normed=np.empty(batch * int(norm[:, OUT_SIZE].sum()), dtype),
         stats=np.zeros(STATS * net.running_mean.shape[0]),
-        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype), taps=np.empty(wsize, dtype),
+        col=np.empty((blocks, kp), dtype), dcol=np.empty((blocks, kp), dtype), taps=np.empty(tsize, dtype),
         parts=np.empty((blocks, wsize), dtype),
         acc=np.empty(max(wsize, outs)), tasks=np.stack(plan_gradient_tasks(rec, batch)), row_loss=np.empty(batch),
         row_check=np.empty(batch),

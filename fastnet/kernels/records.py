@@ -48,7 +48,7 @@ EngineWork = namedtuple(
         "stats",  # (batchnorm.STATS, batch-norm channels) float64: batch statistics and sums
         "col",  # (blocks, the most conv_scratch_size) the convolutions' scratch, a row per block of images
         "dcol",  # the same, for their gradients
-        "taps",  # (the largest conv W size,) a convolution's filters tap by tap (the dx tiles' flipped filters)
+        "taps",  # (the most conv.taps_size,) a convolution's filters as its forward (or dx) tiles read them
         "parts",  # (blocks, max conv W size + filters) per-block filter and bias gradients
         "acc",  # float64 scratch for sums in a fixed order (an affine layer's bias sums at its ACT_OFF)
         "tasks",  # int64 (3, tasks): the weight-gradient region's layer, part, block (``schedule``)

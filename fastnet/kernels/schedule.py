@@ -45,7 +45,9 @@ from .conv import (
     uses_direct,
     uses_shifted,
     uses_weight_tiles,
+    uses_winograd,
     wide_pixels,
+    winograd_filters,
     zero_border,
 )
 from .decay import add_decay
@@ -91,7 +93,6 @@ from .records import (
     norm_stats,
     pool_geometry,
 )
-from .winograd import uses_winograd, winograd_filters, winograd_output
 
 BIAS_TASK = -1  # a task that sums a layer's bias gradient (else: the number of a product block)
 WHOLE_TASK = -2  # a task that runs a layer's whole product (a serial step: one block)
@@ -350,15 +351,15 @@ def test_filters(flat, net, work):
             params[b0 : b0 + fn] = flat[b0 : b0 + fn]
         if uses_direct(rec[l, STRIDE]):
             direct_filters(filters, rec[l, C], rec[l, FH], rec[l, FW], params[rec[l, W_OFF] :])
-        if test_by_winograd(rec, l, flat.itemsize):
+        if conv_by_winograd(rec, l, flat.itemsize):
             winograd_filters(filters, rec[l, C], params[winograd_at(rec, l, flat.itemsize) :])
     return params
 
 
 @njit(cache=True)
-def test_by_winograd(rec, l, itemsize):
-    """Whether layer l is a convolution that runs by Winograd's transform at test time, for values
-    of ``itemsize`` bytes (``winograd.uses_winograd``)."""
+def conv_by_winograd(rec, l, itemsize):
+    """Whether layer l is a convolution whose forward runs by Winograd's transform, for values of
+    ``itemsize`` bytes (``conv.uses_winograd``)."""
     return rec[l, KIND] == CONV and uses_winograd(rec[l, C], rec[l, H], rec[l, W], rec[l, OC], rec[l, FH], rec[l, FW],
                                                   rec[l, STRIDE], rec[l, PAD], itemsize)  # fmt: skip
 
@@ -373,7 +374,7 @@ def winograd_at(rec, l, itemsize):
         if rec[m, KIND] == CONV:
             at = rec[m, B_OFF] + rec[m, OC]
     for m in range(l):
-        if test_by_winograd(rec, m, itemsize):
+        if conv_by_winograd(rec, m, itemsize):
             at += 16 * rec[m, OC] * rec[m, C]
     return at
 
@@ -454,7 +455,7 @@ def handoff(rec, l, l1, itemsize):
     N = wide_pixels(rec[l, OH], Wp, itemsize)
     fits = Wp2 == Wp and pad2 * Wp2 + pad2 + N <= Hq2 * Wp2
     shifted = uses_shifted(rec[l, H], rec[l, W], rec[l, FH], rec[l, FW], pad, itemsize)
-    tiled = not shifted and not test_by_winograd(rec, l, itemsize)
+    tiled = not shifted and not conv_by_winograd(rec, l, itemsize)
     return top, above, BY_TILES if not pooled and (act == RELU or act == IDENTITY) and fits and tiled else BY_COPY
 
 
@@ -465,9 +466,9 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
     direct-tile convolution takes in the batch norm it folds and the pool above it (the pool
     reads its wide output where the tiles left it) and writes its output where ``handoff`` says:
     into the padded input of the direct-tile convolution above (then ``zero_border``), which
-    reads it there instead of padding a copy, or into its own buffer. A 3×3 convolution that
-    ``test_by_winograd`` computes its output by Winograd's transform instead of the tiles, in the
-    tiles' layout. Every other layer goes as ``test_rows`` takes it."""
+    reads it there instead of padding a copy, or into its own buffer (a 3×3 convolution by
+    Winograd's transform where ``conv_by_winograd``, its filters transformed by ``test_filters``).
+    Every other layer goes as ``test_rows`` takes it."""
     rec = net.rec
     B = x.shape[0]
     scratch = work.col[k]
@@ -481,7 +482,9 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
             continue
         top, above, where = handoff(rec, l, l1, flat.itemsize)
         act, b0, fn, pad = rec[top, ACT], rec[l, B_OFF], rec[l, OC], rec[l, PAD]
-        b, filters, geometry = params[b0 : b0 + fn], params[rec[l, W_OFF] :], conv_geometry(rec, l)
+        b, geometry = params[b0 : b0 + fn], conv_geometry(rec, l)
+        w0 = winograd_at(rec, l, flat.itemsize) if conv_by_winograd(rec, l, flat.itemsize) else rec[l, W_OFF]
+        filters = params[w0:]
         Hq, Wp = _padded_plane(rec[l, H], rec[l, W], rec[l, FW], pad)
         xp, out = buffers[cur], buffers[1 - cur]
         if not padded:
@@ -499,11 +502,7 @@ def test_image(x, n, flat, net, work, l1, params, k, buffers):
         if where == BY_TILES:  # the wide rows land on the padded rows
             direct_tiles(xp, filters, b, out, first, plane, geometry, act)
         else:
-            if test_by_winograd(rec, l, flat.itemsize):
-                transformed = params[winograd_at(rec, l, flat.itemsize) :]
-                wide, N, wide_row = winograd_output(xp, transformed, b, scratch, geometry, act)
-            else:
-                wide, N, wide_row = tiles_output(xp, filters, b, scratch, geometry, act)
+            wide, N, wide_row = tiles_output(xp, filters, b, scratch, geometry, act)
             if pooled:
                 _, _, _, ph, pw, stride, _, _, _ = pool_geometry(rec, o)
                 max_pool_into(wide, N, wide_row, fn, ph, pw, stride, OH_, OW_, out, first, plane, row)
