@@ -456,25 +456,26 @@ def winograd_size(C, H, W, FN, pad, itemsize):
 def winograd_filters(Wmat, C, packed):
     """packed (16·FN·C values) = U_ξ = G·g·Gᵀ of every filter g (Wmat (FN, C·9)), computed in
     float64: for ξ < 16, from ξ·FN·C on, U_ξ (FN × C) as ``conv.direct_filters`` packs the filters
-    of a 1×1 convolution. G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]."""
+    of a 1×1 convolution (a tile's n filters innermost). G = [[1, 0, 0], [½, ½, ½], [½, −½, ½],
+    [0, 0, 1]]. One 16-value scratch, no copy per filter: the training forward runs this once a call."""
     FN = Wmat.shape[0]
-    U = np.empty((16, FN, C))
-    Gg = np.empty((4, 3))
-    for f in range(FN):
-        for c in range(C):
-            g = Wmat[f, c * 9 : c * 9 + 9].astype(np.float64).reshape((3, 3))
-            for j in range(3):  # G·g, column by column
-                Gg[0, j] = g[0, j]
-                Gg[1, j] = 0.5 * (g[0, j] + g[1, j] + g[2, j])
-                Gg[2, j] = 0.5 * (g[0, j] - g[1, j] + g[2, j])
-                Gg[3, j] = g[2, j]
-            for a in range(4):  # (G·g)·Gᵀ, row by row
-                U[4 * a, f, c] = Gg[a, 0]
-                U[4 * a + 1, f, c] = 0.5 * (Gg[a, 0] + Gg[a, 1] + Gg[a, 2])
-                U[4 * a + 2, f, c] = 0.5 * (Gg[a, 0] - Gg[a, 1] + Gg[a, 2])
-                U[4 * a + 3, f, c] = Gg[a, 2]
-    for xi in range(16):
-        direct_filters(U[xi].astype(Wmat.dtype), C, 1, 1, packed[xi * FN * C :])
+    u = np.empty(16)  # one filter's U, read back into the 16 blocks
+    f0 = 0
+    while f0 < FN:
+        n = _tile_filters(FN - f0)
+        for f in range(n):
+            for c in range(C):
+                for j in range(3):  # G·g, column j (row a of it in u[4a:4a + 3]), then (G·g)·Gᵀ row by row
+                    g0 = np.float64(Wmat[f0 + f, c * 9 + j])
+                    g1 = np.float64(Wmat[f0 + f, c * 9 + 3 + j])
+                    g2 = np.float64(Wmat[f0 + f, c * 9 + 6 + j])
+                    u[j], u[4 + j], u[8 + j], u[12 + j] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
+                for a in range(4):
+                    r0, r1, r2 = u[4 * a], u[4 * a + 1], u[4 * a + 2]
+                    u[4 * a + 1], u[4 * a + 2], u[4 * a + 3] = 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2
+                for xi in range(16):
+                    packed[xi * FN * C + f0 * C + c * n + f] = u[xi]
+        f0 += n
 
 
 @njit(cache=True)
