@@ -29,6 +29,7 @@ from fastnet.kernels.conv import (
     conv_scratch_size,
     direct_filters,
     direct_tiles,
+    dx_by_winograd,
     no_pool,
     no_winners,
     padded_size,
@@ -130,7 +131,7 @@ def test_time_table(net, batch, rounds):
         b = flat[r[E.B_OFF] : r[E.B_OFF] + FN]
         packed, transformed = np.empty(weights.size, flat.dtype), np.empty(taps_size(C, FN, FH, FW), flat.dtype)
         direct_filters(weights, C, FH, FW, packed)
-        winograd_filters(weights, C, transformed)
+        winograd_filters(weights, C, transformed, False)
         # 100 images over and over: in cache, as predict's layers read what the layer below just wrote
         x = rng.standard_normal((min(batch, 100), C * H * W)).astype(flat.dtype)
         padded = np.zeros((blocks, padded_size(C, H, W, FW, pad)), flat.dtype)
@@ -201,14 +202,15 @@ def main():
         params_only = median_seconds(lambda: backward(work.x[:0]), args.repeats)
         flops = 2 * B * fn * r[E.C] * r[E.FH] * r[E.FW] * r[E.OH] * r[E.OW]
         forward_route = "direct" if uses_direct(r[E.STRIDE]) else "unfolded"
-        if forward_route == "direct" and uses_shifted(r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.PAD], flat.itemsize):
+        shifted = uses_direct(r[E.STRIDE]) and uses_shifted(r[E.H], r[E.W], r[E.FH], r[E.FW], r[E.PAD], flat.itemsize)
+        if shifted:
             forward_route = "shifted"  # the direct tiles on shifted copies
         if uses_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]], flat.itemsize):
             forward_route = "Winograd"  # into the tiles' layout, wide or shifted
         tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
-        backward_route = "weight tiles" if tiled else "unfolded"
-        if tiled and forward_route == "shifted":
-            backward_route = "shifted weight tiles"  # conv.gradient_layout: the same rows as the forward's
+        backward_route = ("shifted weight tiles" if shifted else "weight tiles") if tiled else "unfolded"
+        if tiled and l > 0 and dx_by_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE]], flat.itemsize):
+            backward_route += ", Winograd dx"
         route = forward_route + " / " + backward_route
         print(
             f"| {number} | {r[E.C]}→{fn}, {r[E.H]}×{r[E.W]} | {route} | {forward * 1e3:.2f} | {back * 1e3:.2f} | "

@@ -47,6 +47,11 @@ GEOMETRIES = [
     (2, 32, 7, 9, 17, 3, 3, 1, 1),
     (1, 32, 5, 7, 16, 3, 3, 1, 2),
     (2, 32, 8, 8, 16, 3, 3, 1, 1),
+    # the input gradient by Winograd's transform too (kernels.conv.dx_by_winograd; (2, 32, 8, 8, 16, ...) and
+    # (5, 16, 7, 7, 16, ...) above too): planes of odd sizes (16 and 32 tiles), pads 0 and 2
+    (2, 32, 15, 7, 32, 3, 3, 1, 1),
+    (1, 33, 7, 8, 40, 3, 3, 1, 0),
+    (2, 32, 8, 7, 17, 3, 3, 1, 2),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -219,7 +224,7 @@ def test_winograd_equals_the_reference(geometry, dtype):
     expected = reference.Convolution(Wt, b, 1, pad).forward(x)
     OH, OW = expected.shape[2:]
     packed = np.empty(conv_kernels.taps_size(C, FN, 3, 3), dtype)
-    conv_kernels.winograd_filters(Wt.reshape(FN, -1).astype(dtype), C, packed)
+    conv_kernels.winograd_filters(Wt.reshape(FN, -1).astype(dtype), C, packed, False)
     geo = np.array([C, H, W, 3, 3, 1, pad], np.int64)
     Hq, Wp = conv_kernels._padded_plane(H, W, 3, pad)
     scratch = np.full(conv_kernels.winograd_size(C, H, W, FN, pad, np.dtype(dtype).itemsize), np.nan, dtype)
@@ -248,6 +253,20 @@ def test_which_convolutions_run_by_winograd():
     for geometry in [(15, 8, 8, 16, 3, 3, 1, 1), (16, 8, 8, 15, 3, 3, 1, 1), (32, 8, 8, 32, 3, 3, 1, 3),
                      (32, 8, 8, 32, 3, 3, 2, 1), (32, 8, 8, 32, 5, 5, 1, 2), (32, 8, 8, 32, 3, 2, 1, 1)]:  # fmt: skip
         assert not conv_kernels.uses_winograd(geometry[0], geometry[1], geometry[2], geometry[3], *geometry[4:], 4)
+
+
+def test_which_input_gradients_run_by_winograd():
+    """The weight tiles' dx by Winograd's transform where the forward's rule takes the convolution of the
+    output gradient (FN channels) into the input's C planes and its tiles fill their vectors: DeepConvNet's
+    conv2, conv5 and conv6; not its 14×14 planes (49 tiles as 64, float32), nor what the forward refuses."""
+    for C, H, W, FN in [(16, 28, 28, 16), (32, 8, 8, 64), (64, 8, 8, 64), (16, 7, 8, 16), (32, 15, 7, 32)]:
+        for itemsize in (4, 8):
+            assert conv_kernels.dx_by_winograd(C, H, W, FN, 3, 3, 1, itemsize)
+    for C, FN in [(16, 32), (32, 32), (32, 64)]:
+        assert not conv_kernels.dx_by_winograd(C, 14, 14, FN, 3, 3, 1, 4)
+    for C, H, W, FN, FH, FW, stride in [(15, 8, 8, 16, 3, 3, 1), (32, 8, 8, 15, 3, 3, 1), (32, 8, 8, 32, 3, 3, 2),
+                                        (32, 8, 8, 32, 5, 5, 1)]:  # fmt: skip
+        assert not conv_kernels.dx_by_winograd(C, H, W, FN, FH, FW, stride, 4)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -26,7 +26,8 @@ the backward):
   sums in vector registers at a time, over several images in one sweep::
 
     backward  dW_tap = Σ_n dwide_n·xp_n[tap offset:]ᵀ, db = Σ dout
-              dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``)
+              dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``),
+                  or Winograd's transform of them (below; ``dx_by_winograd``)
 
   Where the forward runs on shifted copies, so do the weight tiles: the output gradient in rows of
   OW (no column to widen), the input as its shifted copies (``gradient_layout``); dx then widens
@@ -44,9 +45,10 @@ the backward):
   padded image in place (docs/PERFORMANCE.md has the measurements).
 
 * **Winograd's F(2×2, 3×3)** (the forward of 3×3 stride-1 layers of 16+ channels and filters,
-  ``uses_winograd``): a 2×2 block of outputs (a "tile") depends on a 4×4 patch d of each input
-  channel, and Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional
-  Neural Networks", 2016) computes it with 16 multiplications per channel and filter, not 36::
+  ``uses_winograd``, and by the same rule the weight tiles' dx, ``dx_by_winograd``): a 2×2 block
+  of outputs (a "tile") depends on a 4×4 patch d of each input channel, and Winograd's minimal
+  filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) computes it
+  with 16 multiplications per channel and filter, not 36::
 
     forward   Y = Aᵀ·[Σ_c U_c ⊙ V_c]·A,   V_c = Bᵀ·d_c·B (``_simd.winograd_input_row``),
               U_c = G·g_c·Gᵀ (``winograd_filters``)
@@ -54,8 +56,10 @@ the backward):
   Over an image, value ξ of the 16 is a product M_ξ (filters × tiles) = U_ξ (filters × channels) ·
   V_ξ (channels × tiles): 16 1×1 convolutions run by the direct tiles, then the output transform
   (``_simd.winograd_output_row``, the bias and ReLU added there) writes the tiles' own layout, so
-  the pool, its winners and the backward (which keeps the tiles) read it as theirs. The
-  coefficients are 0, ±1 and ±½: float32's error stays below the direct tiles'.
+  the pool, its winners and the backward (which keeps the tiles) read it as theirs. dx is the
+  same sum over the widened output gradient with the turned filters (``winograd_planes`` serves
+  both), written straight into dx's planes. The coefficients are 0, ±1 and ±½: float32's error
+  stays below the direct tiles'.
 
 A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
 the pool in its own training pass (``conv_forward_rows`` with winners, ``schedule.pools_in_training``): the
@@ -181,10 +185,13 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     # tiles: the most pixels, as TILE_SLACK
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
     sweep = sweep_images(H, W, FH, FW, pad, 4)
-    backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + C * M)
+    dxw = C * M  # the wide input gradient, or Winograd's V and M (``dx_by_winograd``)
+    if dx_by_winograd(C, H, W, FN, FH, FW, stride, 4) or dx_by_winograd(C, H, W, FN, FH, FW, stride, 8):
+        dxw = max(dxw, winograd_size(FN, H, W, C, 1, 4))
+    backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + dxw)
     if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):  # ``gradient_layout``'s
         backward = max(backward, sweep * shifted_size(C, H, W, FH, FW, pad) + padded_size(C, H, W, FW, pad),
-                       sweep * FN * shifted_pixels(OH, OW, 4) + FN * Lg + C * M)  # fmt: skip
+                       sweep * FN * shifted_pixels(OH, OW, 4) + FN * Lg + dxw)  # fmt: skip
     return max(direct, backward)
 
 
@@ -430,15 +437,15 @@ def uses_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
     the direct tiles; 16→16 on 28×28: 196 as 208, faster)."""
     if FH != 3 or FW != 3 or stride != 1 or pad > 2 or C < WINOGRAD_MIN_CHANNELS or FN < WINOGRAD_MIN_CHANNELS:
         return False
-    TY, TX, Tp = _winograd_tiles_of(H, W, pad, itemsize)
+    TY, TX, Tp = _winograd_tiles_of(output_size(H, 3, 1, pad), output_size(W, 3, 1, pad), itemsize)
     return C >= 2 * WINOGRAD_MIN_CHANNELS or Tp <= (1 + WINOGRAD_ROUNDING) * TY * TX
 
 
 @njit(cache=True)
-def _winograd_tiles_of(H, W, pad, itemsize):
-    """(TY, TX, Tp): rows and columns of 2×2 output tiles, and their number TY·TX rounded up to
-    whole vectors."""
-    TY, TX = (output_size(H, 3, 1, pad) + 1) // 2, (output_size(W, 3, 1, pad) + 1) // 2
+def _winograd_tiles_of(OH, OW, itemsize):
+    """(TY, TX, Tp): rows and columns of the 2×2 tiles of an OH × OW output, and their number TY·TX
+    rounded up to whole vectors."""
+    TY, TX = (OH + 1) // 2, (OW + 1) // 2
     vector = tile_pixels(itemsize) // 2
     return TY, TX, -(-TY * TX // vector) * vector
 
@@ -447,34 +454,42 @@ def _winograd_tiles_of(H, W, pad, itemsize):
 def winograd_size(C, H, W, FN, pad, itemsize):
     """Values of scratch ``winograd_tiles`` needs (its V and M) for a 3×3 convolution of C channels
     on H×W, FN filters, padded by ``pad``."""
-    TY, TX, Tp = _winograd_tiles_of(H, W, pad, itemsize)
+    _, _, Tp = _winograd_tiles_of(output_size(H, 3, 1, pad), output_size(W, 3, 1, pad), itemsize)
     vector = tile_pixels(itemsize) // 2
     return 16 * (C * Tp + vector) + 16 * (FN * Tp + vector)
 
 
 @njit(cache=True)
-def winograd_filters(Wmat, C, packed):
-    """packed (16·FN·C values) = U_ξ = G·g·Gᵀ of every filter g (Wmat (FN, C·9)), computed in
-    float64: for ξ < 16, from ξ·FN·C on, U_ξ (FN × C) as ``conv.direct_filters`` packs the filters
-    of a 1×1 convolution (a tile's n filters innermost). G = [[1, 0, 0], [½, ½, ½], [½, −½, ½],
-    [0, 0, 1]]. One 16-value scratch, no copy per filter: the training forward runs this once a call."""
+def winograd_filters(Wmat, C, packed, turned):
+    """packed (16·FN·C values) = U_ξ = G·g·Gᵀ of every filter g, computed in float64: for ξ < 16,
+    from ξ·FN·C on, U_ξ (filters × channels) as ``conv.direct_filters`` packs the filters of a 1×1
+    convolution (a tile's n filters innermost). G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
+    The filters are Wmat's (FN, C·9), or with ``turned`` those of the input gradient (C filters of FN
+    channels, w'[c, f] = w[f, c] turned by 180°, as ``flipped_filters``). One 16-value scratch, no
+    copy per filter: the training passes run this once a call."""
     FN = Wmat.shape[0]
+    filters, channels = (C, FN) if turned else (FN, C)
     u = np.empty(16)  # one filter's U, read back into the 16 blocks
     f0 = 0
-    while f0 < FN:
-        n = _tile_filters(FN - f0)
+    while f0 < filters:
+        n = _tile_filters(filters - f0)
         for f in range(n):
-            for c in range(C):
+            for c in range(channels):
                 for j in range(3):  # G·g, column j (row a of it in u[4a:4a + 3]), then (G·g)·Gᵀ row by row
-                    g0 = np.float64(Wmat[f0 + f, c * 9 + j])
-                    g1 = np.float64(Wmat[f0 + f, c * 9 + 3 + j])
-                    g2 = np.float64(Wmat[f0 + f, c * 9 + 6 + j])
+                    if turned:  # g[r, j] = w[c, f0 + f, 2 − r, 2 − j]
+                        g0 = np.float64(Wmat[c, (f0 + f) * 9 + 8 - j])
+                        g1 = np.float64(Wmat[c, (f0 + f) * 9 + 5 - j])
+                        g2 = np.float64(Wmat[c, (f0 + f) * 9 + 2 - j])
+                    else:
+                        g0 = np.float64(Wmat[f0 + f, c * 9 + j])
+                        g1 = np.float64(Wmat[f0 + f, c * 9 + 3 + j])
+                        g2 = np.float64(Wmat[f0 + f, c * 9 + 6 + j])
                     u[j], u[4 + j], u[8 + j], u[12 + j] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
                 for a in range(4):
                     r0, r1, r2 = u[4 * a], u[4 * a + 1], u[4 * a + 2]
                     u[4 * a + 1], u[4 * a + 2], u[4 * a + 3] = 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2
                 for xi in range(16):
-                    packed[xi * FN * C + f0 * C + c * n + f] = u[xi]
+                    packed[xi * filters * channels + f0 * channels + c * n + f] = u[xi]
         f0 += n
 
 
@@ -492,28 +507,38 @@ def winograd_tiles(xp, packed, b, out, N, row, scratch, geometry, activation):
     ReLU applied for ``activation`` RELU; nothing else of out written. packed: the transformed
     filters (``winograd_filters``); scratch: ``winograd_size`` values for V and M."""
     C, H, W, _, _, _, pad = geometry
-    FN = b.shape[0]
-    OH, OW = output_size(H, 3, 1, pad), output_size(W, 3, 1, pad)
     Hq, Wp = _padded_plane(H, W, 3, pad)
-    TY, TX, Tp = _winograd_tiles_of(H, W, pad, xp.itemsize)
-    vector = tile_pixels(xp.itemsize) // 2
+    epilogue = PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS
+    winograd_planes(xp, 0, Hq * Wp, Wp, C, packed, b, b.shape[0], out, N, row, output_size(H, 3, 1, pad),
+                    output_size(W, 3, 1, pad), scratch, epilogue)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def winograd_planes(src, start, plane, row, C, packed, b, FN, out, out_plane, out_row, OH, OW, scratch, epilogue):
+    """out[f·out_plane + y·out_row + x] = Σ_c Σ_(ry, rx) g_fc[ry, rx] · src[start + c·plane + (y + ry)·row
+    + x + rx] (+ b[f], ReLU'd, for ``epilogue`` PLUS_BIAS, PLUS_BIAS_RELU; SUMS: b not read) for
+    f < FN, y < OH, x < OW, by Winograd's F(2×2, 3×3); nothing else of out written. The src read:
+    C planes, rows 0 to 2·⌈OH/2⌉ + 1 and columns 0 to 2·⌈OW/2⌉ + 1 of each (finite: past the
+    outputs', they reach only the outputs not written). packed: the filters g transformed
+    (``winograd_filters``); scratch: V (16 × C tiles) and M (16 × FN tiles), ``winograd_size``."""
+    TY, TX, Tp = _winograd_tiles_of(OH, OW, src.itemsize)
+    vector = tile_pixels(src.itemsize) // 2
     v_stride, m_stride = C * Tp + vector, FN * Tp + vector
     V, M = scratch[: 16 * v_stride], scratch[16 * v_stride : 16 * (v_stride + m_stride)]
     for c in range(C):
-        for ty in range(TY):  # tile (ty, tx)'s patch: padded rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
-            winograd_input_row(xp, c * Hq * Wp + 2 * ty * Wp, Wp, V, c * Tp + ty * TX, v_stride, TX)
+        for ty in range(TY):  # tile (ty, tx)'s patch: rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
+            winograd_input_row(src, start + c * plane + 2 * ty * row, row, V, c * Tp + ty * TX, v_stride, TX)
         for xi in range(16):  # the products read whole vectors: no stale value (a subnormal, say) past the tiles
             for t in range(TY * TX, Tp):
                 V[xi * v_stride + c * Tp + t] = 0
-    pixels = tile_pixels(xp.itemsize)
+    pixels = tile_pixels(src.itemsize)
     for xi in range(16):
         _tiles(V, xi * v_stride, C, Tp, packed[xi * FN * C :], M, xi * m_stride, Tp, FN, Tp, 1, 1, 0, 0, pixels, b,
                SUMS)  # fmt: skip
-    epilogue = PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS
     for f in range(FN):
         for ty in range(TY):  # an odd OH: the last row of tiles gives one row of outputs
-            winograd_output_row(M, f * Tp + ty * TX, m_stride, TX, b, f, out, f * N + 2 * ty * row, row, OW,
-                                min(2, OH - 2 * ty), epilogue)  # fmt: skip
+            winograd_output_row(M, f * Tp + ty * TX, m_stride, TX, b, f, out, f * out_plane + 2 * ty * out_row,
+                                out_row, OW, min(2, OH - 2 * ty), epilogue)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -557,7 +582,23 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
     M = wide_pixels(H, Wp, itemsize)  # whole vectors: the last tile of a row of tiles may be half one
     OH = output_size(H, FH, 1, pad)
     # the weight tiles read whole vectors, past the wide gradient's end
-    return max(pad * Wp + M, wide_pixels(OH, Wp, itemsize)) + (FH - 1) * Wp + FW - 1, M
+    Lg = max(pad * Wp + M, wide_pixels(OH, Wp, itemsize)) + (FH - 1) * Wp + FW - 1
+    if FH == 3 and FW == 3:  # dx by Winograd (``dx_by_winograd``): its 4×4 patches from the row and column pad on
+        Lg = max(Lg, pad * Wp + pad + (2 * ((H + 1) // 2) + 2) * Wp + 2 * ((W + 1) // 2) + 2)
+    return Lg, M
+
+
+@njit(cache=True)
+def dx_by_winograd(C, H, W, FN, FH, FW, stride, itemsize):
+    """Whether the weight tiles' input gradient (``_weight_tile_backward_images``) runs by Winograd's
+    transform: a 3×3 convolution of the FN output gradient planes into C planes of H × W, where the
+    forward's rule (``uses_winograd``) takes that convolution and its tiles need little rounding up
+    to whole vectors, whatever the channels (49 tiles as 64 on 14×14 planes: no faster than the
+    direct tiles with 32 or 64 channels, slower with 16 filters)."""
+    if not uses_winograd(FN, H, W, C, FH, FW, stride, 1, itemsize):
+        return False
+    TY, TX, Tp = _winograd_tiles_of(H, W, itemsize)
+    return Tp <= (1 + WINOGRAD_ROUNDING) * TY * TX
 
 
 @njit(cache=True)
@@ -673,7 +714,8 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
     Sw = (FH - 1) * Wp + FW - 1
     wide = dscratch[images * gsize : images * gsize + (FN * Lg if shifted else 0)]
-    dxw = dscratch[images * gsize + wide.shape[0] : images * gsize + wide.shape[0] + C * M]
+    dxw = dscratch[images * gsize + wide.shape[0] :]  # the wide input gradient, or Winograd's V and M
+    winograd = dx_by_winograd(C, H, W, FN, FH, FW, 1, x.itemsize)
     for i in range(images):
         g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
         if shifted:  # the planes widened: rows of Wp, the zeros around them the input gradient's padding
@@ -683,6 +725,10 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
                 for oy in range(OH):
                     copy_run(g, f * L + oy * OW, wide, f * Lg + Sw + oy * Wp, OW)
             g = wide
+        if winograd:  # straight into dx's planes: the (y, x) gradient from g's row and column pad on
+            winograd_planes(g, pad * Wp + pad, Lg, Wp, FN, taps, dout[n], C, dx[n], H * W, W, H, W, dxw, SUMS)
+            activation_backward(below, dx[n], x[n])
+            continue
         _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, 1, tile_pixels(x.itemsize), dout[n], SUMS)
         for c in range(C):
             for y in range(H):
@@ -850,7 +896,7 @@ def conv_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
     if uses_winograd(C, H, W, FN, FH, FW, stride, pad, x.itemsize):
-        winograd_filters(Wmat, C, taps)
+        winograd_filters(Wmat, C, taps, False)
     elif uses_direct(stride):
         direct_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
@@ -895,7 +941,9 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     nb = conv_blocks(N, K, OH * OW, FN)
     with_dx = dx.shape[0] > 0
     tiled = uses_weight_tiles(C, FN, FH, FW, stride, with_dx)
-    if tiled and with_dx:
+    if tiled and with_dx and dx_by_winograd(C, H, W, FN, FH, FW, stride, x.itemsize):
+        winograd_filters(Wmat, C, taps, True)
+    elif tiled and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
     sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if tiled else 1
     for k in prange(nb):
@@ -954,7 +1002,7 @@ def conv_backward_unchecked(x, W, dout, dW, db, dx, col, dcol, stride, pad):
     nb = col.shape[0]
     parts = np.empty((nb, W.size + FN), x.dtype)
     acc = np.empty(W.size + FN)
-    taps = np.empty(W.size, x.dtype)
+    taps = np.empty(taps_size(C, FN, FH, FW), x.dtype)  # the turned filters, or Winograd's
     rows = dx.reshape((dx.shape[0], C * H * Wd))
     conv_backward_rows(x.reshape((N, C * H * Wd)), W.reshape(W.size), dout.reshape((N, dout.size // max(N, 1))),
                        dW.reshape(W.size), db, rows, (col, dcol, taps, parts, acc), (C, H, Wd, FH, FW, stride, pad),

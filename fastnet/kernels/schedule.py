@@ -352,7 +352,7 @@ def test_filters(flat, net, work):
         if uses_direct(rec[l, STRIDE]):
             direct_filters(filters, rec[l, C], rec[l, FH], rec[l, FW], params[rec[l, W_OFF] :])
         if conv_by_winograd(rec, l, flat.itemsize):
-            winograd_filters(filters, rec[l, C], params[winograd_at(rec, l, flat.itemsize) :])
+            winograd_filters(filters, rec[l, C], params[winograd_at(rec, l, flat.itemsize) :], False)
     return params
 
 
