@@ -209,7 +209,7 @@ def main():
             forward_route = "Winograd"  # into the tiles' layout, wide or shifted
         tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
         backward_route = ("shifted weight tiles" if shifted else "weight tiles") if tiled else "unfolded"
-        if tiled and l > 0 and dx_by_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE]], flat.itemsize):
+        if tiled and l > 0 and dx_by_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]], flat.itemsize):
             backward_route += ", Winograd dx"
         route = forward_route + " / " + backward_route
         print(

@@ -48,10 +48,12 @@ GEOMETRIES = [
     (1, 32, 5, 7, 16, 3, 3, 1, 2),
     (2, 32, 8, 8, 16, 3, 3, 1, 1),
     # the input gradient by Winograd's transform too (kernels.conv.dx_by_winograd; (2, 32, 8, 8, 16, ...) and
-    # (5, 16, 7, 7, 16, ...) above too): planes of odd sizes (16 and 32 tiles), pads 0 and 2
+    # (5, 16, 7, 7, 16, ...) above too): planes of odd sizes, pads 0 and 2, the tiles of a sweep's images in
+    # one call (kernels.conv.dx_images) and of one image's
     (2, 32, 15, 7, 32, 3, 3, 1, 1),
     (1, 33, 7, 8, 40, 3, 3, 1, 0),
     (2, 32, 8, 7, 17, 3, 3, 1, 2),
+    (6, 32, 14, 13, 32, 3, 3, 1, 1),
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
@@ -257,16 +259,20 @@ def test_which_convolutions_run_by_winograd():
 
 def test_which_input_gradients_run_by_winograd():
     """The weight tiles' dx by Winograd's transform where the forward's rule takes the convolution of the
-    output gradient (FN channels) into the input's C planes and its tiles fill their vectors: DeepConvNet's
-    conv2, conv5 and conv6; not its 14×14 planes (49 tiles as 64, float32), nor what the forward refuses."""
-    for C, H, W, FN in [(16, 28, 28, 16), (32, 8, 8, 64), (64, 8, 8, 64), (16, 7, 8, 16), (32, 15, 7, 32)]:
+    output gradient (FN channels) into the input's C planes and the tiles of the images taken together
+    (conv.dx_images: a sweep's, or one image's on shifted copies) fill their vectors: DeepConvNet's
+    conv2 to conv6 and accurate-conv's 14×14 layer (five images' 245 tiles as 256 in float32 on
+    AVX-512); not a 5×6 plane on shifted copies (9 tiles as 16, or 12), nor what the forward refuses."""
+    for C, H, W, FN, pad in [(16, 28, 28, 16, 1), (16, 14, 14, 32, 1), (32, 14, 14, 32, 2), (32, 8, 8, 64, 1),
+                             (64, 8, 8, 64, 1), (32, 14, 14, 64, 1)]:  # fmt: skip
         for itemsize in (4, 8):
-            assert conv_kernels.dx_by_winograd(C, H, W, FN, 3, 3, 1, itemsize)
-    for C, FN in [(16, 32), (32, 32), (32, 64)]:
-        assert not conv_kernels.dx_by_winograd(C, 14, 14, FN, 3, 3, 1, 4)
+            assert conv_kernels.dx_by_winograd(C, H, W, FN, 3, 3, 1, pad, itemsize)
+    for itemsize in (4, 8):
+        assert conv_kernels.dx_images(5, 6, 3, 3, 1, itemsize) == 1
+        assert not conv_kernels.dx_by_winograd(32, 5, 6, 32, 3, 3, 1, 1, itemsize)
     for C, H, W, FN, FH, FW, stride in [(15, 8, 8, 16, 3, 3, 1), (32, 8, 8, 15, 3, 3, 1), (32, 8, 8, 32, 3, 3, 2),
                                         (32, 8, 8, 32, 5, 5, 1)]:  # fmt: skip
-        assert not conv_kernels.dx_by_winograd(C, H, W, FN, FH, FW, stride, 4)
+        assert not conv_kernels.dx_by_winograd(C, H, W, FN, FH, FW, stride, 1, 4)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -186,8 +186,10 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, 4)
     sweep = sweep_images(H, W, FH, FW, pad, 4)
     dxw = C * M  # the wide input gradient, or Winograd's V and M (``dx_by_winograd``)
-    if dx_by_winograd(C, H, W, FN, FH, FW, stride, 4) or dx_by_winograd(C, H, W, FN, FH, FW, stride, 8):
-        dxw = max(dxw, winograd_size(FN, H, W, C, 1, 4))
+    for itemsize in (4, 8):
+        if dx_by_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
+            tiles = dx_images(H, W, FH, FW, pad, itemsize) * ((H + 1) // 2) * ((W + 1) // 2)
+            dxw = max(dxw, _winograd_vm_size(FN, C, tiles, itemsize))
     backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + dxw)
     if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):  # ``gradient_layout``'s
         backward = max(backward, sweep * shifted_size(C, H, W, FH, FW, pad) + padded_size(C, H, W, FW, pad),
@@ -454,8 +456,15 @@ def _winograd_tiles_of(OH, OW, itemsize):
 def winograd_size(C, H, W, FN, pad, itemsize):
     """Values of scratch ``winograd_tiles`` needs (its V and M) for a 3×3 convolution of C channels
     on H×W, FN filters, padded by ``pad``."""
-    _, _, Tp = _winograd_tiles_of(output_size(H, 3, 1, pad), output_size(W, 3, 1, pad), itemsize)
+    TY, TX, _ = _winograd_tiles_of(output_size(H, 3, 1, pad), output_size(W, 3, 1, pad), itemsize)
+    return _winograd_vm_size(C, FN, TY * TX, itemsize)
+
+
+@njit(cache=True)
+def _winograd_vm_size(C, FN, tiles, itemsize):
+    """Values of V and M for ``tiles`` tiles (of one or more images) of C channels and FN filters."""
     vector = tile_pixels(itemsize) // 2
+    Tp = -(-tiles // vector) * vector
     return 16 * (C * Tp + vector) + 16 * (FN * Tp + vector)
 
 
@@ -509,36 +518,47 @@ def winograd_tiles(xp, packed, b, out, N, row, scratch, geometry, activation):
     C, H, W, _, _, _, pad = geometry
     Hq, Wp = _padded_plane(H, W, 3, pad)
     epilogue = PLUS_BIAS_RELU if activation == RELU else PLUS_BIAS
-    winograd_planes(xp, 0, Hq * Wp, Wp, C, packed, b, b.shape[0], out, N, row, output_size(H, 3, 1, pad),
-                    output_size(W, 3, 1, pad), scratch, epilogue)  # fmt: skip
+    winograd_planes(xp, (0, Hq * Wp, Wp, 0), C, packed, b, b.shape[0], out, (0, N, row, 0), output_size(H, 3, 1, pad),
+                    output_size(W, 3, 1, pad), 1, scratch, epilogue)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
-def winograd_planes(src, start, plane, row, C, packed, b, FN, out, out_plane, out_row, OH, OW, scratch, epilogue):
-    """out[f·out_plane + y·out_row + x] = Σ_c Σ_(ry, rx) g_fc[ry, rx] · src[start + c·plane + (y + ry)·row
-    + x + rx] (+ b[f], ReLU'd, for ``epilogue`` PLUS_BIAS, PLUS_BIAS_RELU; SUMS: b not read) for
-    f < FN, y < OH, x < OW, by Winograd's F(2×2, 3×3); nothing else of out written. The src read:
-    C planes, rows 0 to 2·⌈OH/2⌉ + 1 and columns 0 to 2·⌈OW/2⌉ + 1 of each (finite: past the
-    outputs', they reach only the outputs not written). packed: the filters g transformed
-    (``winograd_filters``); scratch: V (16 × C tiles) and M (16 × FN tiles), ``winograd_size``."""
-    TY, TX, Tp = _winograd_tiles_of(OH, OW, src.itemsize)
+def winograd_planes(src, src_layout, C, packed, b, FN, out, out_layout, OH, OW, images, scratch, epilogue):
+    """For each of ``images`` images i, out[o0 + i·o_image + f·o_plane + y·o_row + x] = Σ_c Σ_(ry, rx)
+    g_fc[ry, rx] · src[s0 + i·s_image + c·s_plane + (y + ry)·s_row + x + rx] (+ b[f], ReLU'd, for
+    ``epilogue`` PLUS_BIAS, PLUS_BIAS_RELU; SUMS: b not read) for f < FN, y < OH, x < OW, by
+    Winograd's F(2×2, 3×3), the tiles of all the images in the same products (filling their vectors
+    where one image's would not); nothing else of out written. src_layout = (s0, s_plane, s_row,
+    s_image), out_layout = (o0, o_plane, o_row, o_image). The src read: C planes, rows 0 to
+    2·⌈OH/2⌉ + 1 and columns 0 to 2·⌈OW/2⌉ + 1 of each (finite: past the outputs', they reach only
+    the outputs not written). packed: the filters g transformed (``winograd_filters``); scratch: V
+    (16 × C tiles) and M (16 × FN tiles), ``_winograd_vm_size`` values."""
+    s0, s_plane, s_row, s_image = src_layout
+    o0, o_plane, o_row, o_image = out_layout
+    TY, TX, _ = _winograd_tiles_of(OH, OW, src.itemsize)
+    T = TY * TX  # an image's tiles; image i's from i·T on
     vector = tile_pixels(src.itemsize) // 2
+    Tp = -(-images * T // vector) * vector
     v_stride, m_stride = C * Tp + vector, FN * Tp + vector
     V, M = scratch[: 16 * v_stride], scratch[16 * v_stride : 16 * (v_stride + m_stride)]
     for c in range(C):
-        for ty in range(TY):  # tile (ty, tx)'s patch: rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
-            winograd_input_row(src, start + c * plane + 2 * ty * row, row, V, c * Tp + ty * TX, v_stride, TX)
+        for i in range(images):
+            for ty in range(TY):  # tile (ty, tx)'s patch: rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
+                winograd_input_row(src, s0 + i * s_image + c * s_plane + 2 * ty * s_row, s_row, V,
+                                   c * Tp + i * T + ty * TX, v_stride, TX)  # fmt: skip
         for xi in range(16):  # the products read whole vectors: no stale value (a subnormal, say) past the tiles
-            for t in range(TY * TX, Tp):
+            for t in range(images * T, Tp):
                 V[xi * v_stride + c * Tp + t] = 0
     pixels = tile_pixels(src.itemsize)
     for xi in range(16):
         _tiles(V, xi * v_stride, C, Tp, packed[xi * FN * C :], M, xi * m_stride, Tp, FN, Tp, 1, 1, 0, 0, pixels, b,
                SUMS)  # fmt: skip
-    for f in range(FN):
-        for ty in range(TY):  # an odd OH: the last row of tiles gives one row of outputs
-            winograd_output_row(M, f * Tp + ty * TX, m_stride, TX, b, f, out, f * out_plane + 2 * ty * out_row,
-                                out_row, OW, min(2, OH - 2 * ty), epilogue)  # fmt: skip
+    for i in range(images):
+        for f in range(FN):
+            for ty in range(TY):  # an odd OH: the last row of tiles gives one row of outputs
+                winograd_output_row(M, f * Tp + i * T + ty * TX, m_stride, TX, b, f, out,
+                                    o0 + i * o_image + f * o_plane + 2 * ty * o_row, o_row, OW, min(2, OH - 2 * ty),
+                                    epilogue)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -589,16 +609,27 @@ def _gradient_planes(C, H, W, FN, FH, FW, pad, itemsize):
 
 
 @njit(cache=True)
-def dx_by_winograd(C, H, W, FN, FH, FW, stride, itemsize):
+def dx_by_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
     """Whether the weight tiles' input gradient (``_weight_tile_backward_images``) runs by Winograd's
     transform: a 3×3 convolution of the FN output gradient planes into C planes of H × W, where the
-    forward's rule (``uses_winograd``) takes that convolution and its tiles need little rounding up
-    to whole vectors, whatever the channels (49 tiles as 64 on 14×14 planes: no faster than the
-    direct tiles with 32 or 64 channels, slower with 16 filters)."""
+    forward's rule (``uses_winograd``) takes that convolution and the tiles of the images it takes
+    together (``dx_images``) need little rounding up to whole vectors, whatever the channels (one
+    14×14 image's 49 tiles as 64: no faster than the direct tiles with 32 or 64 channels, slower
+    with 16 filters; five images' 245 as 256 are)."""
     if not uses_winograd(FN, H, W, C, FH, FW, stride, 1, itemsize):
         return False
-    TY, TX, Tp = _winograd_tiles_of(H, W, itemsize)
-    return Tp <= (1 + WINOGRAD_ROUNDING) * TY * TX
+    TY, TX, _ = _winograd_tiles_of(H, W, itemsize)
+    vector = tile_pixels(itemsize) // 2
+    tiles = dx_images(H, W, FH, FW, pad, itemsize) * TY * TX
+    return -(-tiles // vector) * vector <= (1 + WINOGRAD_ROUNDING) * tiles
+
+
+@njit(cache=True)
+def dx_images(H, W, FH, FW, pad, itemsize):
+    """Images whose dx by Winograd's transform runs in one call: a sweep of the weight tiles
+    (``sweep_images``), whose gradient planes lie one after the other; one where each image's is
+    widened from shifted rows into the same planes first (``uses_shifted``)."""
+    return 1 if uses_shifted(H, W, FH, FW, pad, itemsize) else sweep_images(H, W, FH, FW, pad, itemsize)
 
 
 @njit(cache=True)
@@ -715,7 +746,14 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     Sw = (FH - 1) * Wp + FW - 1
     wide = dscratch[images * gsize : images * gsize + (FN * Lg if shifted else 0)]
     dxw = dscratch[images * gsize + wide.shape[0] :]  # the wide input gradient, or Winograd's V and M
-    winograd = dx_by_winograd(C, H, W, FN, FH, FW, 1, x.itemsize)
+    if dx_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize) and not shifted:  # the sweep's images at once
+        dx_rows = dx.reshape(dx.size)
+        winograd_planes(dscratch, (pad * Wp + pad, Lg, Wp, gsize), FN, taps, dout[n0], C, dx_rows,
+                        (n0 * C * H * W, H * W, W, C * H * W), H, W, images, dxw, SUMS)  # fmt: skip
+        for n in range(n0, n1):
+            activation_backward(below, dx[n], x[n])
+        return
+    winograd = dx_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize)
     for i in range(images):
         g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
         if shifted:  # the planes widened: rows of Wp, the zeros around them the input gradient's padding
@@ -726,7 +764,8 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
                     copy_run(g, f * L + oy * OW, wide, f * Lg + Sw + oy * Wp, OW)
             g = wide
         if winograd:  # straight into dx's planes: the (y, x) gradient from g's row and column pad on
-            winograd_planes(g, pad * Wp + pad, Lg, Wp, FN, taps, dout[n], C, dx[n], H * W, W, H, W, dxw, SUMS)
+            winograd_planes(g, (pad * Wp + pad, Lg, Wp, 0), FN, taps, dout[n], C, dx[n], (0, H * W, W, 0), H, W, 1,
+                            dxw, SUMS)  # fmt: skip
             activation_backward(below, dx[n], x[n])
             continue
         _tiles(g, pad * Wp, FN, Lg, taps, dxw, 0, M, C, M, FH, FW, Wp, 1, tile_pixels(x.itemsize), dout[n], SUMS)
@@ -941,7 +980,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     nb = conv_blocks(N, K, OH * OW, FN)
     with_dx = dx.shape[0] > 0
     tiled = uses_weight_tiles(C, FN, FH, FW, stride, with_dx)
-    if tiled and with_dx and dx_by_winograd(C, H, W, FN, FH, FW, stride, x.itemsize):
+    if tiled and with_dx and dx_by_winograd(C, H, W, FN, FH, FW, stride, pad, x.itemsize):
         winograd_filters(Wmat, C, taps, True)
     elif tiled and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
