@@ -117,7 +117,7 @@ def test_reference_convolution_and_col2im_against_direct_loops(geometry):
                                rtol=1e-12, atol=1e-12)  # fmt: skip
     col = rng.standard_normal(reference.im2col(x, FH, FW, stride, pad).shape)
     np.testing.assert_allclose(reference.col2im(col, x.shape, FH, FW, stride, pad),
-                               direct_col2im(col, x.shape, FH, FW, stride, pad), rtol=1e-12)  # fmt: skip
+                               direct_col2im(col, x.shape, FH, FW, stride, pad), rtol=1e-12, atol=1e-12)  # fmt: skip
 
 
 @pytest.mark.parametrize("pool", POOLS)
