@@ -188,7 +188,8 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
     dxw = C * M  # the wide input gradient, or Winograd's V and M (``dx_by_winograd``)
     for itemsize in (4, 8):
         if dx_by_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
-            tiles = dx_images(H, W, FH, FW, pad, itemsize) * ((H + 1) // 2) * ((W + 1) // 2)
+            TY, TX, _ = _winograd_tiles_of(H, W, itemsize)
+            tiles = dx_images(H, W, FH, FW, pad, itemsize) * TY * TX
             dxw = max(dxw, _winograd_vm_size(FN, C, tiles, itemsize))
     backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + dxw)
     if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):  # ``gradient_layout``'s
@@ -746,14 +747,14 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     Sw = (FH - 1) * Wp + FW - 1
     wide = dscratch[images * gsize : images * gsize + (FN * Lg if shifted else 0)]
     dxw = dscratch[images * gsize + wide.shape[0] :]  # the wide input gradient, or Winograd's V and M
-    if dx_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize) and not shifted:  # the sweep's images at once
+    winograd = dx_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize)
+    if winograd and not shifted:  # the sweep's images at once: their gradient planes lie one after the other
         dx_rows = dx.reshape(dx.size)
         winograd_planes(dscratch, (pad * Wp + pad, Lg, Wp, gsize), FN, taps, dout[n0], C, dx_rows,
                         (n0 * C * H * W, H * W, W, C * H * W), H, W, images, dxw, SUMS)  # fmt: skip
         for n in range(n0, n1):
             activation_backward(below, dx[n], x[n])
         return
-    winograd = dx_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize)
     for i in range(images):
         g, n = dscratch[i * gsize : (i + 1) * gsize], n0 + i
         if shifted:  # the planes widened: rows of Wp, the zeros around them the input gradient's padding
@@ -763,7 +764,7 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
                 for oy in range(OH):
                     copy_run(g, f * L + oy * OW, wide, f * Lg + Sw + oy * Wp, OW)
             g = wide
-        if winograd:  # straight into dx's planes: the (y, x) gradient from g's row and column pad on
+        if winograd:  # on shifted copies, an image at a time: straight into dx's planes, from g's row and column pad on
             winograd_planes(g, (pad * Wp + pad, Lg, Wp, 0), FN, taps, dout[n], C, dx[n], (0, H * W, W, 0), H, W, 1,
                             dxw, SUMS)  # fmt: skip
             activation_backward(below, dx[n], x[n])
