@@ -42,8 +42,8 @@ GEOMETRIES = [
     # the weight tiles on shifted copies (kernels.conv.uses_shifted): DeepConvNet's 8×8; a plane of 4×3
     (3, 8, 8, 8, 9, 3, 3, 1, 1),
     (2, 9, 6, 5, 8, 3, 3, 1, 0),
-    # the forward by Winograd's transform (kernels.conv.uses_winograd; (5, 16, 7, 7, ...) above too): rows of
-    # odd length, a pad of 2 (rows as long as the output's), on shifted copies' rows
+    # the forward and dW by Winograd's transform (kernels.conv.uses_winograd, dw_by_winograd; (5, 16, 7, 7, ...)
+    # above too): rows of odd length, a pad of 2 (rows as long as the output's), on shifted copies' rows
     (2, 32, 7, 9, 17, 3, 3, 1, 1),
     (1, 32, 5, 7, 16, 3, 3, 1, 2),
     (2, 32, 8, 8, 16, 3, 3, 1, 1),
@@ -240,6 +240,58 @@ def test_winograd_equals_the_reference(geometry, dtype):
             planes = out.reshape(FN, N)[:, : OH * row].reshape(FN, OH, row)
             assert_matches_reference(planes[:, :, :OW], want, dtype, np.abs(expected).max())
             assert np.isnan(planes[:, :, OW:]).all() and np.isnan(out.reshape(FN, N)[:, OH * row :]).all()
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
+def test_winograd_weight_gradient_equals_the_reference(geometry, dtype):
+    """conv.winograd_weight_gradient (the gradient tiles' transform, the 16 products over two images'
+    tiles, the transform back to 3×3) against the reference's dW, from gradient planes with rows as
+    long as the output's and longer, set then added; everything around the gradients, its work and
+    its part start as NaN: nothing past a plane's OH × OW gradients may be read, nothing stale used."""
+    C, H, W, FN, pad = geometry
+    rng = np.random.default_rng(C * H + W + FN + pad + 1)
+    x, Wt = rng.standard_normal((2, C, H, W)), rng.standard_normal((FN, C, 3, 3))
+    ref = reference.Convolution(Wt, np.zeros(FN), 1, pad)
+    dout = rng.standard_normal(ref.forward(x).shape)
+    ref.backward(dout)
+    expected = ref.dW.transpose(2, 3, 0, 1).reshape(-1)  # part's order: tap, filter, channel
+    N, _, OH, OW = dout.shape
+    itemsize = np.dtype(dtype).itemsize
+    TY, TX, _ = conv_kernels._winograd_tiles_of(OH, OW, itemsize)
+    Tp, v_stride, _ = conv_kernels._winograd_layout(C, FN, N * TY * TX, itemsize)
+    Hq, Wp = conv_kernels._padded_plane(H, W, 3, pad)
+    for row in (OW, OW + 3):
+        work = np.full(conv_kernels._winograd_dw_size(C, FN, N * TY * TX, itemsize), np.nan, dtype)
+        for n in range(N):
+            xp = np.full(conv_kernels.padded_size(C, H, W, 3, pad), np.nan, dtype)
+            conv_kernels._pad_image(x[n].astype(dtype).ravel(), C, H, W, pad, Hq, Wp, xp)
+            conv_kernels.winograd_inputs(xp, (0, Hq * Wp, Wp, 0), C, OH, OW, 1, work, v_stride, Tp, n * TY * TX)
+        g0, g_plane = 3, OH * row + 7
+        g_image = FN * g_plane + 5
+        g = np.full(g0 + N * g_image, np.nan, dtype)
+        for n in range(N):
+            for f in range(FN):
+                at = g0 + n * g_image + f * g_plane
+                g[at : at + OH * row].reshape(OH, row)[:, :OW] = dout[n, f]
+        part = np.full(9 * FN * C, np.nan, dtype)
+        for first, times in ((True, 1), (False, 2)):
+            conv_kernels.winograd_weight_gradient(g, (g0, g_plane, row, g_image), FN, C, OH, OW, N, work, part, first)
+            assert_matches_reference(part, times * expected, dtype)
+
+
+def test_which_weight_gradients_run_by_winograd():
+    """The weight tiles' dW by Winograd's transform for 3×3 filters at stride 1 and pad ≤ 2 with 16+
+    channels and filters: DeepConvNet's conv2 to conv6, accurate-conv's 14×14 layer; not its first
+    layers (one channel), nor what the forward's transform does not take."""
+    for C, H, W, FN, pad in [(16, 28, 28, 16, 1), (16, 14, 14, 32, 1), (32, 14, 14, 32, 2), (32, 8, 8, 64, 1),
+                             (64, 8, 8, 64, 1), (32, 14, 14, 64, 1), (16, 5, 6, 16, 0)]:  # fmt: skip
+        for itemsize in (4, 8):
+            assert conv_kernels.dw_by_winograd(C, H, W, FN, 3, 3, 1, pad, itemsize)
+    for C, H, W, FN, FH, FW, stride, pad in [(1, 28, 28, 16, 3, 3, 1, 1), (15, 8, 8, 16, 3, 3, 1, 1),
+                                             (16, 8, 8, 15, 3, 3, 1, 1), (32, 8, 8, 32, 3, 3, 2, 1),
+                                             (32, 8, 8, 32, 5, 5, 1, 2), (32, 8, 8, 32, 3, 3, 1, 3)]:  # fmt: skip
+        assert not conv_kernels.dw_by_winograd(C, H, W, FN, FH, FW, stride, pad, 4)
 
 
 def test_which_convolutions_run_by_winograd():

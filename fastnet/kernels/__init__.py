@@ -48,8 +48,8 @@ Where things are (one module per concern)::
     conv.py       convolution (ch. 7): forward (+ bias, activation) next to its backward (dW, db, dx);
                   direct and weight tiles at stride 1, BLAS for thin layers and strided convolutions;
                   in training, a 2×2 pool above it run in the same pass (the pool's gradient sent to
-                  its winners by the convolution's backward); the forward and dx of 3×3 layers of
-                  16+ channels by Winograd's F(2×2, 3×3)
+                  its winners by the convolution's backward); the forward, dx and dW of 3×3 layers
+                  of 16+ channels by Winograd's F(2×2, 3×3)
     pool.py       max pooling: forward (recording the winners; at test time none) next to its backward
     batchnorm.py  batch norm: per feature after affine, per channel after conv
     dropout.py    dropout: counter-based masks, forward beside backward

@@ -20,9 +20,9 @@ channel and tap on AVX-512).
 not over channels and taps, so a tile holds filters × (channel, tap) vectors of partial sums over
 a run of pixels, and adds each vector's lanes once at the end.
 
-``winograd_input_row`` and ``winograd_output_row`` are Winograd's transforms (``conv.py``) for a
-row of 2×2 output tiles, a vector of tiles at a time: the patches' strided columns are pulled apart
-by shuffles, which Numba's loops do not vectorize.
+``winograd_input_row``, ``winograd_output_row`` and ``winograd_gradient_row`` are Winograd's
+transforms (``conv.py``) for a row of 2×2 output tiles, a vector of tiles at a time: the patches'
+strided columns are pulled apart by shuffles, which Numba's loops do not vectorize.
 """
 
 import llvmlite.binding as llvm
@@ -456,6 +456,20 @@ def _winograd_a(builder, m0, m1, m2, m3):
     return [builder.fadd(builder.fadd(m0, m1), m2), builder.fsub(builder.fsub(m1, m2), m3)]
 
 
+def _masked_run(builder, ops, base, at, count, limit):
+    """``count`` consecutive vectors from base[at] on, the values at or past ``limit`` (an i64 vector
+    of one count from at) not read: zeros (ops: ``_masked_ops``' vector type, masked load, lanes, splat)."""
+    vector, load, lane, splat = ops
+    lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
+    loaded = []
+    for h in range(count):
+        mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, h * lanes))), limit)
+        pointer = builder.gep(base, [builder.add(at, ir.Constant(i64, h * lanes))])
+        pointer = builder.bitcast(pointer, vector.as_pointer())
+        loaded.append(builder.call(load, [pointer, ir.Constant(i32, 4), mask, ir.Constant(vector, None)]))
+    return loaded
+
+
 def _int64_args(context, builder, sig, args):
     """An intrinsic's arguments, its integers cast to int64."""
     return [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
@@ -482,7 +496,7 @@ def winograd_input_row(typingctx, src, top, row, v, v_off, v_stride, n):
         lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
         srcs = context.make_array(sig.args[0])(context, builder, args[0]).data
         vs = context.make_array(sig.args[3])(context, builder, args[3]).data
-        zero, align = ir.Constant(vector, None), ir.Constant(i32, 4)
+        align = ir.Constant(i32, 4)
 
         def order(indices):
             return ir.Constant(ir.VectorType(i32, lanes), indices)
@@ -498,12 +512,7 @@ def winograd_input_row(typingctx, src, top, row, v, v_off, v_stride, n):
             for r in range(4):
                 at = builder.add(builder.add(top, builder.mul(row, ir.Constant(i64, r))),
                                  builder.mul(first, ir.Constant(i64, 2)))  # fmt: skip
-                loaded = []
-                for h in range(3):
-                    mask = builder.icmp_signed("<", builder.add(lane, splat(ir.Constant(i64, h * lanes))), columns)
-                    pointer = builder.bitcast(builder.gep(srcs, [builder.add(at, ir.Constant(i64, h * lanes))]),
-                                              vector.as_pointer())  # fmt: skip
-                    loaded.append(builder.call(load, [pointer, align, mask, zero]))
+                loaded = _masked_run(builder, (vector, load, lane, splat), srcs, at, 3, columns)
                 d0 = builder.shuffle_vector(loaded[0], loaded[1], even)
                 d1 = builder.shuffle_vector(loaded[0], loaded[1], odd)
                 patch.append([d0, d1, builder.shuffle_vector(d0, loaded[2], next_even),
@@ -578,6 +587,55 @@ def winograd_output_row(typingctx, m, m_off, m_stride, n, bias, f, out, top, row
                         at = builder.add(at_row, ir.Constant(i64, half * lanes))
                         pointer = builder.bitcast(builder.gep(outs, [at]), vector.as_pointer())
                         builder.call(store, [builder.shuffle_vector(y[0], y[1], order), pointer, align, half_mask])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def winograd_gradient_row(typingctx, g, top, row, columns, rows, u, u_off, u_stride, n):
+    """u[u_off + ξ·u_stride + i] = (A·e_i·Aᵀ)[ξ // 4, ξ % 4] for ξ < 16 and i < n: the transform of a
+    row of n 2×2 tiles of an output gradient for the weight gradient by Winograd's F(2×2, 3×3)
+    (``conv.winograd_weight_gradient``), tile i's e_i[r, j] = g[top + r·row + 2i + j] for r < ``rows``
+    (1 or 2) and 2i + j < ``columns`` (≤ 2n), 0 past them (nothing read there), A = [[1, 0], [1, 1],
+    [1, −1], [0, −1]] (Aᵀ the output transform's). Compiled code only; unchecked; nothing written past
+    the n tiles: the last vectors masked. g, u: flat arrays of one float dtype. A vector of tiles
+    at a time, each tile's two columns pulled apart by shuffles (as ``winograd_input_row``)."""
+    signature = types.void(g, top, row, columns, rows, u, u_off, u_stride, n)
+
+    def codegen(context, builder, sig, args):
+        _, top, row, columns, rows, _, u_off, u_stride, n = _int64_args(context, builder, sig, args)
+        vector, load, store, lane, splat = _masked_ops(context, builder, sig.args[0].dtype)
+        lanes, i32, i64 = vector.count, ir.IntType(32), ir.IntType(64)
+        gs = context.make_array(sig.args[0])(context, builder, args[0]).data
+        us = context.make_array(sig.args[5])(context, builder, args[5]).data
+        align = ir.Constant(i32, 4)
+        even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
+        odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
+        chunks = builder.sdiv(builder.add(n, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, chunks) as chunk:
+            first = builder.mul(chunk.index, ir.Constant(i64, lanes))
+            left = splat(builder.sub(columns, builder.mul(first, ir.Constant(i64, 2))))  # this chunk's columns
+            e = []  # e[r][j]: column j of each tile's row r, a vector of tiles
+            for r in range(2):
+                at = builder.add(builder.add(top, builder.mul(row, ir.Constant(i64, r))),
+                                 builder.mul(first, ir.Constant(i64, 2)))  # fmt: skip
+                in_rows = builder.icmp_signed("<", ir.Constant(i64, r), rows)
+                limit = builder.select(in_rows, left, splat(ir.Constant(i64, 0)))  # a row past ``rows``: nothing read
+                loaded = _masked_run(builder, (vector, load, lane, splat), gs, at, 2, limit)
+                e.append([builder.shuffle_vector(loaded[0], loaded[1], even),
+                          builder.shuffle_vector(loaded[0], loaded[1], odd)])  # fmt: skip
+
+            def a_times(e0, e1):  # A·(e0, e1) = (e0, e0 + e1, e0 − e1, −e1)
+                return [e0, builder.fadd(e0, e1), builder.fsub(e0, e1), builder.fneg(e1)]
+
+            columns_ae = [a_times(e[0][j], e[1][j]) for j in range(2)]  # (A·e)[a, j]
+            mask = builder.icmp_signed("<", lane, splat(builder.sub(n, first)))
+            for a in range(4):
+                for b, value in enumerate(a_times(columns_ae[0][a], columns_ae[1][a])):  # (A·e·Aᵀ)[a, b]
+                    at = builder.add(builder.add(u_off, builder.mul(u_stride, ir.Constant(i64, 4 * a + b))), first)
+                    builder.call(store, [value, builder.bitcast(builder.gep(us, [at]), vector.as_pointer()), align,
+                                         mask])  # fmt: skip
         return context.get_dummy_value()
 
     return signature, codegen

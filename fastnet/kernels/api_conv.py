@@ -32,7 +32,9 @@ def _geometry(func, what, size, window, stride, pad):
 
 
 @njit(cache=True)
-def _check_conv(func, x, W, b, out_shape, stride, pad):
+def _check_conv(func, x, W, b, b_name, out_shape, stride, pad):
+    """The sizes of a convolution's arrays; x, W finite, and b (the bias, or the bias gradient db:
+    ``b_name``) one entry per filter, finite too where it is the bias (an output may hold anything)."""
     N, C, H, Wd = x.shape
     FN, FC, FH, FW = W.shape
     if N == 0 or FN == 0:
@@ -40,13 +42,14 @@ def _check_conv(func, x, W, b, out_shape, stride, pad):
     if FC != C:
         raise ValueError(func + ": argument 'W' must have the input's channels: x has " + str(C) + ", W " + str(FC))
     if b.shape[0] != FN:
-        raise ValueError(func + ": argument 'b' must have one entry per filter (W.shape[0])")
+        raise ValueError(func + ": argument '" + b_name + "' must have one entry per filter (W.shape[0])")
     OH, OW = _geometry(func, "height", H, FH, stride, pad), _geometry(func, "width", Wd, FW, stride, pad)
     if out_shape[0] != N or out_shape[1] != FN or out_shape[2] != OH or out_shape[3] != OW:
         raise ValueError(func + ": the output (or dout) must have shape (N, FN, OH, OW) = " + _shape(N, FN, OH, OW))
     require_finite(func, "argument 'x'", x)
     require_finite(func, "argument 'W'", W)
-    require_finite(func, "argument 'b'", b)
+    if b_name == "b":
+        require_finite(func, "argument 'b'", b)
     return OH * OW
 
 
@@ -61,7 +64,7 @@ _CONV_SPEC = [("x", 4, IN), ("W", 4, IN), ("b", 1, IN), ("out", 4, OUT)]
 @njit(parallel=True, cache=True)
 def _checked_conv_forward(x, W, b, out, stride, pad, relu):
     func = "conv_forward"
-    P = _check_conv(func, x, W, b, out.shape, stride, pad)
+    P = _check_conv(func, x, W, b, "b", out.shape, stride, pad)
     require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
     col = np.empty((conv_blocks(x.shape[0], W[0].size, P, W.shape[0]), _scratch(x, W, stride, pad)), x.dtype)
     return conv_forward_unchecked(x, W, b, out, col, stride, pad, 1 if relu else 0)
@@ -93,7 +96,7 @@ _CONV_BACKWARD_SPEC = [("x", 4, IN), ("W", 4, IN), ("dout", 4, IN), ("dW", 4, OU
 @njit(parallel=True, cache=True)
 def _checked_conv_backward(x, W, dout, dW, db, dx, stride, pad):
     func = "conv_backward"
-    P = _check_conv(func, x, W, db, dout.shape, stride, pad)
+    P = _check_conv(func, x, W, db, "db", dout.shape, stride, pad)
     if dW.shape != W.shape:
         raise ValueError(func + ": argument 'dW' must have the shape of W")
     if dx.shape[0] != 0 and dx.shape != x.shape:

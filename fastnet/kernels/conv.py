@@ -25,7 +25,8 @@ the backward):
   dW[:, c, tap] = dwide·xp_c[tap offset:]ᵀ, a ``_simd.weight_tile`` of filters × (channel, tap)
   sums in vector registers at a time, over several images in one sweep::
 
-    backward  dW_tap = Σ_n dwide_n·xp_n[tap offset:]ᵀ, db = Σ dout
+    backward  dW_tap = Σ_n dwide_n·xp_n[tap offset:]ᵀ (or by Winograd's transform, below:
+                  ``dw_by_winograd``), db = Σ dout
               dx: direct tiles over dwide with the filters turned by 180° (``flipped_filters``),
                   or Winograd's transform of them (below; ``dx_by_winograd``)
 
@@ -58,8 +59,12 @@ the backward):
   (``_simd.winograd_output_row``, the bias and ReLU added there) writes the tiles' own layout, so
   the pool, its winners and the backward (which keeps the tiles) read it as theirs. dx is the
   same sum over the widened output gradient with the turned filters (``winograd_planes`` serves
-  both), written straight into dx's planes. The coefficients are 0, ±1 and ±½: float32's error
-  stays below the direct tiles'.
+  both), written straight into dx's planes. dW is the same algorithm turned around (F(3×3, 2×2),
+  ``winograd_weight_gradient``): a 2×2 tile e of the output gradient and the 4×4 patch d under it
+  give their share of dW[f, c] as Gᵀ·[U ⊙ V]·G, U = A·e·Aᵀ, V = Bᵀ·d·B (the forward's), so the 16
+  sums over all the tiles of a sweep's images are 16 products of filters × tiles by tiles ×
+  channels, run by the weight tiles with one tap. The coefficients are 0, ±1 and ±½: float32's
+  error stays near the direct tiles'.
 
 A stride-1 convolution with a 2×2 pool at stride 2 above it and its backward by weight tiles runs
 the pool in its own training pass (``conv_forward_rows`` with winners, ``schedule.pools_in_training``): the
@@ -93,6 +98,7 @@ from ._simd import (
     tile_pixels,
     unpool_row,
     weight_tile,
+    winograd_gradient_row,
     winograd_input_row,
     winograd_output_row,
 )
@@ -191,10 +197,15 @@ def conv_scratch_size(C, H, W, FN, FH, FW, stride, pad):
             TY, TX, _ = _winograd_tiles_of(H, W, itemsize)
             tiles = dx_images(H, W, FH, FW, pad, itemsize) * TY * TX
             dxw = max(dxw, _winograd_vm_size(FN, C, tiles, itemsize))
-    backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + dxw)
+    work = 0  # dW by Winograd's (``winograd_weight_gradient``), after the gradient planes
+    for itemsize in (4, 8):
+        if dw_by_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
+            TY, TX, _ = _winograd_tiles_of(OH, OW, itemsize)
+            work = max(work, _winograd_dw_size(C, FN, sweep_images(H, W, FH, FW, pad, itemsize) * TY * TX, itemsize))
+    backward = max(sweep * padded_size(C, H, W, FW, pad), sweep * FN * Lg + max(dxw, work))
     if uses_shifted(H, W, FH, FW, pad, 4) or uses_shifted(H, W, FH, FW, pad, 8):  # ``gradient_layout``'s
         backward = max(backward, sweep * shifted_size(C, H, W, FH, FW, pad) + padded_size(C, H, W, FW, pad),
-                       sweep * FN * shifted_pixels(OH, OW, 4) + FN * Lg + dxw)  # fmt: skip
+                       sweep * FN * shifted_pixels(OH, OW, 4) + max(FN * Lg + dxw, work))  # fmt: skip
     return max(direct, backward)
 
 
@@ -464,9 +475,17 @@ def winograd_size(C, H, W, FN, pad, itemsize):
 @njit(cache=True)
 def _winograd_vm_size(C, FN, tiles, itemsize):
     """Values of V and M for ``tiles`` tiles (of one or more images) of C channels and FN filters."""
+    _, v_stride, m_stride = _winograd_layout(C, FN, tiles, itemsize)
+    return 16 * (v_stride + m_stride)
+
+
+@njit(cache=True)
+def _winograd_layout(C, FN, tiles, itemsize):
+    """(Tp, v_stride, m_stride): ``tiles`` tiles rounded up to whole vectors, and the values from one
+    ξ's planes to the next in V (C planes of Tp tiles) and in M (FN planes), a vector apart."""
     vector = tile_pixels(itemsize) // 2
     Tp = -(-tiles // vector) * vector
-    return 16 * (C * Tp + vector) + 16 * (FN * Tp + vector)
+    return Tp, C * Tp + vector, FN * Tp + vector
 
 
 @njit(cache=True)
@@ -538,18 +557,10 @@ def winograd_planes(src, src_layout, C, packed, b, FN, out, out_layout, OH, OW, 
     o0, o_plane, o_row, o_image = out_layout
     TY, TX, _ = _winograd_tiles_of(OH, OW, src.itemsize)
     T = TY * TX  # an image's tiles; image i's from i·T on
-    vector = tile_pixels(src.itemsize) // 2
-    Tp = -(-images * T // vector) * vector
-    v_stride, m_stride = C * Tp + vector, FN * Tp + vector
+    Tp, v_stride, m_stride = _winograd_layout(C, FN, images * T, src.itemsize)
     V, M = scratch[: 16 * v_stride], scratch[16 * v_stride : 16 * (v_stride + m_stride)]
-    for c in range(C):
-        for i in range(images):
-            for ty in range(TY):  # tile (ty, tx)'s patch: rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
-                winograd_input_row(src, s0 + i * s_image + c * s_plane + 2 * ty * s_row, s_row, V,
-                                   c * Tp + i * T + ty * TX, v_stride, TX)  # fmt: skip
-        for xi in range(16):  # the products read whole vectors: no stale value (a subnormal, say) past the tiles
-            for t in range(images * T, Tp):
-                V[xi * v_stride + c * Tp + t] = 0
+    winograd_inputs(src, src_layout, C, OH, OW, images, V, v_stride, Tp, 0)
+    _zero_past(V, v_stride, C, Tp, images * T)
     pixels = tile_pixels(src.itemsize)
     for xi in range(16):
         _tiles(V, xi * v_stride, C, Tp, packed[xi * FN * C :], M, xi * m_stride, Tp, FN, Tp, 1, 1, 0, 0, pixels, b,
@@ -560,6 +571,101 @@ def winograd_planes(src, src_layout, C, packed, b, FN, out, out_layout, OH, OW, 
                 winograd_output_row(M, f * Tp + i * T + ty * TX, m_stride, TX, b, f, out,
                                     o0 + i * o_image + f * o_plane + 2 * ty * o_row, o_row, OW, min(2, OH - 2 * ty),
                                     epilogue)  # fmt: skip
+
+
+@njit(cache=True)
+def winograd_inputs(src, src_layout, C, OH, OW, images, V, v_stride, Tp, t0):
+    """V[ξ·v_stride + c·Tp + t0 + i·T + t] = (Bᵀ·d·B)[ξ // 4, ξ % 4] of tile t's 4×4 patch d of channel c
+    of image i (< ``images``), for the 2×2 tiles (T of them, rows first) of an OH × OW output:
+    Winograd's input transform (``_simd.winograd_input_row``) of the patches of src read as
+    ``winograd_planes`` reads them (src_layout = (s0, s_plane, s_row, s_image))."""
+    s0, s_plane, s_row, s_image = src_layout
+    TY, TX, _ = _winograd_tiles_of(OH, OW, src.itemsize)
+    for c in range(C):
+        for i in range(images):
+            for ty in range(TY):  # tile (ty, tx)'s patch: rows 2ty to 2ty + 3, columns 2tx to 2tx + 3
+                winograd_input_row(src, s0 + i * s_image + c * s_plane + 2 * ty * s_row, s_row, V,
+                                   c * Tp + t0 + (i * TY + ty) * TX, v_stride, TX)  # fmt: skip
+
+
+@njit(cache=True)
+def _zero_past(V, v_stride, planes, Tp, used):
+    """Zeros after the first ``used`` tiles of each of the 16 × ``planes`` planes of Tp tiles: the
+    products read whole vectors, so no stale value (a subnormal, a NaN) may lie past the tiles."""
+    for xi in range(16):
+        for c in range(planes):
+            for t in range(used, Tp):
+                V[xi * v_stride + c * Tp + t] = 0
+
+
+@njit(cache=True)
+def dw_by_winograd(C, H, W, FN, FH, FW, stride, pad, itemsize):
+    """Whether the weight tiles' weight gradient (``_weight_tile_backward_images``) runs by
+    Winograd's transform (``winograd_weight_gradient``): 3×3 filters at stride 1 and pad at most 2
+    (the forward's patches), at least WINOGRAD_MIN_CHANNELS input channels and filters: each of the
+    16 products is a filters × channels tile of sums."""
+    return FH == 3 and FW == 3 and stride == 1 and pad <= 2 and min(C, FN) >= WINOGRAD_MIN_CHANNELS
+
+
+@njit(cache=True)
+def _winograd_dw_size(C, FN, tiles, itemsize):
+    """Values ``winograd_weight_gradient``'s work needs for ``tiles`` tiles: V (as ``winograd_planes``'),
+    U in the place of its M, and the 16 products (FN × C each)."""
+    return _winograd_vm_size(C, FN, tiles, itemsize) + 16 * FN * C
+
+
+@njit(cache=True)
+def winograd_weight_gradient(g, g_layout, FN, C, OH, OW, images, work, part, first):
+    """part[(t·FN + f)·C + c] (+)= dW[f, c, t // 3, t % 3] (= when ``first``) of a 3×3 stride-1
+    convolution by Winograd's F(2×2, 3×3) turned around (F(3×3, 2×2)): for each 2×2 tile e of the
+    output gradient of filter f and the 4×4 input patch d of channel c under it,
+    dW[f, c] = Gᵀ·[Σ_tiles U ⊙ V]·G, U = A·e·Aᵀ (``_simd.winograd_gradient_row``), V = Bᵀ·d·B (the
+    forward's; G, A, B as there): the 16 sums over the tiles of all the images are 16 products of
+    filters × tiles by tiles × channels (``_weight_tiles`` with one tap), 2.25 times fewer
+    multiplications than dW's 9 taps. g: the output gradients, filter f of image i from
+    g0 + i·g_image + f·g_plane on, rows g_row apart (g_layout = (g0, g_plane, g_row, g_image));
+    work: ``_winograd_dw_size`` values, its V (C planes of Tp tiles per ξ, image i's from i·T on:
+    ``winograd_inputs``) already written by the caller."""
+    g0, g_plane, g_row, g_image = g_layout
+    TY, TX, _ = _winograd_tiles_of(OH, OW, g.itemsize)
+    T = TY * TX
+    Tp, v_stride, u_stride = _winograd_layout(C, FN, images * T, g.itemsize)
+    vector = tile_pixels(g.itemsize) // 2
+    V, U = work[: 16 * v_stride], work[16 * v_stride : 16 * (v_stride + u_stride)]
+    M = work[16 * (v_stride + u_stride) : 16 * (v_stride + u_stride) + 16 * FN * C]
+    for i in range(images):
+        for f in range(FN):
+            for ty in range(TY):  # an odd OH: the last row of tiles has one row of gradients
+                top = g0 + i * g_image + f * g_plane + 2 * ty * g_row
+                winograd_gradient_row(g, top, g_row, OW, min(2, OH - 2 * ty), U, f * Tp + (i * TY + ty) * TX, u_stride,
+                                      TX)  # fmt: skip
+    _zero_past(V, v_stride, C, Tp, images * T)
+    _zero_past(U, u_stride, FN, Tp, images * T)
+    for xi in range(16):
+        _weight_tiles(U, xi * u_stride, Tp, FN, V[xi * v_stride :], C, Tp, 1, 1, 0, 0, Tp // vector, 1, 0, 0,
+                      M[xi * FN * C : (xi + 1) * FN * C], True)  # fmt: skip
+    # dW's taps = Gᵀ·M·G for each filter and channel j = f·C + c, whose 16 sums M[ξ] lie n apart, as do
+    # its 9 taps in part: a loop over j that the compiler vectorizes
+    n = FN * C
+    if first:
+        part[: 9 * n] = 0
+    for j in range(n):
+        t00, t10, t20 = _g_transposed(M[j], M[4 * n + j], M[8 * n + j], M[12 * n + j])  # Gᵀ·M, column by column
+        t01, t11, t21 = _g_transposed(M[n + j], M[5 * n + j], M[9 * n + j], M[13 * n + j])
+        t02, t12, t22 = _g_transposed(M[2 * n + j], M[6 * n + j], M[10 * n + j], M[14 * n + j])
+        t03, t13, t23 = _g_transposed(M[3 * n + j], M[7 * n + j], M[11 * n + j], M[15 * n + j])
+        for k, (r0, r1, r2, r3) in enumerate(((t00, t01, t02, t03), (t10, t11, t12, t13), (t20, t21, t22, t23))):
+            w0, w1, w2 = _g_transposed(r0, r1, r2, r3)  # row k of (Gᵀ·M)·G: taps 3k to 3k + 2
+            part[3 * k * n + j] += w0
+            part[(3 * k + 1) * n + j] += w1
+            part[(3 * k + 2) * n + j] += w2
+
+
+@njit(cache=True, inline="always")
+def _g_transposed(m0, m1, m2, m3):
+    """Gᵀ·(m0, m1, m2, m3) of F(2×2, 3×3), Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]."""
+    half = 0.5 * (m1 + m2)
+    return m0 + half, 0.5 * (m1 - m2), half + m3
 
 
 @njit(cache=True, error_model="numpy")
@@ -696,9 +802,11 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     Each image is padded into ``scratch`` (and copied into its shifted copies, ``uses_shifted``)
     and its output gradient laid out as the forward's output (``gradient_layout``), in planes of
     L values per filter in ``dscratch``, one image after the other; the weight tiles then sum over
-    all of them (``_weight_tiles``). Padded input pixel q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry,
-    rx] · g_f[q + ry·Wp + rx] over wide planes g (``_gradient_planes``; copied from the shifted
-    rows where those were used): the forward's direct sum, read from g."""
+    all of them (``_weight_tiles``), or where ``dw_by_winograd`` takes the layer, each image's padded
+    patches are transformed as it is padded and ``winograd_weight_gradient`` sums the tiles. Padded
+    input pixel q's gradient is Σ_f Σ_(ry, rx) w'[c, f, ry, rx] · g_f[q + ry·Wp + rx] over wide
+    planes g (``_gradient_planes``; copied from the shifted rows where those were used): the
+    forward's direct sum, read from g."""
     C, H, W, FH, FW, _, pad = geometry
     winners, pooled, act = pool
     OH, OW = output_size(H, FH, 1, pad), output_size(W, FW, 1, pad)
@@ -710,10 +818,20 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
     K = C * FH * FW
     gsize = FN * L
     images = n1 - n0
+    # dW by Winograd: each image's patches transformed as it is padded (no image kept for weight tiles),
+    # into the work after the gradient planes (which dx uses after it)
+    dw_winograd = dw_by_winograd(C, H, W, FN, FH, FW, 1, pad, x.itemsize)
+    work = dscratch[images * gsize :]
+    TY, TX, _ = _winograd_tiles_of(OH, OW, x.itemsize)
+    Tp, v_stride, _ = _winograd_layout(C, FN, images * TY * TX, x.itemsize)
     # the rows written below cover a shifted plane's first OH·OW values (the pool's windows tile the
     # output: ``records`` refuses a pool that does not): zeros only after them
     for i in range(images):
-        if shifted:
+        if dw_winograd:
+            xp = scratch[: padded_size(C, H, W, FW, pad)]
+            _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, xp)
+            winograd_inputs(xp, (0, Hq * Wp, Wp, 0), C, OH, OW, 1, work, v_stride, Tp, i * TY * TX)
+        elif shifted:
             xp = scratch[images * xsize : images * xsize + padded_size(C, H, W, FW, pad)]
             _pad_image(x[n0 + i], C, H, W, pad, Hq, Wp, xp)
             shift_image(xp, C, H, W, FW, pad, scratch[i * xsize : (i + 1) * xsize])
@@ -738,9 +856,12 @@ def _weight_tile_backward_images(x, n0, n1, taps, dout, scratch, dscratch, part,
                     copy_run(grad, (f * OH + oy) * OW, g, f * L + S + oy * row, OW)
             total = run_sum(grad, f * OHd * OWd, OHd * OWd)
             part[FN * K + f] = total if first and i == 0 else part[FN * K + f] + total
-    vectors = N // (tile_pixels(x.itemsize) // 2)
-    _weight_tiles(dscratch, S, L, FN, scratch, C, plane, FH, FW, row, column, vectors, images, gsize, xsize, part,
-                  first)  # fmt: skip
+    if dw_winograd:
+        winograd_weight_gradient(dscratch, (S, L, row, gsize), FN, C, OH, OW, images, work, part, first)
+    else:
+        vectors = N // (tile_pixels(x.itemsize) // 2)
+        _weight_tiles(dscratch, S, L, FN, scratch, C, plane, FH, FW, row, column, vectors, images, gsize, xsize, part,
+                      first)  # fmt: skip
     if dx.shape[0] == 0:
         return
     Lg, M = _gradient_planes(C, H, W, FN, FH, FW, pad, x.itemsize)
