@@ -160,6 +160,22 @@ def test_conv_kernels_equal_the_reference(geometry, dtype):
         is None  # fmt: skip
 
 
+def test_conv_backward_overwrites_whatever_its_outputs_held():
+    """dW, db and dx are outputs: NaN in them before the call is overwritten, not refused (db was once
+    checked as if it were the bias)."""
+    rng = np.random.default_rng(3)
+    x, Wt = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    ref = reference.Convolution(Wt, np.zeros(4), 1, 1)
+    dout = rng.standard_normal(ref.forward(x).shape)
+    dx_ref = ref.backward(dout)
+    dW, db, dx = np.full(Wt.shape, np.nan), np.full(4, np.nan), np.full(x.shape, np.nan)
+    kernels.conv_backward(x, Wt, dout, dW, db, dx, 1, 1)
+    for got, want in ((dW, ref.dW), (db, ref.db), (dx, dx_ref)):
+        assert_matches_reference(got, want, np.float64)
+    with pytest.raises(ValueError, match="argument 'db' must have one entry per filter"):
+        kernels.conv_backward(x, Wt, dout, dW, np.empty(3), dx, 1, 1)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("pool", POOLS)
 def test_pool_kernels_equal_the_reference(pool, dtype):
