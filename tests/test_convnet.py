@@ -54,6 +54,7 @@ GEOMETRIES = [
     (1, 33, 7, 8, 40, 3, 3, 1, 0),
     (2, 32, 8, 7, 17, 3, 3, 1, 2),
     (6, 32, 14, 13, 32, 3, 3, 1, 1),
+    (28, 16, 8, 8, 16, 3, 3, 1, 1),  # shifted planes, more than a sweep of them in a block
 ]
 POOLS = [(2, 2, 2, 0), (3, 3, 1, 1), (2, 3, 1, 0), (3, 2, 3, 0)]  # (pool_h, pool_w, stride, pad)
 
