@@ -33,8 +33,8 @@ def _geometry(func, what, size, window, stride, pad):
 
 @njit(cache=True)
 def _check_conv(func, x, W, b, b_name, out_shape, stride, pad):
-    """The sizes of a convolution's arrays; x, W finite, and b (the bias, or the bias gradient db:
-    ``b_name``) one entry per filter, finite too where it is the bias (an output may hold anything)."""
+    """The sizes of a convolution's arrays, x and W finite; b (the bias, or the bias gradient db:
+    ``b_name``) one entry per filter (its values are the caller's to check: an output may hold anything)."""
     N, C, H, Wd = x.shape
     FN, FC, FH, FW = W.shape
     if N == 0 or FN == 0:
@@ -48,8 +48,6 @@ def _check_conv(func, x, W, b, b_name, out_shape, stride, pad):
         raise ValueError(func + ": the output (or dout) must have shape (N, FN, OH, OW) = " + _shape(N, FN, OH, OW))
     require_finite(func, "argument 'x'", x)
     require_finite(func, "argument 'W'", W)
-    if b_name == "b":
-        require_finite(func, "argument 'b'", b)
     return OH * OW
 
 
@@ -65,6 +63,7 @@ _CONV_SPEC = [("x", 4, IN), ("W", 4, IN), ("b", 1, IN), ("out", 4, OUT)]
 def _checked_conv_forward(x, W, b, out, stride, pad, relu):
     func = "conv_forward"
     P = _check_conv(func, x, W, b, "b", out.shape, stride, pad)
+    require_finite(func, "argument 'b'", b)
     require_disjoint(func, (span(out),), (span(x), span(W), span(b)))
     col = np.empty((conv_blocks(x.shape[0], W[0].size, P, W.shape[0]), _scratch(x, W, stride, pad)), x.dtype)
     return conv_forward_unchecked(x, W, b, out, col, stride, pad, 1 if relu else 0)

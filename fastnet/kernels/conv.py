@@ -645,7 +645,8 @@ def winograd_weight_gradient(g, g_layout, FN, C, OH, OW, images, work, part, fir
         _weight_tiles(U, xi * u_stride, Tp, FN, V[xi * v_stride :], C, Tp, 1, 1, 0, 0, Tp // vector, 1, 0, 0,
                       M[xi * FN * C : (xi + 1) * FN * C], True)  # fmt: skip
     # dW's taps = Gᵀ·M·G for each filter and channel j = f·C + c, whose 16 sums M[ξ] lie n apart, as do
-    # its 9 taps in part: a loop over j that the compiler vectorizes
+    # its 9 taps in part (scalar code, the compiler cannot rule out that M and part overlap: once a sweep,
+    # small beside the products' sums over every tile)
     n = FN * C
     if first:
         part[: 9 * n] = 0
@@ -654,11 +655,18 @@ def winograd_weight_gradient(g, g_layout, FN, C, OH, OW, images, work, part, fir
         t01, t11, t21 = _g_transposed(M[n + j], M[5 * n + j], M[9 * n + j], M[13 * n + j])
         t02, t12, t22 = _g_transposed(M[2 * n + j], M[6 * n + j], M[10 * n + j], M[14 * n + j])
         t03, t13, t23 = _g_transposed(M[3 * n + j], M[7 * n + j], M[11 * n + j], M[15 * n + j])
-        for k, (r0, r1, r2, r3) in enumerate(((t00, t01, t02, t03), (t10, t11, t12, t13), (t20, t21, t22, t23))):
-            w0, w1, w2 = _g_transposed(r0, r1, r2, r3)  # row k of (Gᵀ·M)·G: taps 3k to 3k + 2
-            part[3 * k * n + j] += w0
-            part[(3 * k + 1) * n + j] += w1
-            part[(3 * k + 2) * n + j] += w2
+        _add_g_row(part, 0, n, j, t00, t01, t02, t03)  # row k of (Gᵀ·M)·G: taps 3k to 3k + 2
+        _add_g_row(part, 3 * n, n, j, t10, t11, t12, t13)
+        _add_g_row(part, 6 * n, n, j, t20, t21, t22, t23)
+
+
+@njit(cache=True, inline="always")
+def _add_g_row(part, at, n, j, r0, r1, r2, r3):
+    """part[at + j], part[at + n + j], part[at + 2n + j] += (r0, r1, r2, r3)·G."""
+    w0, w1, w2 = _g_transposed(r0, r1, r2, r3)
+    part[at + j] += w0
+    part[at + n + j] += w1
+    part[at + 2 * n + j] += w2
 
 
 @njit(cache=True, inline="always")
