@@ -29,6 +29,7 @@ from fastnet.kernels.conv import (
     conv_scratch_size,
     direct_filters,
     direct_tiles,
+    dw_by_winograd,
     dx_by_winograd,
     no_pool,
     no_winners,
@@ -208,8 +209,11 @@ def main():
         if uses_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]], flat.itemsize):
             forward_route = "Winograd"  # into the tiles' layout, wide or shifted
         tiled = uses_weight_tiles(r[E.C], fn, r[E.FH], r[E.FW], r[E.STRIDE], l > 0)
+        shape = r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]]
         backward_route = ("shifted weight tiles" if shifted else "weight tiles") if tiled else "unfolded"
-        if tiled and l > 0 and dx_by_winograd(*r[[E.C, E.H, E.W, E.OC, E.FH, E.FW, E.STRIDE, E.PAD]], flat.itemsize):
+        if tiled and dw_by_winograd(*shape, flat.itemsize):
+            backward_route = "Winograd dW"
+        if tiled and l > 0 and dx_by_winograd(*shape, flat.itemsize):
             backward_route += ", Winograd dx"
         route = forward_route + " / " + backward_route
         print(
