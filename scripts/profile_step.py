@@ -40,6 +40,26 @@ def readable(symbol):
     return "a parallel region's body" if "numba_parfor_gufunc" in name else name
 
 
+def shares_by_function(lines):
+    """{name: per cent of the samples} from ``perf report --sort dso,sym --stdio -q`` lines: Numba's
+    functions by name, every other library (BLAS, OpenMP, Python) as one entry."""
+    shares = {}
+    for line in lines:
+        fields = line.split()  # share, library ("[JIT] tid PID" for Numba's code), [.] or [k], symbol
+        marks = [i for i, field in enumerate(fields) if field in ("[.]", "[k]")]
+        if not fields or not fields[0].endswith("%") or not marks:
+            continue
+        library, symbol = fields[1], " ".join(fields[marks[0] + 1 :])
+        if library.startswith("[JIT]"):
+            name = readable(symbol)
+        elif library == "[kernel.kallsyms]":
+            name = "the operating system's kernel"
+        else:
+            name = library.split(".so")[0]
+        shares[name] = shares.get(name, 0.0) + float(fields[0].rstrip("%"))
+    return shares
+
+
 def write_perf_map():
     """/tmp/perf-PID.map: the address, size and name of every function Numba compiled in this process."""
     from numba.core.registry import cpu_target
@@ -110,20 +130,7 @@ def main():
         step, cpu = (float(value) for value in ready.read_text().split())
         report = ["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym", "--stdio", "-q"]
         lines = subprocess.run(report, check=True, capture_output=True, text=True).stdout.splitlines()
-    shares = {}
-    for line in lines:
-        fields = line.split()  # share, library ("[JIT] tid PID" for Numba's code), [.] or [k], symbol
-        marks = [i for i, field in enumerate(fields) if field in ("[.]", "[k]")]
-        if not fields or not fields[0].endswith("%") or not marks:
-            continue
-        library, symbol = fields[1], " ".join(fields[marks[0] + 1 :])
-        if library.startswith("[JIT]"):
-            name = readable(symbol)
-        elif library == "[kernel.kallsyms]":
-            name = "the operating system's kernel"
-        else:
-            name = library.split(".so")[0]  # BLAS, OpenMP, Python: by library
-        shares[name] = shares.get(name, 0.0) + float(fields[0].rstrip("%"))
+    shares = shares_by_function(lines)
     what = args.layers or args.net
     print(f"{what}: {step * 1e3:.2f} ms a step, {cpu * 1e3:.2f} ms of CPU time (all threads; B = 100, Adam); "
           f"perf's samples over {args.seconds:g} s")  # fmt: skip
