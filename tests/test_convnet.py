@@ -260,6 +260,22 @@ def test_winograd_equals_the_reference(geometry, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("turned", [False, True])
+@pytest.mark.parametrize("C, FN", [(16, 16), (17, 19), (64, 64), (3, 5), (64, 13), (9, 40)])
+def test_winograd_filters_on_every_core_equal_one_thread(C, FN, turned, dtype):
+    """The training passes' filter transform (``winograd_filters_parallel``: whole tiles of filters a
+    block, staged writes) writes every value of packed, and the same bits as ``winograd_filters`` on
+    one thread, whatever the count of filters, channels and blocks."""
+    rng = np.random.default_rng(C * FN + turned)
+    Wmat = rng.standard_normal((FN, C * 9)).astype(dtype)
+    one, every = np.full(16 * FN * C, np.nan, dtype), np.full(16 * FN * C, np.nan, dtype)
+    conv_kernels.winograd_filters(Wmat, C, one, turned)
+    conv_kernels.winograd_filters_parallel(Wmat, C, every, turned)
+    assert not np.isnan(one).any()
+    assert np.array_equal(one, every)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
 def test_winograd_weight_gradient_equals_the_reference(geometry, dtype):
     """conv.winograd_weight_gradient (the gradient tiles' transform, the 16 products over two images'

@@ -103,7 +103,7 @@ from ._simd import (
     winograd_output_row,
 )
 from .activations import IDENTITY, RELU, activation_backward, activation_forward
-from .partition import block_bounds, num_blocks
+from .partition import block_bounds, max_blocks, num_blocks
 
 # how many fewer pixels (a share of the shifted ones) the shifted copies must compute to be taken
 # (``uses_shifted``): their copying and the cut of their output cost the rest
@@ -494,31 +494,65 @@ def winograd_filters(Wmat, C, packed, turned):
     from ξ·FN·C on, U_ξ (filters × channels) as ``conv.direct_filters`` packs the filters of a 1×1
     convolution (a tile's n filters innermost). G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
     The filters are Wmat's (FN, C·9), or with ``turned`` those of the input gradient (C filters of FN
-    channels, w'[c, f] = w[f, c] turned by 180°, as ``flipped_filters``). One 16-value scratch, no
-    copy per filter: the training passes run this once a call."""
+    channels, w'[c, f] = w[f, c] turned by 180°, as ``flipped_filters``). One thread; the training
+    passes run ``winograd_filters_parallel``, once a call."""
+    _winograd_filter_range(Wmat, C, packed, turned, 0, C if turned else Wmat.shape[0])
+
+
+@njit(parallel=True, cache=True)
+def winograd_filters_parallel(Wmat, C, packed, turned):
+    """``winograd_filters`` by whole tiles of filters on every core (each filter's U is computed
+    alone: the same values whatever the split)."""
+    filters = C if turned else Wmat.shape[0]
+    tiles = -(-filters // FILTERS_PER_TILE)
+    nb = min(max_blocks(), tiles)
+    for k in prange(nb):
+        t0, t1 = block_bounds(tiles, nb, k)
+        _winograd_filter_range(Wmat, C, packed, turned, t0 * FILTERS_PER_TILE, min(t1 * FILTERS_PER_TILE, filters))
+
+
+# Channels whose U go through a staging buffer at a time: the 16 blocks of packed lie FN·C values
+# apart (16 KB for 64 → 64), so writing each filter's 16 values straight there sends 16 streams to
+# one set of the L1 cache; staged, each block gets runs of STAGED_CHANNELS·n values at once.
+STAGED_CHANNELS = 8
+
+
+@njit(cache=True)
+def _winograd_filter_range(Wmat, C, packed, turned, f_start, f_stop):
+    """``winograd_filters`` for the tiles of filters that start in [f_start, f_stop): f_start a tile's
+    first filter, f_stop one too or the last filter's end."""
     FN = Wmat.shape[0]
     filters, channels = (C, FN) if turned else (FN, C)
-    u = np.empty(16)  # one filter's U, read back into the 16 blocks
-    f0 = 0
-    while f0 < filters:
+    u = np.empty(16)  # one filter's U
+    stage = np.empty(16 * STAGED_CHANNELS * FILTERS_PER_TILE)  # block ξ's values from ξ·(its size) on
+    run = STAGED_CHANNELS * FILTERS_PER_TILE
+    f0 = f_start
+    while f0 < f_stop:
         n = _tile_filters(filters - f0)
-        for f in range(n):
-            for c in range(channels):
-                for j in range(3):  # G·g, column j (row a of it in u[4a:4a + 3]), then (G·g)·Gᵀ row by row
-                    if turned:  # g[r, j] = w[c, f0 + f, 2 − r, 2 − j]
-                        g0 = np.float64(Wmat[c, (f0 + f) * 9 + 8 - j])
-                        g1 = np.float64(Wmat[c, (f0 + f) * 9 + 5 - j])
-                        g2 = np.float64(Wmat[c, (f0 + f) * 9 + 2 - j])
-                    else:
-                        g0 = np.float64(Wmat[f0 + f, c * 9 + j])
-                        g1 = np.float64(Wmat[f0 + f, c * 9 + 3 + j])
-                        g2 = np.float64(Wmat[f0 + f, c * 9 + 6 + j])
-                    u[j], u[4 + j], u[8 + j], u[12 + j] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
-                for a in range(4):
-                    r0, r1, r2 = u[4 * a], u[4 * a + 1], u[4 * a + 2]
-                    u[4 * a + 1], u[4 * a + 2], u[4 * a + 3] = 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2
-                for xi in range(16):
-                    packed[xi * filters * channels + f0 * channels + c * n + f] = u[xi]
+        for c0 in range(0, channels, STAGED_CHANNELS):
+            c1 = min(c0 + STAGED_CHANNELS, channels)
+            for c in range(c0, c1):
+                for f in range(n):
+                    for j in range(3):  # G·g, column j (row a of it in u[4a:4a + 3]), then (G·g)·Gᵀ row by row
+                        if turned:  # g[r, j] = w[c, f0 + f, 2 − r, 2 − j]
+                            g0 = np.float64(Wmat[c, (f0 + f) * 9 + 8 - j])
+                            g1 = np.float64(Wmat[c, (f0 + f) * 9 + 5 - j])
+                            g2 = np.float64(Wmat[c, (f0 + f) * 9 + 2 - j])
+                        else:
+                            g0 = np.float64(Wmat[f0 + f, c * 9 + j])
+                            g1 = np.float64(Wmat[f0 + f, c * 9 + 3 + j])
+                            g2 = np.float64(Wmat[f0 + f, c * 9 + 6 + j])
+                        u[j], u[4 + j], u[8 + j], u[12 + j] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
+                    for a in range(4):
+                        r0, r1, r2 = u[4 * a], u[4 * a + 1], u[4 * a + 2]
+                        u[4 * a + 1], u[4 * a + 2], u[4 * a + 3] = 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2
+                    for xi in range(16):
+                        stage[xi * run + (c - c0) * n + f] = u[xi]
+            at = f0 * channels + c0 * n  # where these channels' values start in each block
+            for xi in range(16):
+                block = packed[xi * filters * channels + at : xi * filters * channels + at + (c1 - c0) * n]
+                for i in range(block.shape[0]):
+                    block[i] = stage[xi * run + i]
         f0 += n
 
 
@@ -1065,7 +1099,7 @@ def conv_forward_rows(x, Wflat, b, out, winners, col, taps, geometry, activation
     Wmat = Wflat[: FN * K].reshape((FN, K))
     nb = conv_blocks(N, K, OH * OW, FN)
     if uses_winograd(C, H, W, FN, FH, FW, stride, pad, x.itemsize):
-        winograd_filters(Wmat, C, taps, False)
+        winograd_filters_parallel(Wmat, C, taps, False)
     elif uses_direct(stride):
         direct_filters(Wmat, C, FH, FW, taps)
     for k in prange(nb):
@@ -1111,7 +1145,7 @@ def conv_backward_rows(x, Wflat, dout, dW, db, dx, scratch, geometry, below, alp
     with_dx = dx.shape[0] > 0
     tiled = uses_weight_tiles(C, FN, FH, FW, stride, with_dx)
     if tiled and with_dx and dx_by_winograd(C, H, W, FN, FH, FW, stride, pad, x.itemsize):
-        winograd_filters(Wmat, C, taps, True)
+        winograd_filters_parallel(Wmat, C, taps, True)
     elif tiled and with_dx:
         flipped_filters(Wmat, C, FH, FW, taps)
     sweep = sweep_images(H, W, FH, FW, pad, x.itemsize) if tiled else 1
